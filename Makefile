@@ -1,0 +1,49 @@
+# Fresh machine with only Python:  make run   |   make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.llamarun-installed
+ARGS   ?= smollm2 "What is the capital of France? Answer in one word."
+PYTEST_ARGS ?=
+
+.PHONY: run test install model bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+LLAMA_CPP_PIN := llama-cpp-python==0.3.36
+# Build flags for llama.cpp (see scripts/cmake-args; set CMAKE_ARGS for a GPU backend).
+LLAMA_CMAKE_ARGS := $(shell sh scripts/cmake-args)
+WHEEL_KEY := $(shell printf '%s %s' '$(LLAMA_CPP_PIN)' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llamarun/wheels/$(WHEEL_KEY)
+
+# The first install builds llama.cpp from source (about 6 minutes on 2 cores) into a
+# wheelhouse keyed by the pin and the build flags; later installs reuse that wheel.
+$(WHEELHOUSE)/.built: | $(BIN)/python
+	mkdir -p $(WHEELHOUSE)
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
+		--no-binary llama-cpp-python -w $(WHEELHOUSE) '$(LLAMA_CPP_PIN)'
+	touch $@
+
+$(STAMP): pyproject.toml $(WHEELHOUSE)/.built | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) '$(LLAMA_CPP_PIN)'
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/llamarun pull smollm2
+
+run: model
+	$(BIN)/llamarun run $(ARGS)
+
+test: model
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: model
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

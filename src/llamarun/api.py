@@ -1,0 +1,124 @@
+"""The library API: ``llamarun.load(...)`` and the model object it returns."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_MODEL
+from .engine import ModelInfo, apply_builtin_template
+from .errors import InvalidParameterError
+from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
+from .types import Chunk, GenerationResult, SamplingParams
+
+__all__ = ["LoadedModel", "load", "resolve_model_path"]
+
+_SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
+_REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs",
+                   "add_special", "parse_special"}
+_CONFIG_FIELDS = {f.name for f in fields(RuntimeConfig)}
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str] | None, *, store: Any = None) -> Path:
+    """A GGUF path as given, or the blob of a stored model name (default: the default model)."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    text = os.fspath(name_or_path)
+    candidate = Path(text).expanduser()
+    if candidate.suffix == ".gguf" or os.sep in text or candidate.exists():
+        return candidate
+    if store is None:
+        from .store import ModelStore
+
+        store = ModelStore()
+    return store.get(text).path
+
+
+def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = None, **options: Any) -> "LoadedModel":
+    """Load a model (store name or GGUF path; default: ``smollm2``) and start its engine.
+
+    ``options`` are :class:`~llamarun.runtime.RuntimeConfig` fields, e.g.
+    ``n_ctx=4096, n_slots=4, n_threads=2, n_gpu_layers=0``.
+    """
+    unknown = set(options) - _CONFIG_FIELDS
+    if unknown:
+        raise InvalidParameterError(f"unknown load option(s): {', '.join(sorted(unknown))}")
+    path = resolve_model_path(name_or_path, store=store)
+    return LoadedModel(Runtime(path, RuntimeConfig(**options), name=str(name_or_path or DEFAULT_MODEL)))
+
+
+def build_request(prompt: str | Sequence[int], max_tokens: int | None, options: Mapping[str, Any]) -> GenerationRequest:
+    """Split keyword options into sampling parameters and request fields."""
+    unknown = set(options) - _SAMPLING_FIELDS - _REQUEST_FIELDS
+    if unknown:
+        raise InvalidParameterError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+    sampling = SamplingParams(**{k: v for k, v in options.items() if k in _SAMPLING_FIELDS})
+    extra = {k: v for k, v in options.items() if k in _REQUEST_FIELDS}
+    if isinstance(extra.get("stop"), str):
+        extra["stop"] = (extra["stop"],)
+    elif "stop" in extra:
+        extra["stop"] = tuple(extra["stop"] or ())
+    return GenerationRequest(prompt=prompt, max_tokens=max_tokens, sampling=sampling, **extra)
+
+
+class LoadedModel:
+    """A model being served by its own engine thread. Close it (or use ``with``) when done."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._client = SyncClient(runtime)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.runtime.info
+
+    def generate(self, prompt: str | Sequence[int], *, max_tokens: int | None = 256, stream: bool = False,
+                 **options: Any) -> GenerationResult | Iterator[Chunk]:
+        """Continue ``prompt`` (raw text, no chat template).
+
+        Options: sampling (``temperature``, ``top_k``, ``top_p``, ``min_p``, ``seed``, ``grammar``, ...)
+        and request fields (``stop``, ``ignore_eos``, ``timeout``, ``truncate``, ``logprobs``, ...).
+        """
+        request = build_request(prompt, max_tokens, {"add_special": True, "parse_special": False, **options})
+        return self._run(request, stream)
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = 256, stream: bool = False,
+             **options: Any) -> GenerationResult | Iterator[Chunk]:
+        """Answer a conversation using the model's chat template."""
+        prompt = self.render_chat(messages)
+        request = build_request(prompt, max_tokens, {"add_special": False, "parse_special": True, **options})
+        return self._run(request, stream)
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text the chat template makes of ``messages``."""
+        template = self.info.chat_template or "chatml"
+        plain = [{"role": str(m.get("role", "")), "content": str(m.get("content") or "")} for m in messages]
+        return self.runtime.call(
+            lambda _m: apply_builtin_template(template, plain, add_generation_prompt=add_generation_prompt))
+
+    def _run(self, request: GenerationRequest, stream: bool) -> GenerationResult | Iterator[Chunk]:
+        if stream:
+            return self._stream(request)
+        return self._client.generate(request)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[Chunk]:
+        with self._client.stream(request) as handle:
+            yield from handle
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return self.runtime.call(lambda m: m.tokenize(text, add_special=add_special, parse_special=parse_special))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.runtime.call(lambda m: m.detokenize(list(tokens)))
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "LoadedModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,54 @@
+"""Entry point: builds the Typer app from each command module's ``register``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import LlamarunError
+
+__all__ = ["build_app", "main"]
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="llamarun",
+        help="A local LLM runtime: run, serve and manage GGUF models on llama.cpp.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+    )
+    from . import run_cmd, store_cmds  # deferred: command modules import heavier parts lazily
+
+    for module in (run_cmd, store_cmds):
+        module.register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; exit codes: 0 ok, 1 error, 2 usage."""
+    app = build_app()
+    try:
+        app(args=argv, standalone_mode=False)
+    except LlamarunError as exc:
+        typer.secho(f"Error: {exc}", err=True, fg="red")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # Typer/click exit inside standalone_mode=False
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

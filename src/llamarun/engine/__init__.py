@@ -1,0 +1,34 @@
+"""The engine: the only code in llamarun that touches llama.cpp (through ctypes).
+
+Every object here owns one native handle, frees it exactly once (``close()``,
+``with``, or a finalizer) and raises :class:`~llamarun.errors.ClosedHandleError`
+when used after close.  Engine objects are not thread-safe: one thread uses a
+context and its samplers (``Context.abort`` is the exception).
+"""
+
+from .batch import Batch
+from .context import Context, default_threads
+from .detok import Detokenizer
+from .model import Model, ModelInfo
+from .sampler import SamplerChain
+from .system import BackendDevice, backend_devices, max_devices, supports_gpu_offload, system_info
+from .templates import apply_builtin_template, builtin_template_names
+from .vocab import Vocab
+
+__all__ = [
+    "BackendDevice",
+    "Batch",
+    "Context",
+    "Detokenizer",
+    "Model",
+    "ModelInfo",
+    "SamplerChain",
+    "Vocab",
+    "apply_builtin_template",
+    "backend_devices",
+    "builtin_template_names",
+    "default_threads",
+    "max_devices",
+    "supports_gpu_offload",
+    "system_info",
+]

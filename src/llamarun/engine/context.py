@@ -1,0 +1,190 @@
+"""A llama.cpp context: KV memory for one or more sequences, and decode."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from ..errors import ContextCreationError, DecodeAbortedError, DecodeError, KVCacheFullError
+from ..types import ContextOptions
+from ._handle import NativeHandle
+from ._lib import lib
+from .batch import Batch
+from .model import Model
+
+__all__ = ["Context", "default_threads"]
+
+logger = logging.getLogger(__name__)
+
+# llama_flash_attn_type: AUTO = -1, DISABLED = 0, ENABLED = 1
+_FLASH = {None: -1, False: 0, True: 1}
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp: the cores this process may use (llama.cpp's own default is similar)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _AbortFlag:
+    """A one-byte flag that llama.cpp polls during decode, without the GIL.
+
+    The callback is the C library's ``strlen`` over a two-byte buffer
+    ``[flag, 0]``: it returns 1 (true: abort) when the flag is set and 0
+    otherwise.  A Python callback would be called by a compute thread after
+    every graph node and would have to take the GIL each time; this costs
+    nothing and lets any thread abort a long decode by writing one byte.
+    """
+
+    def __init__(self, callback_type: Any) -> None:
+        self._buf = ctypes.create_string_buffer(2)
+        libc_name = "msvcrt" if sys.platform == "win32" else ctypes.util.find_library("c")
+        libc = ctypes.CDLL(libc_name)
+        address = ctypes.cast(libc.strlen, ctypes.c_void_p).value
+        self.callback = callback_type(address)
+        self.data = ctypes.cast(self._buf, ctypes.c_void_p)
+
+    def set(self) -> None:
+        self._buf[0] = b"\x01"
+
+    def clear(self) -> None:
+        self._buf[0] = b"\x00"
+
+    @property
+    def is_set(self) -> bool:
+        return self._buf[0] != b"\x00"
+
+
+def _context_params(options: ContextOptions, abort: _AbortFlag) -> Any:
+    params = lib().llama_context_default_params()
+    threads = options.n_threads or default_threads()
+    params.n_ctx = options.n_ctx
+    params.n_batch = options.n_batch
+    params.n_ubatch = min(options.n_ubatch, options.n_batch)
+    params.n_seq_max = options.n_seq_max
+    params.n_threads = threads
+    params.n_threads_batch = options.n_threads_batch or threads
+    params.flash_attn_type = _FLASH[options.flash_attn]
+    params.embeddings = options.embeddings
+    # unified: one KV pool shared by all sequences; otherwise one stream of n_ctx/n_seq_max per sequence
+    params.kv_unified = options.kv_unified
+    params.no_perf = True
+    params.abort_callback = abort.callback
+    params.abort_callback_data = abort.data
+    return params
+
+
+class Context(NativeHandle):
+    """KV memory plus compute state for decoding; keeps its :class:`Model` alive.
+
+    Only one thread may use a context at a time (the runtime's engine thread);
+    :meth:`abort` is the exception: any thread may call it to interrupt the
+    decode in progress.
+    """
+
+    _kind = "context"
+
+    def __init__(self, model: Model, options: ContextOptions | None = None) -> None:
+        options = options or ContextOptions()
+        llama = lib()
+        self._abort = _AbortFlag(llama.ggml_abort_callback)
+        params = _context_params(options, self._abort)
+        ptr = llama.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            raise ContextCreationError(
+                f"llama.cpp could not create a context of {options.n_ctx or 'default'} tokens "
+                f"for {model.path!r}: try a smaller n_ctx or fewer parallel sequences"
+            )
+        super().__init__(ptr, llama.llama_free, keep=(model,))
+        self.model = model
+        self.options = options
+        self.n_ctx: int = int(llama.llama_n_ctx(ptr))
+        self.n_batch: int = int(llama.llama_n_batch(ptr))
+        self.n_ubatch: int = int(llama.llama_n_ubatch(ptr))
+        self.n_seq_max: int = int(llama.llama_n_seq_max(ptr))
+        self.n_threads: int = params.n_threads
+        self._memory = llama.llama_get_memory(ptr)
+
+    # -- decode -------------------------------------------------------------
+
+    def decode(self, batch: Batch) -> None:
+        """Run the model over ``batch``; raises a typed error on failure."""
+        ptr = self.ptr  # raises once closed
+        if batch.n_tokens == 0:
+            return
+        if batch.n_tokens > self.n_batch:  # llama.cpp would abort the process
+            raise DecodeError(f"batch of {batch.n_tokens} tokens exceeds n_batch {self.n_batch}", code=-1)
+        code = lib().llama_decode(ptr, batch.struct)
+        if code == 0:
+            return
+        if code == 1:
+            raise KVCacheFullError("no KV cache slot for this batch: free sequences or use a larger context", code=1)
+        if code == 2:
+            self._abort.clear()
+            raise DecodeAbortedError("decode aborted", code=2)
+        if code == -1:
+            raise DecodeError("llama.cpp rejected the batch as invalid", code=-1)
+        raise DecodeError(f"llama_decode failed with code {code}", code=code)
+
+    def abort(self) -> None:
+        """Interrupt the decode in progress (thread-safe); it raises DecodeAbortedError."""
+        self._abort.set()
+
+    def clear_abort(self) -> None:
+        self._abort.clear()
+
+    @property
+    def abort_requested(self) -> bool:
+        return self._abort.is_set
+
+    def logits(self, index: int) -> np.ndarray:
+        """Logits of the token at batch ``index`` (a copy, shape ``[n_vocab]``)."""
+        ptr = lib().llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise DecodeError(f"no logits for batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.vocab.n_tokens,)).copy()
+
+    def embeddings(self, seq_id: int) -> np.ndarray:
+        """Pooled embedding of a sequence (context created with embeddings=True)."""
+        llama = lib()
+        ptr = llama.llama_get_embeddings_seq(self.ptr, seq_id)
+        if not ptr:
+            ptr = llama.llama_get_embeddings_ith(self.ptr, -1)
+        if not ptr:
+            raise DecodeError("no embeddings: create the context with embeddings=True")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.info.n_embd,)).copy()
+
+    # -- KV memory per sequence ----------------------------------------------
+
+    def _mem(self) -> Any:
+        self.ptr  # raises once closed  # noqa: B018
+        return self._memory
+
+    def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove positions [p0, p1) of a sequence (-1 = open end; seq -1 = all)."""
+        return bool(lib().llama_memory_seq_rm(self._mem(), seq_id, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Share positions [p0, p1) of ``src`` with ``dst`` (no copy in unified KV)."""
+        lib().llama_memory_seq_cp(self._mem(), src, dst, p0, p1)
+
+    def seq_keep(self, seq_id: int) -> None:
+        lib().llama_memory_seq_keep(self._mem(), seq_id)
+
+    def seq_pos_max(self, seq_id: int) -> int:
+        """Largest position stored for a sequence, -1 when it is empty."""
+        return int(lib().llama_memory_seq_pos_max(self._mem(), seq_id))
+
+    def seq_pos_min(self, seq_id: int) -> int:
+        return int(lib().llama_memory_seq_pos_min(self._mem(), seq_id))
+
+    def clear_memory(self) -> None:
+        lib().llama_memory_clear(self._mem(), True)

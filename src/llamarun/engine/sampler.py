@@ -1,0 +1,107 @@
+"""Per-sequence sampler chains built from :class:`SamplingParams` with llama.cpp's samplers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import GrammarError
+from ..types import SamplingParams
+from ._handle import NativeHandle
+from ._lib import lib
+from .context import Context
+from .model import Model
+
+__all__ = ["SamplerChain"]
+
+_MAX_GRAMMAR_BYTES = 256 << 10
+
+
+def _logit_bias(model: Model, bias: dict[int, float]) -> Any:
+    llama = lib()
+    for token in bias:
+        model.vocab.check_token(token)
+    arr = (llama.llama_logit_bias * len(bias))()
+    for i, (token, value) in enumerate(bias.items()):
+        arr[i].token = token
+        arr[i].bias = value
+    return llama.llama_sampler_init_logit_bias(model.vocab.n_tokens, len(bias), arr)
+
+
+def _grammar(model: Model, grammar: str) -> Any:
+    data = grammar.encode("utf-8")
+    if len(data) > _MAX_GRAMMAR_BYTES:
+        raise GrammarError(f"grammar of {len(data)} bytes is larger than the limit of {_MAX_GRAMMAR_BYTES}")
+    ptr = lib().llama_sampler_init_grammar(model.vocab.ptr, data, b"root")
+    if not ptr:
+        raise GrammarError("invalid GBNF grammar: llama.cpp could not parse it (it needs a 'root' rule)")
+    return ptr
+
+
+def _stages(model: Model, p: SamplingParams) -> list[Callable[[], Any]]:
+    """Factories for each sampler of the chain, in llama.cpp's usual order."""
+    llama = lib()
+    n_vocab = model.vocab.n_tokens
+    stages: list[Callable[[], Any]] = []
+    if p.grammar:
+        stages.append(lambda: _grammar(model, p.grammar or ""))
+    if p.logit_bias:
+        stages.append(lambda: _logit_bias(model, dict(p.logit_bias)))
+    if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        last_n = model.info.n_ctx_train if p.repeat_last_n == -1 else p.repeat_last_n
+        repeat = max(p.repeat_penalty, 1e-3)  # llama.cpp requires > 0
+        stages.append(lambda: llama.llama_sampler_init_penalties(
+            n_vocab, last_n, repeat, p.frequency_penalty, p.presence_penalty))
+    if p.is_greedy:
+        stages.append(llama.llama_sampler_init_greedy)
+        return stages
+    seed = p.native_seed
+    if p.mirostat == 1:
+        stages += [lambda: llama.llama_sampler_init_temp(p.temperature),
+                   lambda: llama.llama_sampler_init_mirostat(n_vocab, seed, p.mirostat_tau, p.mirostat_eta, 100)]
+        return stages
+    if p.mirostat == 2:
+        stages += [lambda: llama.llama_sampler_init_temp(p.temperature),
+                   lambda: llama.llama_sampler_init_mirostat_v2(seed, p.mirostat_tau, p.mirostat_eta)]
+        return stages
+    if p.top_k > 0:
+        stages.append(lambda: llama.llama_sampler_init_top_k(p.top_k))
+    if p.typical_p < 1.0:
+        stages.append(lambda: llama.llama_sampler_init_typical(p.typical_p, 1))
+    if p.top_p < 1.0:
+        stages.append(lambda: llama.llama_sampler_init_top_p(p.top_p, 1))
+    if p.min_p > 0.0:
+        stages.append(lambda: llama.llama_sampler_init_min_p(p.min_p, 1))
+    stages += [lambda: llama.llama_sampler_init_temp(p.temperature), lambda: llama.llama_sampler_init_dist(seed)]
+    return stages
+
+
+class SamplerChain(NativeHandle):
+    """A native sampler chain for one sequence; keeps its model alive."""
+
+    _kind = "sampler chain"
+
+    def __init__(self, model: Model, params: SamplingParams | None = None) -> None:
+        self.params = params or SamplingParams()
+        llama = lib()
+        chain_params = llama.llama_sampler_chain_default_params()
+        chain_params.no_perf = True
+        chain = llama.llama_sampler_chain_init(chain_params)
+        try:
+            for make in _stages(model, self.params):
+                llama.llama_sampler_chain_add(chain, make())  # the chain owns what it is given
+        except BaseException:
+            llama.llama_sampler_free(chain)
+            raise
+        super().__init__(chain, llama.llama_sampler_free, keep=(model,))
+
+    def sample(self, context: Context, index: int = -1) -> int:
+        """Pick the next token from the logits at batch ``index`` and accept it."""
+        return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
+
+    def accept(self, token: int) -> None:
+        """Feed a token the chain did not pick (e.g. prompt tokens for penalties)."""
+        lib().llama_sampler_accept(self.ptr, token)
+
+    def reset(self) -> None:
+        lib().llama_sampler_reset(self.ptr)

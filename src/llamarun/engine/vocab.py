@@ -1,0 +1,99 @@
+"""A model's vocabulary: special tokens, tokenize, token pieces, detokenize."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidParameterError
+from ._lib import lib
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["Vocab"]
+
+_MAX_TEXT_BYTES = 64 << 20  # refuse to tokenize more than 64 MiB at once
+
+
+class Vocab:
+    """Token-level view of a :class:`Model`; valid while the model is open."""
+
+    def __init__(self, ptr: Any, model: "Model") -> None:
+        self._vocab = ptr
+        self._model = model
+        llama = lib()
+        self.n_tokens: int = int(llama.llama_vocab_n_tokens(ptr))
+        self.bos: int = int(llama.llama_vocab_bos(ptr))
+        self.eos: int = int(llama.llama_vocab_eos(ptr))
+        self.eot: int = int(llama.llama_vocab_eot(ptr))
+        self.add_bos: bool = bool(llama.llama_vocab_get_add_bos(ptr))
+        self._pieces: dict[tuple[int, bool], bytes] = {}
+
+    @property
+    def ptr(self) -> Any:
+        self._model.ptr  # raises ClosedHandleError once the model is closed  # noqa: B018
+        return self._vocab
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, <|im_end|> ...)."""
+        return bool(lib().llama_vocab_is_eog(self.ptr, token))
+
+    def is_control(self, token: int) -> bool:
+        return bool(lib().llama_vocab_is_control(self.ptr, token))
+
+    def check_token(self, token: int) -> None:
+        if not 0 <= token < self.n_tokens:
+            raise InvalidParameterError(f"token id {token} is outside the vocabulary (0..{self.n_tokens - 1})")
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Text -> token ids. ``add_special`` adds BOS where the model wants it."""
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) > _MAX_TEXT_BYTES:
+            raise InvalidParameterError(f"text of {len(data)} bytes is too long to tokenize", field="prompt")
+        llama = lib()
+        capacity = len(data) + 8
+        buf = (ctypes.c_int32 * capacity)()
+        n = llama.llama_tokenize(self.ptr, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:  # cannot happen for sane vocabularies; retry with the size asked for
+            capacity = -n
+            buf = (ctypes.c_int32 * capacity)()
+            n = llama.llama_tokenize(self.ptr, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:
+            raise InvalidParameterError("text could not be tokenized", field="prompt")
+        return list(buf[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The raw bytes of one token (may be part of a UTF-8 character)."""
+        key = (token, special)
+        cached = self._pieces.get(key)
+        if cached is not None:
+            return cached
+        self.check_token(token)
+        llama = lib()
+        size = 32
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama.llama_token_to_piece(self.ptr, token, buf, size, 0, special)
+            if n >= 0:
+                break
+            size = -n
+        piece = buf.raw[:n]
+        self._pieces[key] = piece
+        return piece
+
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """Token ids -> text, exactly as llama.cpp renders the whole sequence."""
+        if not tokens:
+            return ""
+        for token in tokens:
+            self.check_token(token)
+        llama = lib()
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        size = max(64, len(tokens) * 8)
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama.llama_detokenize(self.ptr, arr, len(tokens), buf, size, False, special)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = -n

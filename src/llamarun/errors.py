@@ -1,0 +1,216 @@
+"""The one error hierarchy of llamarun.
+
+Every error raised on purpose by llamarun derives from :class:`LlamarunError`.
+Frontends map these to their protocol (HTTP status, gRPC status, bridge JSON)
+through the ``http_status`` class attribute.  Messages say what to do next.
+
+    LlamarunError
+    ├── InvalidParameterError          bad input from a caller (400)
+    │   ├── ContextOverflowError       prompt longer than the context (400)
+    │   ├── InvalidNameError           a model name or digest fails validation (400)
+    │   ├── TemplateError              a chat template failed or was unsafe (400)
+    │   ├── GrammarError               a grammar/schema is invalid or too large (400)
+    │   └── ConfigError                a setting (file, environment, flag) is invalid (400)
+    ├── ModelNotFoundError             no such model in the store (404)
+    ├── ModelLoadError                 llama.cpp could not load a file (500)
+    │   └── GGUFFormatError            the file is not a well-formed GGUF (400)
+    ├── ContextCreationError           llama.cpp could not create a context (500)
+    ├── DecodeError                    llama_decode failed (500)
+    │   ├── KVCacheFullError           no KV slot for the batch (503)
+    │   └── DecodeAbortedError         aborted through the abort callback (499)
+    ├── ClosedHandleError              use of a closed engine object (500)
+    ├── RequestCancelledError          the request was cancelled (499)
+    ├── DeadlineExceededError          the request's deadline passed (504)
+    ├── OverloadedError                the queue is full; retry later (503)
+    ├── EngineDeadError                the engine thread died (503)
+    ├── InsufficientMemoryError        a model does not fit this machine (507)
+    └── StoreError                     the model store failed (500)
+        ├── DigestMismatchError        downloaded bytes do not match (502)
+        ├── DownloadError              a transfer failed (502)
+        │   └── RedirectRefusedError   a redirect to a private/loopback address, refused (502)
+        └── DiskFullError              not enough free disk space (507)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClosedHandleError",
+    "ConfigError",
+    "ContextCreationError",
+    "ContextOverflowError",
+    "DeadlineExceededError",
+    "DecodeAbortedError",
+    "DecodeError",
+    "DigestMismatchError",
+    "DiskFullError",
+    "DownloadError",
+    "EngineDeadError",
+    "GGUFFormatError",
+    "GrammarError",
+    "InsufficientMemoryError",
+    "InvalidNameError",
+    "InvalidParameterError",
+    "KVCacheFullError",
+    "LlamarunError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "OverloadedError",
+    "RedirectRefusedError",
+    "RequestCancelledError",
+    "StoreError",
+    "TemplateError",
+]
+
+
+class LlamarunError(Exception):
+    """Root of every error llamarun raises on purpose."""
+
+    http_status: int = 500
+
+
+class InvalidParameterError(LlamarunError, ValueError):
+    """A caller passed a value that is out of range or of the wrong kind."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ContextOverflowError(InvalidParameterError):
+    """The prompt (plus room to generate) does not fit the context window."""
+
+    def __init__(self, message: str, *, n_prompt: int, n_ctx: int) -> None:
+        super().__init__(message, field="prompt")
+        self.n_prompt = n_prompt
+        self.n_ctx = n_ctx
+
+
+class InvalidNameError(InvalidParameterError):
+    """A model name, tag or digest does not match the strict pattern."""
+
+
+class TemplateError(InvalidParameterError):
+    """A chat template failed to render, was unsafe, or exceeded its bounds."""
+
+
+class GrammarError(InvalidParameterError):
+    """A grammar or JSON schema is invalid, unsupported, or too large."""
+
+
+class ModelNotFoundError(LlamarunError, LookupError):
+    """No model of that name exists in the store."""
+
+    http_status = 404
+
+
+class ModelLoadError(LlamarunError):
+    """llama.cpp could not load a model file."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class GGUFFormatError(ModelLoadError):
+    """The file is not a well-formed GGUF file (checked before llama.cpp sees it)."""
+
+    http_status = 400
+
+
+class ContextCreationError(LlamarunError):
+    """llama.cpp could not create a context (usually: not enough memory)."""
+
+
+class DecodeError(LlamarunError):
+    """llama_decode returned an error code."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KVCacheFullError(DecodeError):
+    """No KV cache slot for the batch; shrink the batch or free sequences."""
+
+    http_status = 503
+
+
+class DecodeAbortedError(DecodeError):
+    """The decode was aborted through the abort callback."""
+
+    http_status = 499
+
+
+class ClosedHandleError(LlamarunError, RuntimeError):
+    """An engine object was used after close()."""
+
+
+class RequestCancelledError(LlamarunError):
+    """The request was cancelled before it finished."""
+
+    http_status = 499
+
+
+class DeadlineExceededError(LlamarunError, TimeoutError):
+    """The request's deadline passed."""
+
+    http_status = 504
+
+
+class OverloadedError(LlamarunError):
+    """The waiting queue is full; retry after ``retry_after`` seconds."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineDeadError(LlamarunError):
+    """The engine thread of a model died; the model must be reloaded."""
+
+    http_status = 503
+
+
+class InsufficientMemoryError(LlamarunError, MemoryError):
+    """A model at the requested size will not fit this machine."""
+
+    http_status = 507
+
+
+class StoreError(LlamarunError):
+    """The model store failed to complete an operation."""
+
+
+class DigestMismatchError(StoreError):
+    """Downloaded bytes did not match the expected SHA-256."""
+
+    http_status = 502
+
+
+class DownloadError(StoreError):
+    """A transfer failed after its retries."""
+
+    http_status = 502
+
+
+class DiskFullError(StoreError, OSError):
+    """Not enough free disk space for the operation."""
+
+    http_status = 507
+
+
+class ConfigError(InvalidParameterError):
+    """A setting is invalid; ``key`` names it and ``source`` says where it came from."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message, field=key)
+        self.key = key
+        self.source = source
+
+
+class RedirectRefusedError(DownloadError):
+    """A server redirected a download somewhere the redirect policy forbids (SSRF guard)."""

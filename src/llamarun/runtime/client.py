@@ -1,0 +1,141 @@
+"""Clients over a :class:`Runtime`: synchronous (library, CLI) and asyncio (servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ..types import Chunk, GenerationResult
+from .request import GenerationRequest
+from .runtime import Runtime
+from .sequence import Event
+
+__all__ = ["AsyncClient", "AsyncRequest", "RequestStream", "SyncClient"]
+
+
+def _check(event: Event) -> Event:
+    if isinstance(event, BaseException):
+        raise event
+    return event
+
+
+class RequestStream:
+    """A submitted request, consumed from one thread: iterate for chunks, then read ``result``.
+
+    Leaving a ``with`` block or calling :meth:`cancel` before the end cancels it.
+    """
+
+    def __init__(self, runtime: Runtime, spec: GenerationRequest) -> None:
+        self._runtime = runtime
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.result: GenerationResult | None = None
+        self.id = runtime.submit(spec, self._events.put)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while self.result is None:
+            event = _check(self._events.get())
+            if isinstance(event, GenerationResult):
+                self.result = event
+            else:
+                yield event
+
+    def wait(self) -> GenerationResult:
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    def cancel(self) -> None:
+        if self.result is None:
+            self._runtime.cancel(self.id)
+
+    def __enter__(self) -> "RequestStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class SyncClient:
+    """Blocking access to a runtime (the library API and the CLI use it)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def stream(self, spec: GenerationRequest) -> RequestStream:
+        return RequestStream(self.runtime, spec)
+
+    def generate(self, spec: GenerationRequest) -> GenerationResult:
+        with self.stream(spec) as stream:
+            return stream.wait()
+
+
+class AsyncRequest:
+    """A submitted request consumed from an asyncio loop.
+
+    ``await next_event()`` gives the next :class:`Chunk`, then the final
+    :class:`GenerationResult`; errors are raised.  Closing it early (or the
+    task being cancelled, e.g. a client disconnect) cancels the request.
+    """
+
+    def __init__(self, runtime: Runtime, spec: GenerationRequest) -> None:
+        self._runtime = runtime
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self.result: GenerationResult | None = None
+        self.id = runtime.submit(spec, self._deliver)
+
+    def _deliver(self, event: Event) -> None:  # engine thread
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            self._runtime.cancel(self.id)
+
+    async def next_event(self) -> Chunk | GenerationResult:
+        event = _check(await self._events.get())
+        if isinstance(event, GenerationResult):
+            self.result = event
+        return event  # type: ignore[return-value]
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        try:
+            while self.result is None:
+                event = await self.next_event()
+                if isinstance(event, Chunk):
+                    yield event
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self.result is None:
+            self._runtime.cancel(self.id)
+
+
+class AsyncClient:
+    """asyncio access to a runtime (``async for chunk in client.stream(spec)``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def submit(self, spec: GenerationRequest) -> AsyncRequest:
+        return AsyncRequest(self.runtime, spec)
+
+    async def stream(self, spec: GenerationRequest) -> AsyncIterator[Chunk]:
+        request = self.submit(spec)
+        async for chunk in request.chunks():
+            yield chunk
+
+    async def generate(self, spec: GenerationRequest) -> GenerationResult:
+        request = self.submit(spec)
+        try:
+            while request.result is None:
+                await request.next_event()
+            return request.result
+        finally:
+            request.cancel()
+
+    async def call(self, fn: Any) -> Any:
+        """Run ``fn(model)`` on the engine thread without blocking the event loop."""
+        return await asyncio.to_thread(self.runtime.call, fn)

@@ -1,0 +1,68 @@
+"""Counters and latency samples kept by the runtime (read by /metrics and /health)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+__all__ = ["MetricsSnapshot", "RuntimeMetrics"]
+
+_SAMPLES = 2048
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    queue_depth: int
+    running: int
+    n_slots: int
+    kv_cells_used: int
+    kv_cells_total: int
+    prompt_tokens: int
+    generated_tokens: int
+    prefix_tokens_reused: int
+    preemptions: int
+    aborted_decodes: int
+    steps: int
+    outcomes: dict[str, int]
+    ttft_s: tuple[float, ...]
+    itl_s: tuple[float, ...]
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_cells_used / self.kv_cells_total if self.kv_cells_total else 0.0
+
+
+@dataclass
+class RuntimeMetrics:
+    """Written by the engine thread only; snapshots may be taken from any thread."""
+
+    n_slots: int = 0
+    kv_cells_total: int = 0
+    queue_depth: int = 0
+    running: int = 0
+    kv_cells_used: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefix_tokens_reused: int = 0
+    preemptions: int = 0
+    aborted_decodes: int = 0
+    steps: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    ttft: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    itl: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_outcome(self, reason: str) -> None:
+        with self._lock:
+            self.outcomes[reason] += 1
+
+    def snapshot(self) -> MetricsSnapshot:
+        with self._lock:
+            return MetricsSnapshot(
+                queue_depth=self.queue_depth, running=self.running, n_slots=self.n_slots,
+                kv_cells_used=self.kv_cells_used, kv_cells_total=self.kv_cells_total,
+                prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
+                prefix_tokens_reused=self.prefix_tokens_reused, preemptions=self.preemptions,
+                aborted_decodes=self.aborted_decodes, steps=self.steps, outcomes=dict(self.outcomes), ttft_s=tuple(self.ttft), itl_s=tuple(self.itl),
+            )

@@ -1,0 +1,78 @@
+"""What a caller asks for (GenerationRequest) and the status of its request."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InvalidParameterError
+from ..types import SamplingParams
+
+__all__ = ["GenerationRequest", "RequestStatus"]
+
+_MAX_STOPS = 16
+_MAX_STOP_LEN = 512
+
+
+class RequestStatus(enum.IntEnum):
+    """Ordered: a request only moves forward (preemption moves RUNNING back to WAITING)."""
+
+    WAITING = 0
+    RUNNING = 1
+    FINISHED_STOPPED = 2
+    FINISHED_LENGTH = 3
+    FINISHED_CANCELLED = 4
+    FINISHED_DEADLINE = 5
+    FINISHED_ERROR = 6
+
+    @property
+    def finished(self) -> bool:
+        return self >= RequestStatus.FINISHED_STOPPED
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: a prompt (text or token ids) and how to continue it.
+
+    ``max_tokens=None`` generates until an end-of-generation token, a stop
+    string, or the end of the request's context.  ``timeout`` (seconds) sets a
+    deadline counted from submission.  ``truncate`` allows dropping the middle
+    of an over-long prompt (keeping the first ``n_keep`` tokens and the most
+    recent ones); without it an over-long prompt is a ContextOverflowError.
+    """
+
+    prompt: str | Sequence[int]
+    max_tokens: int | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    add_special: bool = True
+    parse_special: bool = True
+    timeout: float | None = None
+    priority: int = 0
+    truncate: bool = False
+    n_keep: int = 0
+    logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt, str):
+            pass
+        elif not all(isinstance(t, int) and not isinstance(t, bool) for t in self.prompt):
+            raise InvalidParameterError("prompt must be a string or a list of token ids", field="prompt")
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not 0 <= self.max_tokens <= 1 << 24):
+            raise InvalidParameterError(f"max_tokens must be between 0 and {1 << 24}", field="max_tokens")
+        if isinstance(self.stop, str) or len(self.stop) > _MAX_STOPS or any(
+                not isinstance(s, str) or len(s) > _MAX_STOP_LEN for s in self.stop):
+            raise InvalidParameterError(
+                f"stop must be a list of at most {_MAX_STOPS} strings of at most {_MAX_STOP_LEN} characters",
+                field="stop")
+        if self.timeout is not None and (not math.isfinite(self.timeout) or self.timeout <= 0 or self.timeout > 1e7):
+            raise InvalidParameterError("timeout must be a positive number of seconds", field="timeout")
+        if not -1000 <= self.priority <= 1000:
+            raise InvalidParameterError("priority must be between -1000 and 1000", field="priority")
+        if not 0 <= self.n_keep <= 1 << 24:
+            raise InvalidParameterError("n_keep must be >= 0", field="n_keep")
+        if not 0 <= self.logprobs <= 20:
+            raise InvalidParameterError("logprobs must be between 0 and 20", field="logprobs")

@@ -1,0 +1,225 @@
+"""A loaded model served by its own engine thread, with bounded admission."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..engine import Model, ModelInfo
+from ..errors import EngineDeadError, OverloadedError
+from .config import RuntimeConfig
+from .loop import EngineLoop
+from .metrics import MetricsSnapshot, RuntimeMetrics
+from .request import GenerationRequest
+from .sequence import ActiveRequest, Sink
+
+__all__ = ["Health", "HealthStatus", "Runtime"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class HealthStatus(str, enum.Enum):
+    LOADING = "loading"
+    OK = "ok"
+    STOPPING = "stopping"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Health:
+    status: HealthStatus
+    running: int
+    waiting: int
+    n_slots: int
+    error: str | None = None
+
+
+class Runtime:
+    """Loads a model on a new engine thread and serves requests on it.
+
+    Only the engine thread calls llama.cpp: :meth:`submit`, :meth:`cancel` and
+    :meth:`call` hand work over through a queue.  The waiting queue is bounded
+    (``config.max_queue``): beyond it :meth:`submit` raises
+    :class:`OverloadedError` at once, with a retry-after hint.
+    """
+
+    def __init__(self, model_path: str | Path, config: RuntimeConfig | None = None, *, name: str = "") -> None:
+        self.config = config or RuntimeConfig()
+        self.name = name or Path(model_path).name
+        self.metrics = RuntimeMetrics()
+        self._model_path = str(model_path)
+        self._cond = threading.Condition()
+        self._inbox: deque[tuple[str, Any]] = deque()
+        self._requests: dict[int, ActiveRequest] = {}
+        self._accepting = True
+        self._status = HealthStatus.LOADING
+        self._error: BaseException | None = None
+        self._loop: EngineLoop | None = None
+        self._ready: Future[ModelInfo] = Future()
+        self._thread = threading.Thread(target=self._run, name=f"llamarun-engine-{self.name}", daemon=True)
+        self._thread.start()
+        self.info: ModelInfo = self._ready.result()  # re-raises a load failure here
+
+    # -- public API (any thread) ---------------------------------------------
+
+    def submit(self, spec: GenerationRequest, sink: Sink) -> int:
+        """Queue a generation; events go to ``sink`` from the engine thread. Returns its id."""
+        req = ActiveRequest(spec, sink)
+        with self._cond:
+            self._check_alive()
+            outstanding = len(self._requests)
+            if outstanding >= self.config.max_queue + self.config.n_slots:
+                waiting = outstanding - self.config.n_slots
+                raise OverloadedError(
+                    f"{self.name} is busy: {waiting} requests are already waiting; retry later",
+                    retry_after=self._retry_after(waiting))
+            self._requests[req.id] = req
+            self._inbox.append(("submit", req))
+            self._cond.notify()
+        return req.id
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request; its slot is free at the latest one step later."""
+        req = self._requests.get(request_id)
+        if req is None:
+            return
+        req.cancelled.set()
+        loop = self._loop
+        if loop is not None:
+            inflight = loop.inflight
+            share = inflight.get(request_id, 0)
+            if share > 1 and share * 2 >= sum(inflight.values()):
+                loop.ctx.abort()  # a long prefill of this request: interrupt the decode itself
+        with self._cond:
+            self._cond.notify()
+
+    def call(self, fn: Callable[[Model], T]) -> T:
+        """Run ``fn(model)`` on the engine thread (tokenize, detokenize, ...) and return its result."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._check_alive()
+            self._inbox.append(("call", (fn, future)))
+            self._cond.notify()
+        return future.result()
+
+    def health(self) -> Health:
+        m = self.metrics
+        return Health(self._status, m.running, m.queue_depth, self.config.n_slots,
+                      str(self._error) if self._error else None)
+
+    def snapshot(self) -> MetricsSnapshot:
+        return self.metrics.snapshot()
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop admitting; let in-flight requests finish for ``timeout`` seconds, cancel the rest,
+        then free all native memory. Safe to call more than once."""
+        with self._cond:
+            self._accepting = False
+            if self._status == HealthStatus.OK:
+                self._status = HealthStatus.STOPPING
+            self._cond.notify()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self._requests and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        for request_id in list(self._requests):
+            self.cancel(request_id)
+        with self._cond:
+            self._inbox.append(("stop", None))
+            self._cond.notify()
+        self._thread.join()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        if self._status == HealthStatus.ERROR:
+            raise EngineDeadError(f"the engine of {self.name} died ({self._error}); reload the model")
+        if not self._accepting:
+            raise OverloadedError(f"{self.name} is shutting down", retry_after=5.0)
+
+    def _retry_after(self, waiting: int) -> float:
+        """Seconds until a slot is likely free: the queue ahead divided among the slots."""
+        return float(min(60.0, max(1.0, waiting / max(1, self.config.n_slots))))
+
+    def _run(self) -> None:
+        try:
+            model = Model(self._model_path, n_gpu_layers=self.config.n_gpu_layers)
+            loop = EngineLoop(model, self.config, self.metrics)
+        except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+            self._status = HealthStatus.ERROR
+            self._error = exc
+            self._ready.set_exception(exc)
+            return
+        self._loop = loop
+        self._status = HealthStatus.OK
+        self._ready.set_result(model.info)
+        try:
+            self._serve(loop)
+        except BaseException as exc:  # noqa: BLE001 - the engine died: fail everything, say so in health
+            logger.exception("engine thread of %s died", self.name)
+            self._error = exc
+            self._status = HealthStatus.ERROR
+            dead = EngineDeadError(f"the engine of {self.name} died: {exc}")
+            loop.fail_all(dead)
+            self._fail_inbox(dead)
+        finally:
+            self._loop = None
+            loop.close()
+            model.close()
+            if self._status != HealthStatus.ERROR:
+                self._status = HealthStatus.STOPPED
+
+    def _serve(self, loop: EngineLoop) -> None:
+        while True:
+            with self._cond:
+                while not self._inbox and not loop.has_work():
+                    self._cond.wait()
+                items = list(self._inbox)
+                self._inbox.clear()
+            for kind, payload in items:
+                if kind == "stop":
+                    loop.cancel_all()
+                    return
+                if kind == "submit":
+                    loop.add(payload)
+                else:
+                    fn, future = payload
+                    try:
+                        future.set_result(fn(loop.model))
+                    except BaseException as exc:  # noqa: BLE001 - returned to the caller
+                        future.set_exception(exc)
+            if loop.has_work():
+                loop.step()
+            loop.update_gauges()
+            self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        with self._cond:
+            for request_id in [i for i, r in self._requests.items() if r.status.finished]:
+                del self._requests[request_id]
+
+    def _fail_inbox(self, error: BaseException) -> None:
+        with self._cond:
+            items = list(self._inbox)
+            self._inbox.clear()
+        for kind, payload in items:
+            if kind == "submit":
+                payload.sink(error)
+            elif kind == "call":
+                payload[1].set_exception(error)

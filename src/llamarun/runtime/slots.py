@@ -1,0 +1,115 @@
+"""KV slots (llama.cpp sequence ids) and prefix reuse between requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..engine import Context
+
+__all__ = ["Slot", "SlotTable", "common_prefix"]
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class Slot:
+    """One sequence id; ``cached`` lists the tokens whose KV it holds, in order."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    busy: bool = False
+    last_used: int = 0
+
+
+class SlotTable:
+    """Assigns sequence ids to requests and reuses cached prefixes.
+
+    A new request takes the free slot whose cache shares the longest prefix
+    with its prompt.  When another slot (busy or not) shares a clearly longer
+    prefix, that KV is copied into the chosen slot first: with a unified KV
+    pool the copy shares cells; with one stream per slot llama.cpp copies the
+    whole stream, and the tail after the prefix is then removed.
+    """
+
+    def __init__(self, ctx: Context, n_slots: int, *, unified: bool, min_copy: int) -> None:
+        self._ctx = ctx
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self._unified = unified
+        self._min_copy = min_copy
+        self._tick = 0
+
+    def free_count(self) -> int:
+        return sum(not s.busy for s in self.slots)
+
+    def cells_used(self) -> int:
+        return sum(len(s.cached) for s in self.slots)
+
+    def acquire(self, prompt: Sequence[int]) -> tuple[Slot, int]:
+        """Take a free slot for ``prompt``; returns it and how many tokens are reused."""
+        free = [s for s in self.slots if not s.busy]
+        if not free:
+            raise RuntimeError("no free slot")  # the caller checks free_count() first
+        limit = max(0, len(prompt) - 1)  # the last prompt token is always computed (for its logits)
+        best = max(free, key=lambda s: (min(common_prefix(s.cached, prompt), limit), -s.last_used))
+        own = min(common_prefix(best.cached, prompt), limit)
+        donor = max(self.slots, key=lambda s: min(common_prefix(s.cached, prompt), limit))
+        shared = min(common_prefix(donor.cached, prompt), limit)
+        if donor is not best and shared >= own + self._min_copy:
+            self._copy(donor, best, shared)
+            own = shared
+        else:
+            self._truncate(best, own)
+        best.busy = True
+        self._tick += 1
+        best.last_used = self._tick
+        return best, own
+
+    def _copy(self, src: Slot, dst: Slot, n: int) -> None:
+        ctx = self._ctx
+        ctx.seq_rm(dst.seq_id, -1, -1)
+        if self._unified:
+            ctx.seq_cp(src.seq_id, dst.seq_id, 0, n)
+        else:
+            ctx.seq_cp(src.seq_id, dst.seq_id, -1, -1)  # across streams only whole copies are allowed
+            ctx.seq_rm(dst.seq_id, n, -1)
+        dst.cached = list(src.cached[:n])
+
+    def _truncate(self, slot: Slot, n: int) -> None:
+        if len(slot.cached) > n:
+            if not self._ctx.seq_rm(slot.seq_id, n, -1):
+                self._ctx.seq_rm(slot.seq_id, -1, -1)
+                n = 0
+            del slot.cached[n:]
+
+    def commit(self, slot: Slot, tokens: Sequence[int]) -> None:
+        """Record that ``tokens`` were appended to the slot's KV."""
+        slot.cached.extend(tokens)
+
+    def rollback(self, slot: Slot, n_past: int) -> None:
+        """Drop everything after the first ``n_past`` tokens (after an aborted decode)."""
+        self._ctx.seq_rm(slot.seq_id, n_past, -1)
+        del slot.cached[n_past:]
+
+    def release(self, slot: Slot) -> None:
+        """The request is done; its cache stays for prefix reuse."""
+        slot.busy = False
+
+    def clear(self, slot: Slot) -> None:
+        self._ctx.seq_rm(slot.seq_id, -1, -1)
+        slot.cached.clear()
+
+    def evict_idle(self) -> int:
+        """Free the KV of every idle slot; returns how many cells that was."""
+        freed = 0
+        for slot in self.slots:
+            if not slot.busy and slot.cached:
+                freed += len(slot.cached)
+                self.clear(slot)
+        return freed
