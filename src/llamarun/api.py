@@ -37,17 +37,38 @@ def resolve_model_path(name_or_path: str | os.PathLike[str] | None, *, store: An
     return store.get(text).path
 
 
-def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = None, **options: Any) -> "LoadedModel":
+def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = None, force: bool = False,
+         **options: Any) -> "LoadedModel":
     """Load a model (store name or GGUF path; default: ``smollm2``) and start its engine.
 
     ``options`` are :class:`~llamarun.runtime.RuntimeConfig` fields, e.g.
-    ``n_ctx=4096, n_slots=4, n_threads=2, n_gpu_layers=0``.
+    ``n_ctx=4096, n_slots=4, n_threads=2, n_gpu_layers=0``.  Context size, slots,
+    threads and GPU layers left out are chosen for this machine; a model that will
+    not fit is refused with the numbers (:class:`InsufficientMemoryError`) unless
+    ``force=True``.
     """
     unknown = set(options) - _CONFIG_FIELDS
     if unknown:
         raise InvalidParameterError(f"unknown load option(s): {', '.join(sorted(unknown))}")
     path = resolve_model_path(name_or_path, store=store)
-    return LoadedModel(Runtime(path, RuntimeConfig(**options), name=str(name_or_path or DEFAULT_MODEL)))
+    name = str(name_or_path or DEFAULT_MODEL)
+    config = plan_config(path, {k: v for k, v in options.items() if v is not None}, force=force, name=name)
+    return LoadedModel(Runtime(path, config, name=name))
+
+
+def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
+    """A RuntimeConfig from explicit ``options``, the rest chosen from the hardware and model size."""
+    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+
+    request = ResourceRequest(
+        n_ctx=options.get("n_ctx", 0), parallel=options.get("n_slots", 0), threads=options.get("n_threads") or 0,
+        n_gpu_layers=options.get("n_gpu_layers", -1), n_batch=options.get("n_batch", 512),
+        n_ubatch=options.get("n_ubatch", 512), flash_attn=options.get("flash_attn"))
+    plan = plan_resources(read_model_facts(path), detect_hardware(), request)
+    check_fits(plan, force=force, model_name=name)
+    chosen = {"n_ctx": plan.n_ctx, "n_slots": plan.parallel, "n_threads": plan.threads,
+              "n_gpu_layers": plan.n_gpu_layers}
+    return RuntimeConfig(**{**chosen, **options})
 
 
 def build_request(prompt: str | Sequence[int], max_tokens: int | None, options: Mapping[str, Any]) -> GenerationRequest:

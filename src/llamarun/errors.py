@@ -10,6 +10,7 @@ through the ``http_status`` class attribute.  Messages say what to do next.
     │   ├── InvalidNameError           a model name or digest fails validation (400)
     │   ├── TemplateError              a chat template failed or was unsafe (400)
     │   ├── GrammarError               a grammar/schema is invalid or too large (400)
+    │   ├── UnsupportedFeatureError    the model cannot do what was asked (embeddings, images...) (400)
     │   └── ConfigError                a setting (file, environment, flag) is invalid (400)
     ├── ModelNotFoundError             no such model in the store (404)
     ├── ModelLoadError                 llama.cpp could not load a file (500)
@@ -24,6 +25,7 @@ through the ``http_status`` class attribute.  Messages say what to do next.
     ├── OverloadedError                the queue is full; retry later (503)
     ├── EngineDeadError                the engine thread died (503)
     ├── InsufficientMemoryError        a model does not fit this machine (507)
+    ├── RemoteServerError              a llamarun server (--host) is unreachable or failed (502)
     └── StoreError                     the model store failed (500)
         ├── DigestMismatchError        downloaded bytes do not match (502)
         ├── DownloadError              a transfer failed (502)
@@ -56,9 +58,11 @@ __all__ = [
     "ModelNotFoundError",
     "OverloadedError",
     "RedirectRefusedError",
+    "RemoteServerError",
     "RequestCancelledError",
     "StoreError",
     "TemplateError",
+    "UnsupportedFeatureError",
 ]
 
 
@@ -214,3 +218,13 @@ class ConfigError(InvalidParameterError):
 
 class RedirectRefusedError(DownloadError):
     """A server redirected a download somewhere the redirect policy forbids (SSRF guard)."""
+
+
+class UnsupportedFeatureError(InvalidParameterError):
+    """The model (or this server) cannot do what the request asks: embeddings, images, thinking..."""
+
+
+class RemoteServerError(LlamarunError):
+    """A llamarun (or Ollama) server the CLI talks to (``--host``) cannot be reached or answered badly."""
+
+    http_status = 502

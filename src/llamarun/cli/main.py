@@ -19,9 +19,9 @@ def build_app() -> typer.Typer:
         add_completion=True,
         pretty_exceptions_enable=False,
     )
-    from . import run_cmd, store_cmds  # deferred: command modules import heavier parts lazily
+    from . import config_cmds, hw_cmds, run_cmd, serve_cmd, store_cmds  # deferred: command modules import heavier parts lazily
 
-    for module in (run_cmd, store_cmds):
+    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd):
         module.register(app)
     return app
 
@@ -38,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # Typer/click exit inside standalone_mode=False
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # click usage errors (Typer may ship its own copy of click)
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        try:
+            from typer._click import exceptions as vendored
+        except ImportError:
+            vendored = click.exceptions
+        if isinstance(exc, (click.exceptions.ClickException, vendored.ClickException)):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (click.exceptions.Abort, vendored.Abort)):
             return 130
         raise
     return 0

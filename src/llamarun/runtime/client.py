@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -68,8 +69,22 @@ class SyncClient:
         return RequestStream(self.runtime, spec)
 
     def generate(self, spec: GenerationRequest) -> GenerationResult:
-        with self.stream(spec) as stream:
-            return stream.wait()
+        """Wait for the whole result; the caller's thread sleeps until the end (no wake-up per token)."""
+        done = threading.Event()
+        box: list[Event] = []
+
+        def sink(event: Event) -> None:
+            if isinstance(event, (GenerationResult, BaseException)):
+                box.append(event)
+                done.set()
+
+        request_id = self.runtime.submit(spec, sink)
+        try:
+            done.wait()
+        finally:
+            if not box:
+                self.runtime.cancel(request_id)
+        return _check(box[0])  # type: ignore[return-value]
 
 
 class AsyncRequest:

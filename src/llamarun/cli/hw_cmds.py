@@ -1,0 +1,124 @@
+"""``llamarun hw``: this machine's hardware profile, model plans and recommendation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+__all__ = ["register"]
+
+EXAMPLES = """
+Examples:
+
+  llamarun hw                         # CPU, RAM, GPUs and llama.cpp backends
+
+  llamarun hw --json                  # the same, for scripts
+
+  llamarun hw --recommend             # the best catalog model for this machine, and why
+
+  llamarun hw --model smollm2         # threads, GPU layers, context and slots chosen for a model
+
+  llamarun hw --model ./m.gguf --ctx 8192 --parallel 4    # would this fit?
+"""
+
+
+def _model_path(name: str) -> str:
+    if Path(name).is_file():
+        return name
+    from ..store import ModelStore  # deferred
+
+    return str(ModelStore().get(name).path)
+
+
+def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any) -> Any:
+    from ..config import load_settings
+    from ..hardware import ResourceRequest, plan_resources, read_model_facts
+
+    settings = load_settings({"n_ctx": ctx, "parallel": parallel})
+    return plan_resources(read_model_facts(_model_path(model)), profile, ResourceRequest.from_settings(settings))
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity: map non-finite floats (e.g. "fast on the GPU") to null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_profile(profile: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..hardware import format_bytes
+
+    cpu, mem, build = profile.cpu, profile.memory, profile.build
+    table = Table(title="hardware", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("os", profile.os)
+    table.add_row("cpu", f"{cpu.model} ({cpu.architecture})")
+    table.add_row("cores", f"{cpu.physical_cores} physical, {cpu.logical_cores} logical, "
+                           f"{cpu.usable_cores:g} usable -> {cpu.recommended_threads} threads")
+    table.add_row("cpu features", " ".join(cpu.features) or "-")
+    limit = f", container limit {format_bytes(mem.cgroup_limit)}" if mem.cgroup_limit else ""
+    table.add_row("ram", f"{format_bytes(mem.total)} total, {format_bytes(mem.available)} available{limit}")
+    for gpu in profile.gpus:
+        table.add_row(f"gpu {gpu.index}", f"{gpu.name} ({gpu.backend}): {format_bytes(gpu.memory_free)} free "
+                                           f"of {format_bytes(gpu.memory_total)}")
+    if not profile.gpus:
+        table.add_row("gpu", "none found")
+    if build is not None:
+        table.add_row("llama.cpp backends", ", ".join(build.backends))
+        table.add_row("llama.cpp devices", ", ".join(f"{d.name} ({d.type})" for d in build.devices) or "-")
+        table.add_row("gpu offload", "yes" if profile.can_offload else
+                      "no (CPU-only build)" if not build.supports_gpu_offload else "no (no GPU device)")
+        table.add_row("build features", " ".join(build.features))
+    Console().print(table)
+
+
+def _print_reasons(title: str, reasons: tuple[str, ...]) -> None:
+    typer.echo(f"\n{title}")
+    for reason in reasons:
+        typer.echo(f"  - {reason}")
+
+
+def hw(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    recommend: bool = typer.Option(False, "--recommend", help="Name the best catalog model for this machine."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Plan resources for this model (name or path)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context per sequence for --model (0: auto)."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
+) -> None:
+    """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one."""
+    from ..hardware import detect_hardware, recommend_model
+
+    profile = detect_hardware()
+    plan = _plan(model, ctx, parallel, profile) if model else None
+    advice = recommend_model(profile) if recommend else None
+    if as_json:
+        data: dict[str, Any] = profile.to_dict()
+        if plan is not None:
+            data["plan"] = dataclasses.asdict(plan) | {"memory_total": plan.estimate.total}
+        if advice is not None:
+            data["recommendation"] = dataclasses.asdict(advice)
+        typer.echo(json.dumps(_finite(data), indent=2))
+        return
+    _print_profile(profile)
+    if plan is not None:
+        _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.parallel} sequences, "
+                       f"{plan.threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
+    if advice is not None:
+        _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Show this machine's hardware, plan a model, or recommend one.", epilog=EXAMPLES)(hw)

@@ -1,0 +1,423 @@
+"""llamarun's settings: one object, four layers, and where each value came from.
+
+Precedence for every setting, lowest first::
+
+    defaults  <  TOML file  <  LLAMARUN_* environment variables  <  command-line flags
+
+The TOML file is ``$LLAMARUN_CONFIG`` when set, else ``config.toml`` in the
+platform's user config directory (``~/.config/llamarun/config.toml`` on Linux).
+It holds flat ``key = value`` pairs named like the fields of :class:`Settings`.
+The environment variable of a setting is ``LLAMARUN_`` + its upper-case name
+(``LLAMARUN_PORT``).  Flags reach :func:`load_settings` as ``overrides``.
+
+Nothing is read at import time and nothing is cached: :func:`load_settings`
+returns a new frozen :class:`Settings` every call.  An invalid value raises
+:class:`~llamarun.errors.ConfigError` naming the key and the file, environment
+variable or flag it came from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_MODEL",
+    "ENV_PREFIX",
+    "Origin",
+    "Settings",
+    "config_path",
+    "home_dir",
+    "load_settings",
+    "parse_duration",
+    "parse_size",
+]
+
+DEFAULT_MODEL = "smollm2"
+ENV_PREFIX = "LLAMARUN_"
+CONFIG_ENV = "LLAMARUN_CONFIG"
+HOME_ENV = "LLAMARUN_HOME"
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+# -- value parsers (public: the HTTP layer parses keep_alive the same way) ------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a Go-style duration (``"5m"``, ``"1h30m"``, ``"-1"``).
+
+    Negative means "forever" (Ollama's keep_alive convention). Raises ValueError.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
+    else:
+        raise ValueError(f"expected a duration such as '5m' or a number of seconds, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration must be finite, got {value!r}")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    parts = _DURATION_PART.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"expected a duration such as '30s', '5m', '1h30m' or seconds, got {text!r}")
+    return sign * sum(float(n) * _DURATION_UNIT[u] for n, u in parts)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an integer or a size such as ``"8GiB"``, ``"512MB"``, ``"1.5G"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, float) and math.isfinite(value):
+        size = int(value)
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        number, prefix, binary = match.groups()
+        base = 1024 if binary or not prefix else 1000
+        size = int(float(number) * base ** " kmgt".index(prefix.lower() or " "))
+    else:
+        raise ValueError(f"expected a size such as '8GiB', '512MB' or bytes, got {value!r}")
+    if size < 0:
+        raise ValueError(f"size must not be negative, got {value!r}")
+    return size
+
+
+def _default_home() -> Path:
+    import platformdirs  # deferred: no work at import time
+
+    return Path(platformdirs.user_data_dir("llamarun", appauthor=False))
+
+
+def _auto(value: Any, auto: int) -> Any:
+    """Map the string ``"auto"`` to the field's automatic sentinel."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return auto
+    return value
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value came from: ``default``, ``file`` (path), ``env`` (variable) or ``flag``."""
+
+    kind: Literal["default", "file", "env", "flag"]
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "default":
+            return "default"
+        if self.kind == "file":
+            return f"file {self.detail}"
+        if self.kind == "env":
+            return f"environment variable {self.detail}"
+        return f"flag {self.detail}"
+
+
+# -- the settings object ----------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """Every llamarun setting. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+        env_ignore_empty=True,
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=_default_home, description="Model store root (blobs, manifests).")
+    default_model: str = Field(DEFAULT_MODEL, min_length=1, description="Model used when a command names none.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address `serve` binds and clients connect to.")
+    port: int = Field(11434, ge=0, le=65535, description="TCP port of `serve` (0: any free port).")
+    threads: int = Field(0, ge=0, le=1024, description="CPU threads for llama.cpp (0/auto: the usable cores).")
+    n_ctx: int = Field(
+        0, ge=0, le=1 << 22, description="Context window of one request in tokens (0/auto: fit to memory)."
+    )
+    parallel: int = Field(
+        0, ge=0, le=256, description="Parallel sequences (slots) per model (0/auto: from memory and cores)."
+    )
+    n_batch: int = Field(512, ge=1, le=1 << 16, description="Logical batch size: most tokens per decode call.")
+    n_ubatch: int = Field(512, ge=1, le=1 << 16, description="Physical batch size; compute buffers scale with it.")
+    n_gpu_layers: int = Field(
+        -1, ge=-1, le=100_000, description="Layers offloaded to the GPU (-1/auto: all that fit; 0: CPU only)."
+    )
+    keep_alive: float = Field(
+        300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever)."
+    )
+    max_loaded_models: int = Field(3, ge=1, le=64, description="Models kept loaded at once (LRU unloads first).")
+    memory_budget: int = Field(
+        0, ge=0, description="Bytes all loaded models may use, e.g. '8GiB' (0/auto: the available memory)."
+    )
+    max_queue: int = Field(512, ge=0, le=1 << 20, description="Waiting requests per model before 503/Overloaded.")
+    request_timeout: float = Field(
+        600.0, ge=0, description="Default per-request timeout in seconds or '10m' (0: none)."
+    )
+    shutdown_timeout: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
+    api_key: SecretStr | None = Field(None, description="Bearer key required by `serve` (never printed).")
+    api_key_file: Path | None = Field(None, description="File holding the API key (first line).")
+    insecure: bool = Field(False, description="Allow `serve` on a non-loopback address without an API key.")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Origins allowed by CORS (comma-separated in the environment; none by default)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "WARNING", description="Python logging level of llamarun (DEBUG also shows llama.cpp's log)."
+    )
+
+    _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @field_validator("home", "api_key_file", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("threads", "n_ctx", "parallel", mode="before")
+    @classmethod
+    def _auto_zero(cls, value: Any) -> Any:
+        return _auto(value, 0)
+
+    @field_validator("n_gpu_layers", mode="before")
+    @classmethod
+    def _auto_gpu(cls, value: Any) -> Any:
+        return _auto(value, -1)
+
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(_auto(value, 0))
+
+    @field_validator("keep_alive", "request_timeout", "shutdown_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other):  # type: ignore[no-untyped-def,override]
+        # load_settings merges the layers itself (to know each value's origin) and
+        # passes the result as keyword arguments: no hidden reads of os.environ.
+        return (init_settings,)
+
+    # -- provenance ---------------------------------------------------------------
+
+    @property
+    def origins(self) -> Mapping[str, Origin]:
+        """Where each setting's value came from."""
+        return MappingProxyType({name: self._origins.get(name, Origin("default")) for name in type(self).model_fields})
+
+    def origin(self, key: str) -> Origin:
+        return self.origins[key]
+
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file that was read, if any."""
+        return self._config_file
+
+    def resolved_api_key(self) -> str | None:
+        """``api_key``, else the first line of ``api_key_file``, else None."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is None:
+            return None
+        try:
+            lines = self.api_key_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read api_key_file {str(self.api_key_file)!r}: {exc.strerror}",
+                key="api_key_file",
+                source=str(self.origin("api_key_file")),
+            ) from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise ConfigError(f"api_key_file {str(self.api_key_file)!r} is empty", key="api_key_file")
+        return key
+
+    def display_values(self) -> dict[str, Any]:
+        """JSON-friendly effective values, with secrets masked."""
+        values = self.model_dump(mode="json")
+        if self.api_key is not None:
+            values["api_key"] = "********"
+        return values
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """The config file to read and whether it was named explicitly (``$LLAMARUN_CONFIG``)."""
+    env = os.environ if env is None else env
+    named = env.get(CONFIG_ENV)
+    if named:
+        return Path(named).expanduser(), True
+    import platformdirs  # deferred
+
+    return Path(platformdirs.user_config_dir("llamarun", appauthor=False)) / "config.toml", False
+
+
+def _toml() -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise ConfigError("reading config.toml on Python 3.10 needs the 'tomli' package") from None
+    return tomllib
+
+
+def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
+    if not explicit and not path.exists():
+        return {}
+    tomllib = _toml()
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {str(path)!r} does not exist", source=str(path)) from None
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", source=str(path)) from None
+
+
+def _read_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Setting name -> (raw value, variable name) for every set ``LLAMARUN_<FIELD>``."""
+    found: dict[str, tuple[str, str]] = {}
+    by_upper = {k.upper(): k for k in env if k.upper().startswith(ENV_PREFIX)}
+    for name in Settings.model_fields:
+        var = by_upper.get(ENV_PREFIX + name.upper())
+        if var is not None and env[var] != "":
+            found[name] = (env[var], var)
+    return found
+
+
+def _flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The store root: ``$LLAMARUN_HOME``, else ``home`` in the config file, else the user data dir.
+
+    Consistent with ``load_settings().home`` but reads only what ``home`` needs, so
+    an unrelated bad setting does not stop the store from working.
+    """
+    env = os.environ if env is None else env
+    configured = env.get(HOME_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    path, explicit = config_path(env)
+    value = _read_file(path, explicit).get("home")
+    if value is None:
+        return _default_home()
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"invalid setting 'home' in {path}: expected a path string, got {value!r}", key="home", source=str(path)
+        )
+    return Path(value).expanduser()
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < TOML file < environment < ``overrides``.
+
+    ``overrides`` are the command line's explicit flags (keys are setting names;
+    ``None`` values mean "not given" and are skipped).  ``env`` defaults to
+    ``os.environ``; ``config_file`` (e.g. a ``--config`` flag) beats
+    ``$LLAMARUN_CONFIG``.  Raises :class:`ConfigError` naming the key and source.
+    """
+    env = os.environ if env is None else env
+    if config_file is not None:
+        path, explicit = Path(config_file).expanduser(), True
+    else:
+        path, explicit = config_path(env)
+    file_values = _read_file(path, explicit)
+
+    values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    for key, value in file_values.items():
+        values[key], origins[key] = value, Origin("file", str(path))
+    for key, (value, var) in _read_env(env).items():
+        values[key], origins[key] = value, Origin("env", var)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key], origins[key] = value, Origin("flag", _flag_name(key))
+
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise _config_error(exc, values, origins) from None
+    settings._origins = origins
+    settings._config_file = path if file_values or path.is_file() else None
+    return settings
+
+
+def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapping[str, Origin]) -> ConfigError:
+    lines: list[str] = []
+    first_key: str | None = None
+    first_source: str | None = None
+    for error in exc.errors(include_url=False):
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        origin = origins.get(key, Origin("default"))
+        where = f"in config file {origin.detail}" if origin.kind == "file" else f"from {origin}"
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(Settings.model_fields)
+            lines.append(f"unknown setting {key!r} {where} (known settings: {known})")
+        else:
+            shown = "********" if key == "api_key" else repr(values.get(key))
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"invalid setting {key!r} = {shown} {where}: {reason}")
+        if first_key is None:
+            first_key, first_source = key, str(origin)
+    return ConfigError("; ".join(lines), key=first_key, source=first_source)
