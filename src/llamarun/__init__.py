@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChatResult",
     "Chunk",
     "FinishReason",
     "GenerationRequest",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load": "api", "LoadedModel": "api",
+    "load": "api", "LoadedModel": "api", "ChatResult": "api",
     "Chunk": "types", "FinishReason": "types", "GenerationResult": "types", "SamplingParams": "types",
     "Timings": "types",
     "GenerationRequest": "runtime", "RuntimeConfig": "runtime",
@@ -37,7 +38,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from . import errors
-    from .api import LoadedModel, load
+    from .api import ChatResult, LoadedModel, load
     from .errors import LlamarunError
     from .runtime import GenerationRequest, RuntimeConfig
     from .types import Chunk, FinishReason, GenerationResult, SamplingParams, Timings

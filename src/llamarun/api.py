@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_MODEL
-from .engine import ModelInfo, apply_builtin_template
+from .engine import ModelInfo
 from .errors import InvalidParameterError
 from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from .types import Chunk, GenerationResult, SamplingParams
 
-__all__ = ["LoadedModel", "load", "resolve_model_path"]
+__all__ = ["ChatResult", "LoadedModel", "load", "resolve_model_path"]
 
 _SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 _REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs",
@@ -76,6 +76,10 @@ def build_request(prompt: str | Sequence[int], max_tokens: int | None, options: 
     unknown = set(options) - _SAMPLING_FIELDS - _REQUEST_FIELDS
     if unknown:
         raise InvalidParameterError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+    if options.get("grammar"):
+        from .grammar import check_gbnf
+
+        check_gbnf(options["grammar"])  # depth and size limits before llama.cpp parses it
     sampling = SamplingParams(**{k: v for k, v in options.items() if k in _SAMPLING_FIELDS})
     extra = {k: v for k, v in options.items() if k in _REQUEST_FIELDS}
     if isinstance(extra.get("stop"), str):
@@ -85,12 +89,22 @@ def build_request(prompt: str | Sequence[int], max_tokens: int | None, options: 
     return GenerationRequest(prompt=prompt, max_tokens=max_tokens, sampling=sampling, **extra)
 
 
+@dataclass(frozen=True)
+class ChatResult(GenerationResult):
+    """A chat answer: the raw generation plus what was parsed out of it."""
+
+    content: str = ""
+    thinking: str = ""
+    tool_calls: tuple[Any, ...] = ()
+
+
 class LoadedModel:
     """A model being served by its own engine thread. Close it (or use ``with``) when done."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._client = SyncClient(runtime)
+        self._template: Any = None
 
     @property
     def info(self) -> ModelInfo:
@@ -107,18 +121,43 @@ class LoadedModel:
         return self._run(request, stream)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = 256, stream: bool = False,
-             **options: Any) -> GenerationResult | Iterator[Chunk]:
-        """Answer a conversation using the model's chat template."""
-        prompt = self.render_chat(messages)
-        request = build_request(prompt, max_tokens, {"add_special": False, "parse_special": True, **options})
-        return self._run(request, stream)
+             tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
+             response_format: Any = None, think: bool | None = None,
+             **options: Any) -> ChatResult | Iterator[Chunk]:
+        """Answer a conversation using the model's own chat template.
+
+        ``tools``/``tool_choice`` take OpenAI or Ollama tool specs (``"required"`` or a named
+        function forces a call whose arguments validate); ``response_format`` takes ``"json"``,
+        a JSON Schema, or OpenAI's ``{"type": "json_object" | "json_schema", ...}``; ``grammar``
+        (GBNF) constrains output directly.  The result carries ``content``, ``thinking`` and
+        ``tool_calls`` parsed from the text.  With ``stream=True`` chunks carry raw text.
+        """
+        from .chat import prepare_chat
+
+        plan = prepare_chat(self.chat_template, messages, tools=tools, tool_choice=tool_choice,
+                            response_format=response_format, grammar=options.pop("grammar", None), think=think)
+        if plan.grammar:
+            options["grammar"] = plan.grammar
+        request = build_request(plan.prompt, max_tokens, {"add_special": False, "parse_special": True, **options})
+        if stream:
+            return self._stream(request)
+        result = self._client.generate(request)
+        output = plan.parse(result.text)
+        return ChatResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
+                          content=output.content, thinking=output.thinking, tool_calls=output.tool_calls)
+
+    @property
+    def chat_template(self) -> Any:
+        """The model's :class:`~llamarun.chat.ChatTemplate` (read once, on the engine thread)."""
+        if self._template is None:
+            from .chat import ChatTemplate
+
+            self._template = self.runtime.call(ChatTemplate.for_model)
+        return self._template
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
         """The prompt text the chat template makes of ``messages``."""
-        template = self.info.chat_template or "chatml"
-        plain = [{"role": str(m.get("role", "")), "content": str(m.get("content") or "")} for m in messages]
-        return self.runtime.call(
-            lambda _m: apply_builtin_template(template, plain, add_generation_prompt=add_generation_prompt))
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
 
     def _run(self, request: GenerationRequest, stream: bool) -> GenerationResult | Iterator[Chunk]:
         if stream:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import math
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ..errors import GrammarError
 from ..types import SamplingParams
@@ -43,8 +47,6 @@ def _stages(model: Model, p: SamplingParams) -> list[Callable[[], Any]]:
     llama = lib()
     n_vocab = model.vocab.n_tokens
     stages: list[Callable[[], Any]] = []
-    if p.grammar:
-        stages.append(lambda: _grammar(model, p.grammar or ""))
     if p.logit_bias:
         stages.append(lambda: _logit_bias(model, dict(p.logit_bias)))
     if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
@@ -76,8 +78,49 @@ def _stages(model: Model, p: SamplingParams) -> list[Callable[[], Any]]:
     return stages
 
 
+class _Candidates:
+    """A reusable ``llama_token_data_array`` over the whole vocabulary, filled from logits with numpy."""
+
+    def __init__(self, n_vocab: int) -> None:
+        llama = lib()
+        self.n_vocab = n_vocab
+        self.data = (llama.llama_token_data * n_vocab)()
+        self.view = np.ctypeslib.as_array(self.data)
+        self.ids = np.arange(n_vocab, dtype=np.int32)
+        self.array = llama.llama_token_data_array(self.data, n_vocab, -1, False)
+        self.one = (llama.llama_token_data * 1)()
+        self.one_array = llama.llama_token_data_array(self.one, 1, -1, False)
+
+    def fill(self, context: Context, index: int) -> Any:
+        ptr = lib().llama_get_logits_ith(context.ptr, index)
+        self.view["id"] = self.ids
+        self.view["logit"] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        self.view["p"] = 0.0
+        self.array.size = self.n_vocab
+        self.array.selected = -1
+        self.array.sorted = False
+        return ctypes.byref(self.array)
+
+    def selected(self) -> int:
+        return int(self.data[self.array.selected].id)
+
+    def single(self, token: int) -> Any:
+        self.one[0].id = token
+        self.one[0].logit = 1.0
+        self.one[0].p = 0.0
+        self.one_array.size = 1
+        self.one_array.selected = -1
+        return ctypes.byref(self.one_array)
+
+
 class SamplerChain(NativeHandle):
-    """A native sampler chain for one sequence; keeps its model alive."""
+    """A native sampler chain for one sequence; keeps its model alive.
+
+    A grammar is applied the way llama.cpp's own server does it: sample without
+    it, check only the chosen token against the grammar, and apply the grammar to
+    the whole vocabulary only when that token is rejected.  Checking 49k tokens
+    against a JSON grammar costs far more than a forward pass of a small model.
+    """
 
     _kind = "sampler chain"
 
@@ -90,14 +133,33 @@ class SamplerChain(NativeHandle):
         try:
             for make in _stages(model, self.params):
                 llama.llama_sampler_chain_add(chain, make())  # the chain owns what it is given
+            self._grammar = _GrammarSampler(model, self.params.grammar) if self.params.grammar else None
         except BaseException:
             llama.llama_sampler_free(chain)
             raise
         super().__init__(chain, llama.llama_sampler_free, keep=(model,))
+        self._candidates = _Candidates(model.vocab.n_tokens) if self._grammar is not None else None
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
-        return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
+        if self._grammar is None:
+            return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
+        return self._sample_constrained(context, index)
+
+    def _sample_constrained(self, context: Context, index: int) -> int:
+        llama = lib()
+        chain, grammar, cand = self.ptr, self._grammar.ptr, self._candidates
+        llama.llama_sampler_apply(chain, cand.fill(context, index))
+        token = cand.selected()
+        llama.llama_sampler_apply(grammar, cand.single(token))
+        if not math.isfinite(cand.one[0].logit):  # rejected: constrain the whole vocabulary, sample again
+            arr = cand.fill(context, index)
+            llama.llama_sampler_apply(grammar, arr)
+            llama.llama_sampler_apply(chain, arr)
+            token = cand.selected()
+        llama.llama_sampler_accept(chain, token)
+        llama.llama_sampler_accept(grammar, token)
+        return token
 
     def accept(self, token: int) -> None:
         """Feed a token the chain did not pick (e.g. prompt tokens for penalties)."""
@@ -105,3 +167,19 @@ class SamplerChain(NativeHandle):
 
     def reset(self) -> None:
         lib().llama_sampler_reset(self.ptr)
+        if self._grammar is not None:
+            lib().llama_sampler_reset(self._grammar.ptr)
+
+    def close(self) -> None:
+        super().close()
+        if self._grammar is not None:
+            self._grammar.close()
+
+
+class _GrammarSampler(NativeHandle):
+    """llama.cpp's grammar sampler on its own (not in the chain: see SamplerChain)."""
+
+    _kind = "grammar sampler"
+
+    def __init__(self, model: Model, grammar: str) -> None:
+        super().__init__(_grammar(model, grammar), lib().llama_sampler_free, keep=(model,))

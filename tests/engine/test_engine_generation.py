@@ -78,3 +78,28 @@ def test_seeded_sampling_is_reproducible(model):
     a = model.generate("The weather today", max_tokens=16, temperature=0.9, seed=42)
     b = model.generate("The weather today", max_tokens=16, temperature=0.9, seed=42)
     assert a.token_ids == b.token_ids
+
+
+def test_chat_with_json_schema_and_forced_tool_call(model):
+    import json
+
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"], "additionalProperties": False}
+    result = model.chat([{"role": "user", "content": "Which city is the capital of France? Reply in JSON."}],
+                        response_format=schema, temperature=0, max_tokens=40)
+    assert set(json.loads(result.content)) == {"city"}
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                       "required": ["city"]}}}]
+    called = model.chat([{"role": "user", "content": "What is the weather in Paris?"}], tools=tools,
+                        tool_choice="required", temperature=0, max_tokens=60)
+    assert called.tool_calls and called.tool_calls[0].name == "get_weather"
+    assert isinstance(called.tool_calls[0].arguments["city"], str)
+
+
+def test_deeply_nested_grammar_is_refused_before_llama_cpp(model):
+    from llamarun.errors import GrammarError
+
+    with pytest.raises(GrammarError):
+        model.generate("x", grammar="root ::= " + "(" * 60000 + '"a"' + ")" * 60000, max_tokens=2)
