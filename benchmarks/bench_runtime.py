@@ -2,7 +2,9 @@
 
 For B in 1, 2, 4, 8, 16 concurrent streams (64-token prompts, 128 new tokens each, greedy,
 ignore_eos): aggregate generation tokens/s (generation phase, as llama-batched-bench's S_TG)
-and time to first token p50/p95.  Then the time to first token of a request whose 1,000-token
+and time to first token p50/p95, streams consumed by one asyncio loop as a server does.
+llama-batched-bench runs right before ours at each level, in interleaved rounds; the best
+round of each is kept, because this host's speed drifts by +-30% within minutes.  Then the time to first token of a request whose 1,000-token
 prefix is cached vs uncached.
 
     python benchmarks/bench_runtime.py [--model smollm2] [--threads 2] [--levels 1,2,4,8,16]
@@ -11,14 +13,14 @@ prefix is cached vs uncached.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import subprocess
-import threading
 import time
 
 from common import dump, llama_tools, median, model_path, percentile, random_tokens
 
-from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
+from llamarun.runtime import AsyncClient, GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from llamarun.types import SamplingParams
 
 N_PROMPT, N_GEN = 64, 128
@@ -37,23 +39,24 @@ def bench_batched_bench(bin_dir, path, threads: int, levels: list[int]) -> dict[
     return rates
 
 
-def run_level(client: SyncClient, n_vocab: int, level: int, seed: int) -> dict[str, float]:
+def run_level(runtime: Runtime, n_vocab: int, level: int, seed: int) -> dict[str, float]:
+    """``level`` streams consumed by one asyncio loop, as a server consumes them."""
     stamps: list[list[float]] = [[] for _ in range(level)]
-    start = time.perf_counter()
 
-    def one(i: int) -> None:
+    async def one(client: AsyncClient, i: int) -> None:
         spec = GenerationRequest(prompt=random_tokens(N_PROMPT, n_vocab, seed * 1000 + i), max_tokens=N_GEN,
                                  sampling=GREEDY, ignore_eos=True)
-        with client.stream(spec) as stream:
-            for chunk in stream:
-                if chunk.token_ids:
-                    stamps[i].append(time.perf_counter())
+        async for chunk in client.stream(spec):
+            if chunk.token_ids:
+                stamps[i].append(time.perf_counter())
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(level)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    async def all_streams() -> float:
+        client = AsyncClient(runtime)
+        start = time.perf_counter()
+        await asyncio.gather(*(one(client, i) for i in range(level)))
+        return start
+
+    start = asyncio.run(all_streams())
     end = max(s[-1] for s in stamps)
     all_first = max(s[0] for s in stamps)  # every stream is past its prefill: the generation phase
     after = sum(1 for s in stamps for t in s if t > all_first)
@@ -77,22 +80,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--levels", default="1,2,4,8,16")
     parser.add_argument("--unified", action="store_true", help="use one unified KV pool")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     path = model_path(args.model)
     bin_dir = llama_tools()
-    ceiling = bench_batched_bench(bin_dir, path, args.threads, levels) if bin_dir else {}
     config = RuntimeConfig(n_ctx=1024, n_slots=max(levels), n_threads=args.threads, kv_unified=args.unified,
                            max_queue=64)
-    rows = {}
+    ceiling: dict[int, float] = {}
+    rows: dict[int, dict[str, float]] = {}
     with Runtime(path, config) as rt:
-        client = SyncClient(rt)
         n_vocab = rt.info.n_vocab
-        run_level(client, n_vocab, 2, 999)  # warm-up
-        for level in levels:
-            rows[level] = run_level(client, n_vocab, level, level)
-        uncached, cached = bench_prefix(client, n_vocab)
+        run_level(rt, n_vocab, 2, 999)  # warm-up
+        for round_ in range(args.rounds):  # interleaved, best round kept: the host's speed drifts
+            for level in levels:
+                if bin_dir:
+                    base = bench_batched_bench(bin_dir, path, args.threads, [level]).get(level, 0.0)
+                    ceiling[level] = max(ceiling.get(level, 0.0), base)
+                r = run_level(rt, n_vocab, level, level + 100 * round_)
+                if level not in rows or r["tg"] > rows[level]["tg"]:
+                    rows[level] = r
+        uncached, cached = bench_prefix(SyncClient(rt), n_vocab)
     print(f"model {path.name}, {args.threads} threads, prompts {N_PROMPT}, {N_GEN} new tokens each, "
           f"{'unified' if args.unified else 'per-slot'} KV")
     print(f"{'streams':>7} {'ours tok/s':>11} {'batched-bench S_TG':>19} {'ratio':>7} {'TTFT p50':>9} {'TTFT p95':>9}")

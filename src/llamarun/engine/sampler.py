@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GrammarError
+from ..errors import DecodeError, GrammarError
 from ..types import SamplingParams
 from ._handle import NativeHandle
 from ._lib import lib
@@ -139,9 +139,20 @@ class SamplerChain(NativeHandle):
             raise
         super().__init__(chain, llama.llama_sampler_free, keep=(model,))
         self._candidates = _Candidates(model.vocab.n_tokens) if self._grammar is not None else None
+        p = self.params
+        # plain greedy needs no candidate array: argmax over the logits (first maximum, as llama.cpp)
+        self._argmax = p.is_greedy and not p.logit_bias and p.repeat_penalty == 1.0 and not (
+            p.presence_penalty or p.frequency_penalty) and self._grammar is None
+        self._n_vocab = model.vocab.n_tokens
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
+        if self._argmax:
+            self.ptr  # raises once closed  # noqa: B018
+            logits = lib().llama_get_logits_ith(context.ptr, index)
+            if not logits:
+                raise DecodeError(f"no logits for batch index {index}")
+            return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
         if self._grammar is None:
             return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
         return self._sample_constrained(context, index)
