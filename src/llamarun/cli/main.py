@@ -19,9 +19,9 @@ def build_app() -> typer.Typer:
         add_completion=True,
         pretty_exceptions_enable=False,
     )
-    from . import config_cmds, hw_cmds, run_cmd, serve_cmd, store_cmds  # deferred: command modules import heavier parts lazily
+    from . import bench_cmd, config_cmds, hw_cmds, misc_cmds, run_cmd, serve_cmd, store_cmds  # deferred: command modules import heavier parts lazily
 
-    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd):
+    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd, bench_cmd, misc_cmds):
         module.register(app)
     return app
 
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; exit codes: 0 ok, 1 error, 2 usage."""
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        # prog_name: `python -m llamarun` shows and completes as `llamarun` (_LLAMARUN_COMPLETE)
+        code = app(args=argv, prog_name="llamarun", standalone_mode=False)
     except LlamarunError as exc:
         typer.secho(f"Error: {exc}", err=True, fg="red")
         return 1
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (click.exceptions.Abort, vendored.Abort)):
             return 130
         raise
-    return 0
+    # typer.Exit(n) (and Ctrl-C, as 130) come back as the return value when not standalone
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

@@ -1,65 +1,235 @@
-"""The interactive chat of ``llamarun run`` (history kept across turns)."""
+"""The interactive chat of ``llamarun run`` (history kept across turns, Ollama-style commands)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
 from typing import Any
 
 import typer
 
-__all__ = ["chat_repl"]
+from ..errors import ContextOverflowError, InvalidParameterError, LlamarunError
+from .chat_backends import ChatBackend, TurnStats
 
-HELP = """Commands:
-  /help            this help
-  /reset, /clear   forget the conversation
-  /bye, /exit      leave
-  \"\"\"              start and end multi-line input"""
+__all__ = ["HELP", "ChatSession", "chat_repl", "print_stats", "stream_answer"]
+
+PROMPT = ">>> "
+CONTINUATION = "... "
+QUOTES = '"""'
+
+HELP = f"""Available commands:
+  /set parameter NAME VALUE   set a generation parameter (/set parameter for the list)
+  /set system TEXT            set the system message ({QUOTES} for several lines)
+  /set verbose | quiet        show | hide timings after each answer
+  /show info                  facts about the model
+  /show parameters | system   the session's parameters | system message
+  /save NAME                  save this conversation (under <home>/conversations)
+  /load NAME                  continue a saved conversation
+  /reset, /clear              forget the conversation (the system message stays)
+  /bye, /exit                 leave (or Ctrl-D)
+  /help, /?                   this help
+
+Use {QUOTES} to begin and end a multi-line message.
+Ctrl-C stops an answer; at the prompt it clears the line. Up/Down browse the input history."""
 
 
-def _read_message(prompt: str) -> str | None:
+@dataclass
+class ChatSession:
+    """The state of one chat: backend, system message, turns so far, parameters."""
+
+    backend: ChatBackend
+    model_name: str
+    system: str | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False
+
+    def conversation(self) -> list[dict[str, str]]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.messages
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+def print_stats(stats: TurnStats) -> None:
+    ttft = f"{stats.ttft_s * 1000:.0f} ms" if stats.ttft_s is not None else "-"
+    cached = f" ({stats.cached_tokens} cached)" if stats.cached_tokens else ""
+    typer.echo(
+        f"prompt: {stats.prompt_tokens} tokens{cached}, {stats.prompt_tokens_per_s:.1f} tokens/s\n"
+        f"generated: {stats.generated_tokens} tokens, {stats.generate_tokens_per_s:.1f} tokens/s\n"
+        f"time to first token: {ttft}, total {stats.total_s:.2f} s, finish: {stats.finish_reason}",
+        err=True,
+    )
+
+
+def stream_answer(backend: ChatBackend, messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any],
+                  *, verbose: bool) -> str:
+    """Print the answer as it streams; returns its text. Ctrl-C closes the stream (cancelling it)."""
+    parts: list[str] = []
+    stats: TurnStats | None = None
+    with closing(backend.stream(messages, options)) as items:
+        for item in items:
+            if isinstance(item, TurnStats):
+                stats = item
+                continue
+            parts.append(item)
+            sys.stdout.write(item)
+            sys.stdout.flush()
+    if not parts or not parts[-1].endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if verbose and stats is not None:
+        print_stats(stats)
+    return "".join(parts)
+
+
+# -- input -----------------------------------------------------------------------------
+
+
+def read_input() -> str | None:
+    """One message (several lines between triple quotes); None at end of input (Ctrl-D)."""
     try:
-        line = input(prompt)
+        line = input(PROMPT)
     except EOFError:
         return None
-    if not line.startswith('"""'):
+    if line.count(QUOTES) % 2 == 0:
         return line
-    lines = [line[3:]]
-    while not lines[-1].endswith('"""'):
+    lines = [line]
+    while True:
         try:
-            lines.append(input("... "))
+            more = input(CONTINUATION)
         except EOFError:
             break
-    return "\n".join(lines).removesuffix('"""')
+        lines.append(more)
+        if QUOTES in more:
+            break
+    return "\n".join(lines)
 
 
-def chat_repl(model: Any, history: list[dict[str, str]], options: dict[str, Any], verbose: bool,
-              *, answer: Callable[..., str]) -> None:
-    """Read a message, stream the answer, keep the history; Ctrl-C stops an answer, not the chat."""
+def unquote(text: str) -> str:
+    """Strip triple-quote delimiters (or one pair of double quotes) around ``text``."""
+    text = text.strip()
+    if text.startswith(QUOTES):
+        return text[3:].removesuffix(QUOTES).strip("\n")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+def _setup_readline() -> Callable[[], None]:
+    """Line editing and a persistent input history; returns the function that saves it."""
     try:
-        import readline  # noqa: F401 - line editing and history for input()
-    except ImportError:
+        import readline
+    except ImportError:  # e.g. Windows without pyreadline: plain input()
+        return lambda: None
+    from ..config import home_dir
+
+    try:
+        path = home_dir() / "history"
+    except LlamarunError:
+        return lambda: None
+    readline.set_history_length(1000)
+    readline.set_completer(_complete_command)
+    readline.parse_and_bind("tab: complete")
+    try:
+        readline.read_history_file(path)
+    except OSError:
         pass
-    system = [m for m in history if m["role"] == "system"]
-    typer.echo("Chat with the model. /help for commands, /bye to leave.", err=True)
-    while True:
-        message = _read_message(">>> ")
-        if message is None or message.strip() in ("/bye", "/exit"):
-            return
-        command = message.strip()
-        if not command:
-            continue
-        if command == "/help":
-            typer.echo(HELP)
-            continue
-        if command in ("/reset", "/clear"):
-            history[:] = list(system)
-            typer.echo("Cleared.")
-            continue
-        history.append({"role": "user", "content": message})
+
+    def save() -> None:
         try:
-            reply = answer(model, history, options, verbose)
-        except KeyboardInterrupt:
-            typer.echo("\n(stopped)", err=True)
-            history.pop()
-            continue
-        history.append({"role": "assistant", "content": reply})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+        except OSError:
+            pass
+
+    return save
+
+
+COMMAND_WORDS = ("/help", "/set parameter ", "/set system ", "/set verbose", "/set quiet", "/show info",
+                 "/show parameters", "/show system", "/save ", "/load ", "/reset", "/clear", "/bye", "/exit")
+
+
+def _complete_command(text: str, state: int) -> str | None:
+    """Tab completion of slash commands at the start of the line."""
+    line = _line_buffer()
+    if not line.startswith("/"):
+        return None
+    matches = [w[len(line) - len(text):] for w in COMMAND_WORDS if w.startswith(line)]
+    return matches[state] if state < len(matches) else None
+
+
+def _line_buffer() -> str:
+    try:
+        import readline
+    except ImportError:
+        return ""
+    return readline.get_line_buffer()
+
+
+# -- the loop --------------------------------------------------------------------------
+
+
+def chat_repl(session: ChatSession) -> None:
+    """Read a message, stream the answer, keep the history, until /bye or Ctrl-D."""
+    from .repl_commands import run_command
+
+    save_history = _setup_readline()
+    typer.echo(f"Chatting with {session.backend.label}. /help for commands, /bye or Ctrl-D to leave.", err=True)
+    try:
+        while True:
+            try:
+                text = read_input()
+            except KeyboardInterrupt:
+                typer.echo("" if _line_buffer() else "\nUse Ctrl-D or /bye to exit.")
+                continue
+            if text is None:
+                typer.echo()
+                return
+            stripped = text.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("/"):
+                if not run_command(session, stripped):
+                    return
+                continue
+            chat_turn(session, unquote(text) if stripped.startswith(QUOTES) else text)
+    finally:
+        save_history()
+
+
+def chat_turn(session: ChatSession, text: str) -> None:
+    """One user message and its answer; the history keeps both unless the answer failed or was stopped."""
+    session.messages.append({"role": "user", "content": text})
+    try:
+        reply = stream_answer(session.backend, session.conversation(), session.options, verbose=session.verbose)
+    except KeyboardInterrupt:
+        session.messages.pop()
+        sys.stdout.write("\n")
+        typer.echo("(answer stopped)", err=True)
+        return
+    except ContextOverflowError as exc:
+        session.messages.pop()
+        error(f"{exc}\nThe conversation no longer fits: /reset to start over, or restart with a larger --ctx")
+        return
+    except LlamarunError as exc:
+        session.messages.pop()
+        error(str(exc))
+        return
+    session.messages.append({"role": "assistant", "content": reply})
+
+
+def error(message: str) -> None:
+    typer.secho(f"Error: {message}", err=True, fg="red")
+
+
+def split_args(text: str) -> list[str]:
+    """Shell-like split of a command's arguments; quotes group words."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise InvalidParameterError(f"cannot parse {text!r}: {exc}") from None

@@ -1,13 +1,14 @@
-"""``llamarun run``: one chat turn, or an interactive chat."""
+"""``llamarun run``: one answer, or an interactive chat; in-process or against ``llamarun serve``."""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Optional
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["complete_model", "register"]
 
 EXAMPLES = """
 Examples:
@@ -16,69 +17,102 @@ Examples:
 
   llamarun run smollm2 "Why is the sky blue?"    # one answer, then exit
 
-  echo "Hi" | llamarun run smollm2               # prompt from stdin
+  echo "Hi" | llamarun run smollm2               # the prompt from stdin
 
-  llamarun run ./model.gguf "Hello" --verbose    # a GGUF file; print timings
+  llamarun run ./model.gguf "Hello" --verbose    # a GGUF file; print speeds and time to first token
+
+  llamarun run smollm2 -t 0.7 -n -1              # sample at temperature 0.7, no length limit
+
+  llamarun run smollm2 --host 127.0.0.1:11434    # use a running `llamarun serve` instead of loading here
+
+In the chat: /help lists the commands (/set parameter, /set system, /show info, /save, /load,
+/reset, /bye); \"\"\" starts and ends a multi-line message; Ctrl-C stops an answer; Ctrl-D leaves.
 """
 
 
-def _print_timings(result: Any) -> None:
-    t = result.timings
-    typer.echo(
-        f"\nprompt: {t.prompt_tokens} tokens ({t.cached_tokens} cached), {t.prompt_tokens_per_s:.1f} tokens/s\n"
-        f"generated: {t.generated_tokens} tokens, {t.generate_tokens_per_s:.1f} tokens/s\n"
-        f"time to first token: {(t.ttft_s or 0.0) * 1000:.0f} ms, total {t.total_s:.2f} s, "
-        f"finish: {result.finish_reason.value}",
-        err=True,
-    )
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion: the names in the store that start with what was typed."""
+    try:
+        from ..store import ModelStore
+
+        names = [m.name for m in ModelStore().list()]
+    except Exception:  # noqa: BLE001 - completion must never fail loudly
+        return []
+    short = [n.removesuffix(":latest") for n in names]
+    return sorted({n for n in short + names if n.startswith(incomplete)})
 
 
-def _answer(model: Any, messages: list[dict[str, str]], options: dict[str, Any], verbose: bool) -> str:
-    """Stream one answer to stdout; returns its text."""
-    parts: list[str] = []
-    last = None
-    for chunk in model.chat(messages, stream=True, **options):
-        if chunk.text:
-            parts.append(chunk.text)
-            sys.stdout.write(chunk.text)
-            sys.stdout.flush()
-        last = chunk
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    if verbose and last is not None and last.timings is not None:
-        from ..types import GenerationResult
+def _read_prompt(prompt: list[str] | None) -> str | None:
+    """The prompt words, else piped stdin; None means "interactive" (stdin is a terminal)."""
+    if prompt:
+        return " ".join(prompt)
+    if sys.stdin.isatty():
+        return None
+    text = sys.stdin.read().strip()
+    if not text:
+        raise typer.BadParameter("no prompt: give one as an argument or on stdin, or run in a terminal to chat",
+                                 param_hint="PROMPT")
+    return text
 
-        _print_timings(GenerationResult("".join(parts), (), last.finish_reason, last.timings))
-    return "".join(parts)
+
+def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, Any]) -> Any:
+    from .chat_backends import open_local, open_remote
+
+    def opening() -> Any:
+        if host:
+            return open_remote(host, model, preload=interactive)
+        return open_local(model, **load_opts)
+
+    if not (interactive and sys.stderr.isatty()):
+        return opening()
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"loading {model} ..."):
+        return opening()
 
 
 def run(
-    model: Optional[str] = typer.Argument(None, help="Store name or GGUF path (default: smollm2)."),
+    model: Optional[str] = typer.Argument(None, help="Store name or GGUF path (default: smollm2).",
+                                          autocompletion=complete_model),
     prompt: Optional[list[str]] = typer.Argument(None, help="Prompt; without one, read stdin or start a chat."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
-    max_tokens: int = typer.Option(512, "--max-tokens", "-n", help="Most tokens to generate."),
-    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 is greedy."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    ctx: int = typer.Option(4096, "--ctx", help="Context size (prompt + answer)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print timings."),
+    system: Optional[str] = typer.Option(None, "--system", "-s", help="System message."),
+    max_tokens: int = typer.Option(512, "--max-tokens", "-n", min=-1, help="Most tokens per answer (-1: no limit)."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, max=100.0, help="0 is greedy."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (for temperature > 0)."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context size in tokens (default: auto)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
+    force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
+    host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print prompt and generation speeds and TTFT."),
 ) -> None:
     """Answer a prompt with a model, or chat with it interactively."""
-    import llamarun
+    from .chat_params import validate_options
+    from .repl import ChatSession, chat_repl, stream_answer
 
-    text = " ".join(prompt) if prompt else None
-    if text is None and not sys.stdin.isatty():
-        text = sys.stdin.read().strip()
-    options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-    with llamarun.load(model, n_ctx=ctx, n_slots=1, n_threads=threads) as loaded:
-        history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-        if text:
-            _answer(loaded, [*history, {"role": "user", "content": text}], options, verbose)
+    from ..config import load_settings
+
+    text = _read_prompt(prompt)
+    name = model or load_settings().default_model
+    options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
+    if seed is not None:
+        options["seed"] = seed
+    validate_options(options)
+    started = time.perf_counter()
+    backend = _open(name, host, text is None,
+                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force})
+    try:
+        if verbose:
+            typer.echo(f"{backend.label} ready in {time.perf_counter() - started:.2f} s", err=True)
+        session = ChatSession(backend, name, system, options=options, verbose=verbose)
+        if text is not None:
+            session.messages.append({"role": "user", "content": text})
+            stream_answer(backend, session.conversation(), options, verbose=verbose)
             return
-        from .repl import chat_repl
-
-        chat_repl(loaded, history, options, verbose, answer=_answer)
+        chat_repl(session)
+    finally:
+        backend.close()
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Answer a prompt with a model, or chat with it." + EXAMPLES)(run)
+    app.command(help="Answer a prompt with a model, or chat with it.", epilog=EXAMPLES)(run)

@@ -1,0 +1,206 @@
+"""HTTP serving throughput: `llamarun serve` vs llama.cpp's llama-server and llama-cpp-python's server.
+
+All three get the same model, threads and per-request context, and the same clients in the same
+run: for 1, 8 and 16 concurrent clients, each client streams one OpenAI chat completion
+(`/v1/chat/completions`, 128 new tokens, end-of-generation ignored).  Reported per level:
+aggregate tokens/s (all completion tokens / wall time from the first request to the last token)
+and time to first token p50/p95 as the clients see it.
+
+    python benchmarks/bench_http.py [--model smollm2] [--threads 2] [--levels 1,8,16]
+        [--parallel 16] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
+
+llama-server comes from benchmarks/build_llama_tools.sh (`-np 8`, as the issue measured it);
+llama-cpp-python's server needs its [server] extra in a separate virtualenv (never the project's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from common import ROOT, dump, llama_tools, median, model_path, percentile
+
+N_GEN = 128
+TOPICS = ["the sea", "a lighthouse", "a dragon", "the moon", "a robot", "a forest", "a city", "a river",
+          "a mountain", "a ship", "a garden", "a library", "a desert", "a storm", "a train", "a castle"]
+EOG_BIAS = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>, for servers without ignore_eos
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen
+    url: str
+    extra: dict
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def start_llamarun(model: str, threads: int, ctx: int, parallel: int) -> Target:
+    cmd = [sys.executable, "-m", "llamarun", "serve", "--port", "0", "--threads", str(threads), "--ctx", str(ctx),
+           "--parallel", str(parallel), "--keep-alive", "-1", "--preload", model, "--max-queue", "256"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("listening on "):
+            url = line.split()[-1]
+            wait_ready(url, proc, "/health")
+            return Target("llamarun", proc, url, {"ignore_eos": True})
+    raise RuntimeError("llamarun serve did not start")
+
+
+def start_llama_server(bin_dir: Path, path: Path, threads: int, ctx: int, slots: int = 8) -> Target:
+    port = free_port()
+    cmd = [str(bin_dir / "llama-server"), "-m", str(path), "-np", str(slots), "-t", str(threads),
+           "-c", str(ctx * slots), "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, "/health")
+    return Target(f"llama-server -np {slots}", proc, url, {"ignore_eos": True})
+
+
+def start_lcpp_server(python: str, path: Path, threads: int, ctx: int) -> Target:
+    port = free_port()
+    cmd = [python, "-m", "llama_cpp.server", "--model", str(path), "--n_threads", str(threads),
+           "--n_ctx", str(ctx), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, "/v1/models")
+    return Target("llama-cpp-python server", proc, url, {"logit_bias": EOG_BIAS})
+
+
+async def one_request(client: httpx.AsyncClient, target: Target, model: str, i: int, level: int) -> dict:
+    question = f"Write a long story about {TOPICS[i % len(TOPICS)]} (story {level}.{i})."  # never fully cached
+    body = {"model": model, "stream": True, "max_tokens": N_GEN, "temperature": 0.8, "seed": i,
+            "messages": [{"role": "user", "content": question}], **target.extra}
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    try:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return {"error": f"{response.status_code} {response.text[:200]}"}
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                choices = event.get("choices") or []
+                if choices and (choices[0].get("delta") or {}).get("content"):
+                    tokens += 1
+                    if first is None:
+                        first = time.perf_counter()
+    except httpx.HTTPError:  # the server cut the stream (llama-cpp-python does, under concurrency)
+        pass
+    end = time.perf_counter()
+    return {"start": start, "first": first or end, "end": end, "tokens": tokens}
+
+
+async def run_level(target: Target, model: str, level: int, tag: int | None = None) -> dict:
+    async with httpx.AsyncClient(base_url=target.url, timeout=600,
+                                 limits=httpx.Limits(max_connections=level + 2)) as client:
+        begin = time.perf_counter()
+        results = await asyncio.gather(*(one_request(client, target, model, i, level if tag is None else tag)
+                                         for i in range(level)))
+    errors = [r["error"] for r in results if "error" in r]
+    ok = [r for r in results if "error" not in r]
+    end = max((r["end"] for r in ok), default=begin)
+    ttfts = [r["first"] - r["start"] for r in ok]
+    return {"tok_s": sum(r["tokens"] for r in ok) / (end - begin), "ttft_p50": median(ttfts),
+            "ttft_p95": percentile(ttfts, 0.95), "tokens": [r["tokens"] for r in ok], "errors": errors}
+
+
+def bench(target: Target, model: str, levels: list[int]) -> dict[int, dict]:
+    try:
+        asyncio.run(run_level(target, model, 1, tag=0))  # warm-up (also caches the chat template's system prompt)
+        rows = {}
+        for level in levels:
+            rows[level] = row = asyncio.run(run_level(target, model, level))
+            print(f"  {target.name}: {level} clients: {row['tok_s']:.1f} tok/s, TTFT p50 {row['ttft_p50']:.2f}s "
+                  f"p95 {row['ttft_p95']:.2f}s", file=sys.stderr, flush=True)
+            time.sleep(1)
+        return rows
+    finally:
+        target.proc.terminate()
+        try:
+            target.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            target.proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=1024, help="context of one request (per slot)")
+    parser.add_argument("--levels", default="1,8,16")
+    parser.add_argument("--parallel", type=int, default=0, help="llamarun slots (default: the largest level)")
+    parser.add_argument("--lcpp-python", default=os.environ.get("LCPP_SERVER_PYTHON",
+                                                                "/work/cache/lcpp-server-venv/bin/python"))
+    parser.add_argument("--skip", action="append", default=[], help="llamarun, llama-server, llama-cpp-python")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    path = model_path(args.model)
+    results: dict[str, dict[int, dict]] = {}
+    if "llamarun" not in args.skip:
+        target = start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels))
+        results["llamarun"] = bench(target, args.model, levels)
+    if "llama-server" not in args.skip:
+        bin_dir = llama_tools()
+        if bin_dir is not None:
+            target = start_llama_server(bin_dir, path, args.threads, args.ctx)
+            results[target.name] = bench(target, args.model, levels)
+    if "llama-cpp-python" not in args.skip and Path(args.lcpp_python).exists():
+        target = start_lcpp_server(args.lcpp_python, path, args.threads, args.ctx)
+        results[target.name] = bench(target, args.model, levels)
+    report(results, levels, args)
+    dump(args.json, {name: {str(k): v for k, v in rows.items()} for name, rows in results.items()})
+
+
+def report(results: dict[str, dict[int, dict]], levels: list[int], args: argparse.Namespace) -> None:
+    print(f"model {args.model}, {args.threads} threads, context {args.ctx} per request, {N_GEN} new tokens each, "
+          "OpenAI streaming chat")
+    base_name = next((n for n in results if n.startswith("llama-server")), None)
+    print(f"{'clients':>7}  {'server':<26}{'tok/s':>8}{'vs llama-server':>17}{'TTFT p50':>10}{'TTFT p95':>10}"
+          f"  notes")
+    for level in levels:
+        for name, rows in results.items():
+            row = rows[level]
+            base = results[base_name][level]["tok_s"] if base_name else None
+            ratio = f"{row['tok_s'] / base:.2f}x" if base else "-"
+            short = [t for t in row["tokens"] if t < N_GEN]
+            notes = "; ".join(filter(None, [f"{len(row['errors'])} errors" if row["errors"] else "",
+                                            f"{len(short)} streams cut short" if short else ""]))
+            print(f"{level:>7}  {name:<26}{row['tok_s']:>8.1f}{ratio:>17}{row['ttft_p50']:>9.2f}s"
+                  f"{row['ttft_p95']:>9.2f}s  {notes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""``llamarun version`` and ``llamarun ps``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from typing import Any, Optional
+
+import typer
+
+__all__ = ["register"]
+
+VERSION_EXAMPLES = """
+Examples:
+
+  llamarun version            # llamarun, llama-cpp-python, Python, llama.cpp's backends and CPU features
+
+  llamarun version --json     # the same, for scripts and bug reports
+"""
+
+PS_EXAMPLES = """
+Examples:
+
+  llamarun ps                                # models loaded by the server on 127.0.0.1:11434
+
+  llamarun ps --host http://10.0.0.5:11434   # another server
+
+  llamarun ps --json                         # the server's answer, for scripts
+"""
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _versions() -> dict[str, Any]:
+    import llamarun
+
+    info: dict[str, Any] = {
+        "llamarun": llamarun.__version__,
+        "llama_cpp_python": _package_version("llama_cpp_python"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "llama_cpp_system_info": None,
+    }
+    try:
+        from ..engine import system_info
+
+        info["llama_cpp_system_info"] = system_info()
+    except Exception as exc:  # noqa: BLE001 - a broken llama.cpp build must not hide the versions
+        info["llama_cpp_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def version(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the versions of llamarun, llama-cpp-python and Python, and llama.cpp's build info."""
+    info = _versions()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"llamarun {info['llamarun']}")
+    typer.echo(f"llama-cpp-python {info['llama_cpp_python'] or 'not installed'}")
+    typer.echo(f"python {info['python']} ({info['platform']})")
+    if info["llama_cpp_system_info"] is not None:
+        typer.echo(f"llama.cpp {info['llama_cpp_system_info']}")
+    else:
+        typer.echo(f"llama.cpp unavailable: {info.get('llama_cpp_error')}")
+
+
+def _until(text: Any) -> str:
+    if not isinstance(text, str) or not text:
+        return "-"
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if seconds > 10 * 365 * 86400:
+        return "Forever"
+    if seconds <= 0:
+        return "now"
+    for unit, span in (("hour", 3600), ("minute", 60)):
+        if seconds >= span:
+            n = int(seconds // span)
+            return f"{n} {unit}{'s' if n != 1 else ''} from now"
+    return f"{int(seconds)} seconds from now"
+
+
+def _processor(size: Any, vram: Any) -> str:
+    if not isinstance(size, int) or size <= 0 or not isinstance(vram, int) or vram <= 0:
+        return "100% CPU"
+    if vram >= size:
+        return "100% GPU"
+    gpu = round(100 * vram / size)
+    return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    from rich.filesize import decimal
+
+    rows = []
+    for m in models:
+        size = m.get("size")
+        digest = str(m.get("digest") or "").removeprefix("sha256:")[:12] or "-"
+        ctx = m.get("context_length")
+        rows.append((str(m.get("name") or m.get("model") or "?"), digest,
+                     decimal(size) if isinstance(size, int) else "-", _processor(size, m.get("size_vram")),
+                     str(ctx) if ctx else "-", _until(m.get("expires_at"))))
+    return rows
+
+
+def ps(
+    host: Optional[str] = typer.Option(None, "--host", help="Server URL (default: the configured host and port)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+) -> None:
+    """List the models a running `llamarun serve` has loaded."""
+    from .ollama_client import OllamaClient, default_host
+
+    with OllamaClient(host or default_host(), read_timeout=10.0) as client:
+        data = client.ps()
+    models = data.get("models") if isinstance(data, dict) else None
+    models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    if as_json:
+        typer.echo(json.dumps({"models": models}, indent=2))
+        return
+    table = [("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), *_ps_rows(models)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Print versions and llama.cpp build information.", epilog=VERSION_EXAMPLES)(version)
+    app.command(help="List the models loaded by a running server.", epilog=PS_EXAMPLES)(ps)

@@ -1,0 +1,107 @@
+"""``llamarun serve``: the Ollama- and OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+__all__ = ["register"]
+
+EXAMPLES = """
+Examples:
+
+  llamarun serve                                  # http://127.0.0.1:11434, localhost only
+
+  llamarun serve --port 0                         # any free port (printed on stdout)
+
+  llamarun serve --host 0.0.0.0 --api-key-file ~/.llamarun-key   # on the network, with a key
+
+  llamarun serve --parallel 8 --ctx 4096 --keep-alive 30m --preload smollm2
+"""
+
+
+def serve(
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", help="TCP port (default 11434; 0: any free port)."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="Requests decoded together per model."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
+    keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
+    max_loaded_models: Optional[int] = typer.Option(None, "--max-loaded-models", help="Models loaded at once."),
+    memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="Memory for all models ('8GiB')."),
+    max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Waiting requests per model before 503."),
+    request_timeout: Optional[str] = typer.Option(None, "--request-timeout", help="Default timeout ('10m'; 0 none)."),
+    shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="Drain time on SIGTERM."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LLAMARUN_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' (prefer --api-key-file)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is the key."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback bind without an API key."),
+    cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", help="Allowed browser origin (repeat)."),
+    allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", help="Extra Host header name allowed."),
+    max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
+    preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
+    log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
+) -> None:
+    """Serve Ollama's and OpenAI's APIs on the models of the store."""
+    from ..config import load_settings
+
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "parallel": parallel, "n_ctx": ctx, "threads": threads, "keep_alive": keep_alive,
+        "max_loaded_models": max_loaded_models, "memory_budget": memory_budget, "max_queue": max_queue,
+        "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
+        "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
+        "cors_origins": tuple(cors_origin) if cors_origin else None,
+    }
+    settings = load_settings(overrides, config_file=config_file)
+    _setup_logging(settings.log_level)
+    run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
+               preload=tuple(preload or ()))
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("llamarun")
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_bytes: int = 16 << 20,
+               preload: tuple[str, ...] = ()) -> None:
+    from ..http import DrainingServer, HttpConfig, ServerState, create_app, store_resolver, uvicorn_config
+    from ..runtime.manager import ManagerConfig, ModelManager
+    from ..store import ModelStore
+
+    config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
+    store = ModelStore(settings.home)
+    manager = ModelManager(ManagerConfig.from_settings(settings, wait_timeout=settings.request_timeout or 600.0),
+                           resolve=store_resolver(store))
+    for name in preload:
+        manager.acquire(name).release()
+        typer.echo(f"loaded {name}", err=True)
+    state = ServerState()
+    app = create_app(config, manager=manager, store=store, state=state)
+
+    def started(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"listening on http://{shown}:{port}")
+        sys.stdout.flush()
+
+    server = DrainingServer(uvicorn_config(app, config, log_level=settings.log_level), state,
+                            shutdown_timeout=settings.shutdown_timeout, on_started=started,
+                            on_drain=lambda: manager.close(0.0))
+    try:
+        server.run()
+    finally:
+        manager.close(0.0)
+    if not server.started:
+        raise typer.Exit(code=3)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Serve Ollama's and OpenAI's APIs over HTTP." + EXAMPLES)(serve)

@@ -1,0 +1,133 @@
+"""``create_app``: the FastAPI app serving Ollama's and OpenAI's APIs over the model manager.
+
+Everything the app needs hangs off the app object (``app.state.service``):
+no module globals, so tests and embedding programs can build several apps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from ..runtime import HealthStatus
+from ..runtime.manager import ManagerConfig, ModelManager, ModelSource
+from .config import HttpConfig
+from .errors import install_error_handlers
+from .guard import Guard, ServerState
+from .metrics import HttpMetrics, MetricsMiddleware
+from .ollama_api import ollama_router
+from .openai_api import openai_router
+from .service import Service
+
+__all__ = ["create_app", "store_resolver"]
+
+logger = logging.getLogger(__name__)
+
+
+def store_resolver(store: Any) -> Any:
+    """Model names -> files through the store (names only: never a path from a request)."""
+
+    def resolve(name: str) -> ModelSource:
+        stored = store.get(name)
+        return ModelSource(name=stored.name, path=stored.path, digest=stored.digest)
+
+    return resolve
+
+
+def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None = None, store: Any = None,
+               manager_config: ManagerConfig | None = None, state: ServerState | None = None) -> FastAPI:
+    """Build the app. Without ``manager``, one is made over ``store`` (default: the user's store)
+    and closed with the app; a given manager belongs to the caller."""
+    config = config or HttpConfig()
+    if store is None:
+        from ..store import ModelStore
+
+        store = ModelStore()
+    owns_manager = manager is None
+    if manager is None:
+        manager = ModelManager(manager_config or ManagerConfig(), resolve=store_resolver(store))
+    state = state or ServerState()
+    service = Service(config, manager, store, state)
+    metrics = HttpMetrics(manager, state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_manager:
+                await service.blocking(manager.close, 0.0)
+            service.close()
+
+    app = FastAPI(title="llamarun", version=config.version, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Ollama- and OpenAI-compatible API of a local llama.cpp runtime.")
+    app.state.service = service
+    app.state.server_state = state
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(_admin_router(service, metrics))
+    app.include_router(ollama_router(service))
+    app.include_router(openai_router(service))
+    app.add_middleware(Guard, config=config, state=state)  # type: ignore[arg-type]
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),  # type: ignore[arg-type]
+                           allow_methods=["GET", "POST", "DELETE", "HEAD", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-Timeout"])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # type: ignore[arg-type]
+    return app
+
+
+def _admin_router(service: Service, metrics: HttpMetrics) -> Any:
+    from fastapi import APIRouter
+
+    router = APIRouter(tags=["server"])
+
+    @router.get("/", response_class=PlainTextResponse)
+    async def root() -> str:
+        return "llamarun is running"
+
+    @router.head("/")
+    async def root_head() -> Response:
+        return Response(status_code=200, media_type="text/plain")
+
+    @router.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        return _health(service)
+
+    @router.get("/metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = await service.blocking(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _health(service: Service) -> JSONResponse:
+    models = []
+    status = "ok"
+    for s in service.manager.status():
+        h = s.health
+        entry: dict[str, Any] = {"name": s.name, "state": s.state, "in_use": s.in_use,
+                                 "n_ctx": s.config.n_ctx, "slots": s.config.n_slots}
+        if h is not None:
+            entry.update(status=h.status.value, running=h.running, waiting=h.waiting, error=h.error)
+            if h.status == HealthStatus.ERROR:
+                status = "error"
+        else:
+            entry["status"] = "loading"
+        if s.state == "loading" and status == "ok":
+            status = "loading"
+        models.append(entry)
+    if service.state.draining:
+        status = "stopping"
+    code = 503 if status in ("stopping", "error") else 200
+    return JSONResponse({"status": status, "models": models, "in_flight": service.state.inflight}, status_code=code)

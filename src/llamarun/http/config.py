@@ -1,0 +1,97 @@
+"""Settings of the HTTP server itself (the models' settings live in the manager's config)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["HttpConfig", "is_loopback_host"]
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``-style names and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """How the server listens and what it lets in.
+
+    - bound to a loopback address, requests whose ``Host`` header is not a
+      loopback name are refused (DNS rebinding); ``allowed_hosts`` adds names;
+    - bound to any other address, an ``api_key`` is required unless ``insecure``;
+    - ``cors_origins``: browser origins allowed to call the API (none by default);
+    - ``max_body_bytes`` caps a request body (compressed bodies are refused),
+      ``max_header_bytes`` the request line plus headers;
+    - ``request_timeout`` (seconds, 0 = none) applies when a request sets none;
+    - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 11434
+    api_key: str | None = None
+    insecure: bool = False
+    cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = 16 << 20
+    max_header_bytes: int = 32 << 10
+    request_timeout: float = 600.0
+    shutdown_timeout: float = 30.0
+    default_model: str = "smollm2"
+    version: str = field(default_factory=lambda: _version())
+
+    def __post_init__(self) -> None:
+        if not self.loopback and not self.api_key and not self.insecure:
+            raise ConfigError(
+                f"serving on {self.host} (not a loopback address) needs an API key: pass --api-key or "
+                "--api-key-file, or --insecure to serve without one", key="api_key")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise ConfigError("the API key must have at least 8 characters", key="api_key")
+        if "*" in self.cors_origins and self.api_key is None and not self.loopback:
+            raise ConfigError("cors_origins '*' without an API key would let any web page use the server",
+                              key="cors_origins")
+        for name, lo, hi in (("port", 0, 65535), ("max_body_bytes", 1024, 1 << 31),
+                             ("max_header_bytes", 1024, 1 << 24)):
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}", key=name)
+        if self.request_timeout < 0 or self.shutdown_timeout < 0:
+            raise ConfigError("timeouts must be >= 0", key="request_timeout")
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> HttpConfig:
+        values: dict[str, Any] = {
+            "host": settings.host, "port": settings.port, "api_key": settings.resolved_api_key(),
+            "insecure": settings.insecure, "cors_origins": tuple(settings.cors_origins),
+            "request_timeout": settings.request_timeout, "shutdown_timeout": settings.shutdown_timeout,
+            "default_model": settings.default_model,
+        }
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return cls(**values)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llamarun")
+    except PackageNotFoundError:
+        return "0.0.0"

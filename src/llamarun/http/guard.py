@@ -1,0 +1,184 @@
+"""The gate every HTTP request passes: drain state, Host check, API key, body limits.
+
+A pure ASGI middleware (no buffering, streaming and disconnects pass through):
+
+- while draining (SIGTERM), new requests get 503 with ``Retry-After``;
+- bound to loopback, a ``Host`` header that is not a loopback name is refused
+  with 403: a web page on another domain cannot reach the API through DNS
+  rebinding (CVE-2024-28224);
+- with an API key, every request except ``GET /`` must carry
+  ``Authorization: Bearer <key>`` (401 otherwise);
+- request bodies are capped (``Content-Length`` checked up front, chunked
+  bodies counted as they arrive: 413) and compressed bodies refused (415), so a
+  gzip bomb or an endless body cannot exhaust memory (CVE-2024-12886).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from .config import HttpConfig, is_loopback_host
+from .errors import error_body
+
+__all__ = ["BodyTooLarge", "Guard", "ServerState"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_OPEN_PATHS = {("GET", "/"), ("HEAD", "/")}
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes",
+                         headers={"Connection": "close"})
+
+
+class ServerState:
+    """What the gate knows about the whole server: in-flight requests and whether it drains."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.inflight = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        self.inflight += 1
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight (True) or ``timeout`` passes (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.inflight > 0:
+            self._idle = asyncio.Event()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), remaining)
+            except asyncio.TimeoutError:
+                return self.inflight == 0
+        return True
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip()
+    if host.startswith("["):  # [::1]:port
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """ASGI middleware enforcing :class:`HttpConfig`'s security defaults and the drain state."""
+
+    def __init__(self, app: ASGIApp, config: HttpConfig, state: ServerState) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self._allowed = {h.lower() for h in config.allowed_hosts}
+        self._key = config.api_key.encode() if config.api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            status, message, headers = refusal
+            await _send_error(send, scope["path"], status, message, headers)
+            return
+        if scope["method"] in ("POST", "DELETE", "PUT") and scope["path"].startswith(("/api/", "/v1/")):
+            scope = _as_json(scope)
+        self.state.enter()
+        try:
+            await self._forward(scope, receive, send)
+        finally:
+            self.state.leave()
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+        if self.config.loopback:
+            host = _header(scope, b"host")
+            name = _host_name(host) if host is not None else ""
+            if host is not None and not is_loopback_host(name) and name.lower() not in self._allowed:
+                return 403, f"host {host[:100]!r} is not allowed: this server answers only to localhost names", {}
+        if self.state.draining:
+            return 503, "the server is shutting down; retry on another instance", {"Retry-After": "5",
+                                                                                      "Connection": "close"}
+        if self._key is not None and (scope["method"], scope["path"]) not in _OPEN_PATHS:
+            auth = _header(scope, b"authorization") or ""
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
+                return 401, "missing or wrong API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
+        encoding = (_header(scope, b"content-encoding") or "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return 415, f"compressed request bodies ({encoding[:40]}) are not accepted", {}
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return 400, "invalid Content-Length", {}
+            if int(length) > self.config.max_body_bytes:
+                return 413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes", {}
+        return None
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.config.max_body_bytes
+        seen = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLarge as exc:
+            if not started:
+                await _send_error(send, scope["path"], 413, str(exc.detail), {"Connection": "close"})
+
+
+def _as_json(scope: Scope) -> Scope:
+    """Request bodies of the APIs are JSON whatever the client says (``curl -d`` sends a form type).
+    Changes ``scope`` in place: outer middleware reads what routing adds to it."""
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"content-type"]
+    scope["headers"] = [*headers, (b"content-type", b"application/json")]
+    return scope
+
+
+async def _send_error(send: Send, path: str, status: int, message: str, headers: dict[str, str]) -> None:
+    body = json.dumps(error_body(path, status, message)).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,223 @@
+"""Request bodies of Ollama's API (api/types.go), every number range-checked.
+
+Unknown keys in ``options`` are accepted and logged (Ollama warns and ignores
+them); wrong types and out-of-range values are 400 errors naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ChatRequest",
+    "CopyRequest",
+    "CreateRequest",
+    "DeleteRequest",
+    "EmbedRequest",
+    "EmbeddingsRequest",
+    "GenerateRequest",
+    "Message",
+    "Options",
+    "PullRequest",
+    "ShowRequest",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKENS = 1 << 24
+MAX_CTX = 1 << 20
+Int32 = Field(default=None, ge=-(2**31), le=2**31 - 1)
+
+# Ollama options that change nothing here (GPU placement, memory mapping, legacy knobs): silently accepted.
+_ACCEPTED = {"numa", "main_gpu", "use_mmap", "use_mlock", "low_vram", "vocab_only", "f16_kv", "logits_all",
+             "penalize_newline", "tfs_z", "num_gqa", "rope_frequency_base", "rope_frequency_scale"}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+
+class Options(BaseModel):
+    """``options`` of generate/chat/embed: sampling, length and load settings."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    num_keep: int | None = Field(None, ge=-1, le=MAX_TOKENS)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    num_predict: int | None = Field(None, ge=-2, le=MAX_TOKENS)
+    top_k: int | None = Field(None, ge=-1, le=1_000_000)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    typical_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_last_n: int | None = Field(None, ge=-1, le=MAX_CTX)
+    temperature: float | None = Field(None, ge=0.0, le=100.0)
+    repeat_penalty: float | None = Field(None, ge=0.0, le=100.0)
+    presence_penalty: float | None = Field(None, ge=-100.0, le=100.0)
+    frequency_penalty: float | None = Field(None, ge=-100.0, le=100.0)
+    mirostat: int | None = Field(None, ge=0, le=2)
+    mirostat_tau: float | None = Field(None, ge=0.0, le=100.0)
+    mirostat_eta: float | None = Field(None, ge=0.0, le=10.0)
+    stop: list[str] | str | None = Field(None, max_length=16)
+    num_ctx: int | None = Field(None, ge=16, le=MAX_CTX)
+    num_batch: int | None = Field(None, ge=1, le=1 << 16)
+    num_gpu: int | None = Field(None, ge=-1, le=100_000)
+    num_thread: int | None = Field(None, ge=0, le=1024)
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before the request is abandoned.")
+    ignore_eos: bool | None = None
+
+    @model_validator(mode="after")
+    def _warn_unknown(self) -> Options:
+        unknown = sorted(set(self.model_extra or ()) - _ACCEPTED)
+        if unknown:
+            logger.warning("ignoring unknown option(s): %s", ", ".join(unknown))
+        return self
+
+
+KeepAlive = str | float | None
+
+
+class _ModelBody(_Body):
+    model: str = Field(..., min_length=1, max_length=300)
+    keep_alive: KeepAlive = Field(None, description="'5m', seconds, 0 to unload, negative to keep loaded")
+    options: Options | None = None
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _keep_alive(cls, value: Any) -> Any:
+        from ..config import parse_duration
+
+        if value is None or value == "":
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if abs(seconds) > 1e9:
+            raise ValueError("keep_alive must be shorter than about 30 years (negative: keep loaded)")
+        return seconds
+
+
+class GenerateRequest(_ModelBody):
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = Field(None, max_length=MAX_CTX)
+    stream: bool = True
+    raw: bool = False
+    format: str | dict[str, Any] | None = None
+    images: list[str] | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20)
+
+
+class ToolFunctionCall(_Body):
+    name: str = Field(..., max_length=256)
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class ToolCall(_Body):
+    function: ToolFunctionCall
+    id: str | None = None
+    type: str | None = None
+
+
+class Message(_Body):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+
+class ChatRequest(_ModelBody):
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+    truncate: bool | None = None
+    shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20)
+
+
+class EmbedRequest(_ModelBody):
+    input: str | list[str] = Field(..., description="text or list of texts")
+    truncate: bool = True
+    dimensions: int | None = Field(None, ge=1, le=1 << 16)
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > 2048:
+            raise ValueError("at most 2048 inputs per request")
+        return value
+
+
+class EmbeddingsRequest(_ModelBody):
+    prompt: str = ""
+
+
+class PullRequest(_Body):
+    model: str = Field(..., min_length=1, max_length=2048, validation_alias="model")
+    name: str | None = None
+    insecure: bool = False
+    stream: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data and "name" in data:
+            return {**data, "model": data["name"]}
+        return data
+
+
+class ShowRequest(_Body):
+    model: str = Field(..., min_length=1, max_length=300)
+    verbose: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data and "name" in data:
+            return {**data, "model": data["name"]}
+        return data
+
+
+class DeleteRequest(ShowRequest):
+    pass
+
+
+class CopyRequest(_Body):
+    source: str = Field(..., min_length=1, max_length=300)
+    destination: str = Field(..., min_length=1, max_length=300)
+
+
+class CreateRequest(_Body):
+    model: str = Field(..., min_length=1, max_length=300)
+    from_: str | None = Field(None, alias="from", max_length=2048)
+    files: dict[str, str] | None = None
+    stream: bool = True
+    quantize: str | None = None
+    template: str | None = None
+    system: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+    modelfile: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data and "name" in data:
+            return {**data, "model": data["name"]}
+        return data

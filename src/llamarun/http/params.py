@@ -1,0 +1,76 @@
+"""API request fields -> :class:`GenerationRequest` and :class:`LoadOptions`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..runtime import GenerationRequest
+from ..runtime.manager import LoadOptions
+from ..types import SamplingParams
+from .ollama_schemas import Options
+from .openai_schemas import _Sampling
+
+__all__ = ["ollama_load_options", "ollama_request", "openai_request", "stops"]
+
+_OLLAMA_SAMPLING = ("top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "temperature", "repeat_penalty",
+                    "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "seed")
+
+
+def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(s for s in value if s)
+
+
+def ollama_load_options(options: Options | None) -> LoadOptions:
+    if options is None:
+        return LoadOptions()
+    return LoadOptions(n_ctx=options.num_ctx, n_threads=options.num_thread or None, n_batch=options.num_batch,
+                       n_gpu_layers=options.num_gpu)
+
+
+def ollama_request(prompt: str | Sequence[int], options: Options | None, *, grammar: str | None,
+                   timeout: float | None, logprobs: int = 0, truncate: bool = False,
+                   add_special: bool = True, parse_special: bool = True) -> GenerationRequest:
+    """Ollama's options (defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64)."""
+    opts = options or Options()
+    values: dict[str, Any] = {k: getattr(opts, k) for k in _OLLAMA_SAMPLING if getattr(opts, k) is not None}
+    if values.get("top_k", 0) < 0:
+        values["top_k"] = 0
+    sampling = SamplingParams(grammar=grammar, **values)
+    predict = opts.num_predict
+    max_tokens = None if predict is None or predict < 0 else predict
+    return GenerationRequest(
+        prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=stops(opts.stop),
+        ignore_eos=bool(opts.ignore_eos), add_special=add_special, parse_special=parse_special, timeout=timeout,
+        truncate=truncate, n_keep=max(0, opts.num_keep or 0), logprobs=logprobs,
+    )
+
+
+def openai_request(body: _Sampling, prompt: str | Sequence[int], *, max_tokens: int | None, grammar: str | None,
+                   timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
+                   add_special: bool = True, parse_special: bool = True) -> GenerationRequest:
+    """OpenAI's defaults: temperature 1, top_p 1, no top-k; llama-server's extensions when given."""
+    seed = None if body.seed is None else body.seed + seed_offset
+    bias = {int(k): float(v) for k, v in (body.logit_bias or {}).items()}
+    sampling = SamplingParams(
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=max(0, body.top_k or 0),
+        min_p=body.min_p or 0.0,
+        typical_p=1.0 if body.typical_p is None else body.typical_p,
+        repeat_penalty=1.0 if body.repeat_penalty is None else body.repeat_penalty,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        seed=seed,
+        logit_bias=bias,
+        grammar=grammar,
+    )
+    return GenerationRequest(
+        prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=stops(body.stop), ignore_eos=body.ignore_eos,
+        add_special=add_special, parse_special=parse_special, timeout=timeout, truncate=body.truncate,
+        logprobs=logprobs,
+    )

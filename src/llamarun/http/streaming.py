@@ -1,0 +1,99 @@
+"""Responses that notice a client leaving: the request is cancelled, not left running.
+
+Starlette's own StreamingResponse only notices a disconnect when a write
+fails, which never happens while a long prompt is being prefilled.  Here a
+listener on ``receive`` runs next to the work, for streaming and non-streaming
+responses alike, and cancels it the moment the client is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .errors import ClientDisconnected
+
+__all__ = ["WatchedStreamingResponse", "ndjson", "sse", "until_disconnect"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientDisconnected`."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise ClientDisconnected()
+
+
+class WatchedStreamingResponse(StreamingResponse):
+    """Streams ``content`` while listening for a disconnect (which cancels the stream);
+    ``on_close`` callbacks run however the response ends, even if it never started."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, media_type: str, status_code: int = 200,
+                 headers: dict[str, str] | None = None, on_close: Iterable[Callable[[], Any]] = ()) -> None:
+        super().__init__(content, status_code=status_code, headers=headers, media_type=media_type)
+        self._on_close = list(on_close)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                async def stream() -> None:
+                    with contextlib.suppress(OSError):  # the client went away mid-write
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    await _wait_disconnect(receive)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                group.start_soon(watch)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            for callback in self._on_close:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - cleanup must run to the end
+                    logger.exception("cleanup after a stream failed")
+
+
+def ndjson(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def sse(obj: Any) -> bytes:
+    if isinstance(obj, str):
+        return f"data: {obj}\n\n".encode()
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

@@ -1,0 +1,510 @@
+"""The model manager: which models are loaded, with what settings, and for how long.
+
+Frontends ask for a model by name with :meth:`ModelManager.acquire` and get a
+:class:`Lease` (release it when the request is done).  The manager
+
+- loads a model on first use (one load per model even when many requests ask at once);
+- reloads it when a request needs settings that differ from the loaded ones
+  (context size, threads, batch size, GPU layers: :class:`LoadOptions`), once
+  the requests using the old settings are done;
+- keeps several models loaded, up to ``max_loaded`` and a memory budget,
+  unloading the least recently used idle model to make room (a request waits,
+  up to ``wait_timeout``, while every loaded model is busy);
+- unloads a model ``keep_alive`` seconds after its last request (0: at once,
+  negative: never), each request setting the model's keep_alive (Ollama's rule).
+
+All methods are thread-safe and blocking (loading takes seconds): asyncio
+frontends call them through an executor.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InsufficientMemoryError, OverloadedError
+from .config import RuntimeConfig
+from .embed import Embedder
+from .runtime import Health, HealthStatus, Runtime
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..engine import ModelInfo
+
+__all__ = [
+    "Lease",
+    "LoadOptions",
+    "ManagerConfig",
+    "ModelManager",
+    "ModelSource",
+    "ModelStatus",
+    "Planner",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: its canonical name (``name:tag``), GGUF path and digest."""
+
+    name: str
+    path: Path
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Settings a request may ask for that are fixed when a model loads (None: no preference).
+
+    A loaded model is reused when every given option equals its setting;
+    otherwise it is reloaded with them once its current requests are done.
+    """
+
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_batch: int | None = None
+    n_gpu_layers: int | None = None
+
+    def matches(self, config: RuntimeConfig, loaded_with: LoadOptions | None = None) -> bool:
+        """True when a model loaded with ``config`` (asked for as ``loaded_with``) serves these options."""
+        asked = loaded_with or LoadOptions()
+        return all(
+            wanted is None or wanted == actual or wanted == before
+            for wanted, actual, before in (
+                (self.n_ctx, config.n_ctx, asked.n_ctx),
+                (self.n_threads, config.n_threads, asked.n_threads),
+                (self.n_batch, config.n_batch, asked.n_batch),
+                (self.n_gpu_layers, config.n_gpu_layers, asked.n_gpu_layers),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits."""
+
+    n_ctx: int = 0
+    parallel: int = 0
+    threads: int = 0
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_gpu_layers: int = -1
+    max_queue: int = 512
+    max_loaded: int = 3
+    memory_budget: int = 0  # bytes for all loaded models; 0 = what is available
+    keep_alive: float = 300.0
+    wait_timeout: float = 600.0  # how long a request waits for busy models to make room
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
+        values: dict[str, Any] = {
+            "n_ctx": settings.n_ctx, "parallel": settings.parallel, "threads": settings.threads,
+            "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
+            "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
+            "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
+        }
+        values.update(changes)
+        return cls(**values)
+
+
+Planner = Callable[[ModelSource, LoadOptions, ManagerConfig, int], tuple[RuntimeConfig, int]]
+"""``(source, options, config, budget_bytes) -> (runtime config, estimated bytes)``; raises
+:class:`InsufficientMemoryError` when the model cannot fit the budget even alone."""
+
+
+class _Hardware:
+    """The hardware profile, detected once per manager (CPU, RAM, GPUs do not change)."""
+
+    def __init__(self) -> None:
+        self._profile: Any = None
+        self._lock = threading.Lock()
+
+    def profile(self) -> Any:
+        with self._lock:
+            if self._profile is None:
+                from ..hardware import detect_hardware
+
+                self._profile = detect_hardware()
+            return self._profile
+
+
+def hardware_planner() -> Planner:
+    """The default planner: :func:`llamarun.hardware.plan_resources` on this machine's profile."""
+    hardware = _Hardware()
+
+    def plan(source: ModelSource, options: LoadOptions, config: ManagerConfig,
+             budget: int) -> tuple[RuntimeConfig, int]:
+        from ..hardware import ResourceRequest, check_fits, plan_resources, read_model_facts
+
+        request = ResourceRequest(
+            n_ctx=options.n_ctx or config.n_ctx, parallel=config.parallel,
+            threads=options.n_threads or config.threads,
+            n_gpu_layers=config.n_gpu_layers if options.n_gpu_layers is None else options.n_gpu_layers,
+            n_batch=options.n_batch or config.n_batch, n_ubatch=min(config.n_ubatch, options.n_batch or config.n_batch),
+            memory_budget=budget,
+        )
+        resources = plan_resources(read_model_facts(source.path), hardware.profile(), request)
+        check_fits(resources, model_name=source.name)
+        runtime_config = RuntimeConfig(
+            n_ctx=options.n_ctx or max(16, resources.n_ctx), n_slots=resources.parallel,
+            n_batch=resources.n_batch, n_ubatch=resources.n_ubatch,
+            n_threads=options.n_threads or resources.threads, n_gpu_layers=resources.n_gpu_layers,
+            flash_attn=resources.flash_attn, max_queue=config.max_queue,
+        )
+        return runtime_config, resources.estimate.total
+
+    return plan
+
+
+def _available_memory() -> int:
+    from ..hardware import detect_memory
+
+    info = detect_memory()
+    if info.cgroup_limit is not None and info.cgroup_usage is not None:
+        return max(0, min(info.available, info.cgroup_limit - info.cgroup_usage))
+    return info.available
+
+
+class _State(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+
+
+@dataclass(eq=False)
+class _Entry:
+    source: ModelSource
+    config: RuntimeConfig
+    est_bytes: int
+    keep_alive: float
+    options: LoadOptions = field(default_factory=LoadOptions)
+    state: _State = _State.LOADING
+    runtime: Runtime | None = None
+    embedder: Embedder | None = None
+    leases: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: float | None = None  # monotonic; None while in use or when kept forever
+    loaded_at: float = field(default_factory=time.time)
+
+    def usable_for(self, source: ModelSource, options: LoadOptions) -> bool:
+        runtime = self.runtime
+        return (runtime is not None and source.path == self.source.path
+                and options.matches(self.config, self.options)
+                and runtime.health().status == HealthStatus.OK)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A loaded (or loading) model as ``/api/ps`` and ``/health`` show it."""
+
+    name: str
+    path: Path
+    digest: str
+    state: str  # "loading" | "ready"
+    config: RuntimeConfig
+    size_bytes: int
+    in_use: int
+    expires_at: float | None  # wall-clock seconds; None while in use or kept forever
+    loaded_at: float
+    info: ModelInfo | None
+    health: Health | None
+
+
+class Lease:
+    """A model held for one request; :meth:`release` (or leaving ``with``) when done."""
+
+    def __init__(self, manager: ModelManager, entry: _Entry) -> None:
+        self._manager = manager
+        self._entry = entry
+        self._released = False
+        assert entry.runtime is not None
+        self.runtime: Runtime = entry.runtime
+        self.name = entry.source.name
+        self.source = entry.source
+        self.config = entry.config
+        self.load_s = 0.0
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.runtime.info
+
+    def embedder(self) -> Embedder:
+        return self._manager._embedder(self._entry)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._manager._release(self._entry)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class ModelManager:
+    """Loads, shares, reloads and unloads models for every frontend of one process."""
+
+    def __init__(self, config: ManagerConfig | None = None, *, resolve: Callable[[str], ModelSource],
+                 planner: Planner | None = None, memory: Callable[[], int] | None = None) -> None:
+        self.config = config or ManagerConfig()
+        self._resolve = resolve
+        self._plan = planner or hardware_planner()
+        self._memory = memory or _available_memory
+        self._cond = threading.Condition(threading.Lock())
+        self._entries: dict[str, _Entry] = {}
+        self._closing: list[_Entry] = []
+        self._closed = False
+        self._reaper: threading.Thread | None = None
+        self.counters = {"loads": 0, "load_failures": 0, "unloads": 0, "evictions": 0}
+
+    # -- public API ------------------------------------------------------------
+
+    def resolve(self, name: str) -> ModelSource:
+        return self._resolve(name)
+
+    def acquire(self, name: str, options: LoadOptions | None = None, *, keep_alive: float | None = None,
+                timeout: float | None = None) -> Lease:
+        """Hold model ``name`` (loading or reloading it as needed) for one request."""
+        options = options or LoadOptions()
+        source = self._resolve(name)
+        deadline = time.monotonic() + (self.config.wait_timeout if timeout is None else timeout)
+        keep = self.config.keep_alive if keep_alive is None else keep_alive
+        started = time.monotonic()
+        planned: tuple[RuntimeConfig, int] | None = None
+        with self._cond:
+            while True:
+                self._check_open()
+                entry = self._entries.get(source.name)
+                if entry is not None and entry.state is _State.LOADING:
+                    self._wait(deadline, f"model {source.name} is still loading")
+                    continue
+                if entry is not None and entry.usable_for(source, options):
+                    return self._lease(entry, keep, 0.0)
+                if entry is not None:  # other settings, another file, or a dead engine: reload
+                    if entry.leases:
+                        self._wait(deadline, f"model {source.name} is busy with other settings")
+                        continue
+                    self._evict([entry])
+                    continue
+                if planned is None:
+                    planned = self._plan_locked(source, options)
+                    continue  # the lock was released while planning: look again
+                config, est = planned
+                victims = self._victims(source.name, est)
+                if victims is None:
+                    self._wait(deadline, "every loaded model is busy; no room to load another")
+                    continue
+                if victims:
+                    self._evict(victims)
+                    continue
+                break
+            entry = _Entry(source, config, est, keep, options)
+            self._entries[source.name] = entry
+        self._load(entry)
+        with self._cond:
+            return self._lease(entry, keep, time.monotonic() - started)
+
+    def unload(self, name: str) -> bool:
+        """Unload a model now (or after its current requests when busy). False if not loaded."""
+        try:
+            key = self._resolve(name).name
+        except Exception:  # noqa: BLE001 - an unknown name is simply not loaded
+            key = name
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            entry.keep_alive = 0.0
+            if entry.state is _State.READY and not entry.leases:
+                self._evict([entry], counter="unloads")
+            return True
+
+    def status(self) -> list[ModelStatus]:
+        now_mono, now_wall = time.monotonic(), time.time()
+        with self._cond:
+            entries = list(self._entries.values())
+        result = []
+        for e in entries:
+            expires = None if e.expires_at is None else now_wall + (e.expires_at - now_mono)
+            runtime = e.runtime
+            result.append(ModelStatus(
+                name=e.source.name, path=e.source.path, digest=e.source.digest, state=e.state.value,
+                config=e.config, size_bytes=e.est_bytes, in_use=e.leases, expires_at=expires,
+                loaded_at=e.loaded_at, info=runtime.info if runtime else None,
+                health=runtime.health() if runtime else None))
+        return result
+
+    def runtimes(self) -> list[tuple[str, Runtime]]:
+        with self._cond:
+            return [(e.source.name, e.runtime) for e in self._entries.values() if e.runtime is not None]
+
+    @property
+    def loading(self) -> bool:
+        with self._cond:
+            return any(e.state is _State.LOADING for e in self._entries.values())
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop loading; give in-flight requests ``timeout`` seconds, then unload everything."""
+        with self._cond:
+            self._closed = True
+            entries = [e for e in self._entries.values() if e.state is _State.READY]
+            for e in entries:
+                del self._entries[e.source.name]
+            self._cond.notify_all()
+        threads = [threading.Thread(target=self._close_entry, args=(e, timeout), daemon=True) for e in entries]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(timeout=5)
+
+    # -- internals (call with the lock held unless said otherwise) ---------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OverloadedError("the server is shutting down", retry_after=5.0)
+
+    def _wait(self, deadline: float, why: str) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OverloadedError(f"{why}; retry later", retry_after=5.0)
+        self._cond.wait(min(remaining, 1.0))
+
+    def _lease(self, entry: _Entry, keep_alive: float, load_s: float) -> Lease:
+        entry.leases += 1
+        entry.last_used = time.monotonic()
+        entry.expires_at = None
+        entry.keep_alive = keep_alive
+        lease = Lease(self, entry)
+        lease.load_s = load_s
+        return lease
+
+    def _in_use_bytes(self, exclude: str = "") -> int:
+        return sum(e.est_bytes for e in [*self._entries.values(), *self._closing] if e.source.name != exclude)
+
+    def _budget(self) -> int:
+        if self.config.memory_budget:
+            return self.config.memory_budget
+        return self._memory() + self._in_use_bytes()
+
+    def _plan_locked(self, source: ModelSource, options: LoadOptions) -> tuple[RuntimeConfig, int]:
+        budget = self._budget()
+        self._cond.release()  # reading the GGUF header takes a moment: let others proceed
+        try:
+            return self._plan(source, options, self.config, budget)
+        finally:
+            self._cond.acquire()
+
+    def _victims(self, name: str, est: int) -> list[_Entry] | None:
+        """Idle models to unload (least recently used first) so that ``est`` more bytes and one
+        more model fit; None when that needs a busy model to finish first."""
+        budget = self._budget()
+        count = len(self._entries) + len(self._closing)
+        used = self._in_use_bytes(exclude=name)
+        idle = sorted((e for e in self._entries.values() if e.state is _State.READY and not e.leases),
+                      key=lambda e: e.last_used)
+        victims: list[_Entry] = []
+        while count + 1 > self.config.max_loaded or used + est > budget:
+            if not idle:
+                if count == 0:
+                    raise InsufficientMemoryError(
+                        f"model {name} needs about {est >> 20} MiB but the memory budget is {budget >> 20} MiB")
+                return None
+            victim = idle.pop(0)
+            victims.append(victim)
+            count -= 1
+            used -= victim.est_bytes
+        return victims
+
+    def _evict(self, entries: list[_Entry], counter: str = "evictions") -> None:
+        """Unload ``entries`` (idle) outside the lock; their memory counts until they are closed."""
+        for e in entries:
+            del self._entries[e.source.name]
+            self._closing.append(e)
+            self.counters[counter] += 1
+        self._cond.release()
+        try:
+            for e in entries:
+                logger.info("unloading %s", e.source.name)
+                self._close_entry(e, 0.0)
+        finally:
+            self._cond.acquire()
+            for e in entries:
+                self._closing.remove(e)
+            self._cond.notify_all()
+
+    def _load(self, entry: _Entry) -> None:
+        """Start the entry's runtime (outside the lock)."""
+        logger.info("loading %s from %s (n_ctx=%d, slots=%d)", entry.source.name, entry.source.path,
+                    entry.config.n_ctx, entry.config.n_slots)
+        try:
+            runtime = Runtime(entry.source.path, entry.config, name=entry.source.name)
+        except BaseException:
+            with self._cond:
+                self._entries.pop(entry.source.name, None)
+                self.counters["load_failures"] += 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            entry.runtime = runtime
+            entry.state = _State.READY
+            self.counters["loads"] += 1
+            closed = self._closed
+            self._ensure_reaper()
+            self._cond.notify_all()
+        if closed:  # shut down while loading
+            runtime.close()
+            self._check_open()
+
+    def _embedder(self, entry: _Entry) -> Embedder:
+        with self._cond:
+            if entry.embedder is None:
+                assert entry.runtime is not None
+                entry.embedder = Embedder(entry.runtime, n_ctx=entry.config.n_ctx, n_threads=entry.config.n_threads)
+            return entry.embedder
+
+    def _release(self, entry: _Entry) -> None:
+        with self._cond:
+            entry.leases -= 1
+            entry.last_used = time.monotonic()
+            if entry.leases == 0 and entry.keep_alive >= 0:
+                entry.expires_at = entry.last_used + entry.keep_alive
+            self._cond.notify_all()
+
+    @staticmethod
+    def _close_entry(entry: _Entry, timeout: float) -> None:
+        if entry.embedder is not None:
+            entry.embedder.close()
+        if entry.runtime is not None:
+            entry.runtime.close(timeout)
+
+    # -- keep_alive ----------------------------------------------------------------
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="llamarun-model-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        """Unload models whose keep_alive has run out (its own thread)."""
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                expired = [e for e in self._entries.values()
+                           if e.state is _State.READY and not e.leases and e.expires_at is not None
+                           and e.expires_at <= now]
+                if expired:
+                    self._evict(expired, counter="unloads")
+                    continue
+                pending = [e.expires_at for e in self._entries.values() if e.expires_at is not None and not e.leases]
+                self._cond.wait(min(pending) - now if pending else None)
