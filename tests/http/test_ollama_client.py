@@ -182,3 +182,25 @@ def test_errors(client: ollama.Client, smol_server: Server) -> None:
     assert r.status_code == 400 and "template" in r.json()["error"]
     r = httpx.post(f"{smol_server.url}/api/generate", json={"model": "smollm2", "prompt": "hi", "think": True})
     assert r.status_code == 400 and "thinking" in r.json()["error"]
+
+
+def test_tools_and_tool_results_round_trip(client: ollama.Client) -> None:
+    """Tools are accepted and any call comes back structured; a tool result flows into the next turn.
+
+    Ollama's API has no tool_choice (it is always "auto"), so the call itself is forced through the
+    OpenAI API's test; here the history carries the call a client would have received."""
+    import jsonschema
+
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    messages: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat(model="smollm2", messages=messages, tools=tools, options={"temperature": 0, "num_predict": 80})
+    for call in first.message.tool_calls or []:
+        assert call.function.name == "get_weather"
+        jsonschema.validate(dict(call.function.arguments), tools[0]["function"]["parameters"])
+    messages.append({"role": "assistant", "content": "",
+                     "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]})
+    messages.append({"role": "tool", "tool_name": "get_weather", "content": '{"temperature_c": 21, "sky": "sunny"}'})
+    final = client.chat(model="smollm2", messages=messages, options={"temperature": 0, "num_predict": 60})
+    assert final.message.content.strip()  # the answer after the tool result, in words

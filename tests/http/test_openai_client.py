@@ -136,3 +136,21 @@ def test_errors_in_openai_shape(client: openai.OpenAI, smol_server: Server) -> N
     assert reply.usage.prompt_tokens < 2048
     r = httpx.post(f"{smol_server.url}/v1/chat/completions", content=b"{not json")
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_tool_round_trip(client: openai.OpenAI) -> None:
+    """call -> tool result -> final answer, through the official client."""
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    messages: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat.completions.create(model="smollm2", messages=messages, tools=tools,
+                                           tool_choice="required", temperature=0, max_tokens=80)
+    call = first.choices[0].message.tool_calls[0]
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 21, "sky": "sunny"}'})
+    final = client.chat.completions.create(model="smollm2", messages=messages, tools=tools, tool_choice="none",
+                                           temperature=0, max_tokens=60)
+    answer = final.choices[0].message
+    assert not answer.tool_calls
+    assert answer.content and answer.content.strip()
