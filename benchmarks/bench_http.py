@@ -98,10 +98,12 @@ def start_lcpp_server(python: str, path: Path, threads: int, ctx: int) -> Target
 async def one_request(client: httpx.AsyncClient, target: Target, model: str, i: int, level: int) -> dict:
     question = f"Write a long story about {TOPICS[i % len(TOPICS)]} (story {level}.{i})."  # never fully cached
     body = {"model": model, "stream": True, "max_tokens": N_GEN, "temperature": 0.8, "seed": i,
+            "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": question}], **target.extra}
     start = time.perf_counter()
     first = None
     tokens = 0
+    usage = None
     try:
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
@@ -111,6 +113,7 @@ async def one_request(client: httpx.AsyncClient, target: Target, model: str, i: 
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 event = json.loads(line[6:])
+                usage = event.get("usage") or usage
                 choices = event.get("choices") or []
                 if choices and (choices[0].get("delta") or {}).get("content"):
                     tokens += 1
@@ -119,6 +122,8 @@ async def one_request(client: httpx.AsyncClient, target: Target, model: str, i: 
     except httpx.HTTPError:  # the server cut the stream (llama-cpp-python does, under concurrency)
         pass
     end = time.perf_counter()
+    if usage and usage.get("completion_tokens"):  # a chunk may carry several tokens (UTF-8, held text)
+        tokens = int(usage["completion_tokens"])
     return {"start": start, "first": first or end, "end": end, "tokens": tokens}
 
 
