@@ -167,30 +167,27 @@ class EmbeddingsRequest(_ModelBody):
     prompt: str = ""
 
 
-class PullRequest(_Body):
+class _NamedBody(_Body):
+    """A body whose model may come as the legacy ``name`` field (older Ollama clients)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data and "name" in data:
+            return {**data, "model": data["name"]}
+        return data
+
+
+class PullRequest(_NamedBody):
     model: str = Field(..., min_length=1, max_length=2048, validation_alias="model")
     name: str | None = None
     insecure: bool = False
     stream: bool = True
 
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "model" not in data and "name" in data:
-            return {**data, "model": data["name"]}
-        return data
 
-
-class ShowRequest(_Body):
+class ShowRequest(_NamedBody):
     model: str = Field(..., min_length=1, max_length=300)
     verbose: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "model" not in data and "name" in data:
-            return {**data, "model": data["name"]}
-        return data
 
 
 class DeleteRequest(ShowRequest):
@@ -202,7 +199,7 @@ class CopyRequest(_Body):
     destination: str = Field(..., min_length=1, max_length=300)
 
 
-class CreateRequest(_Body):
+class CreateRequest(_NamedBody):
     model: str = Field(..., min_length=1, max_length=300)
     from_: str | None = Field(None, alias="from", max_length=2048)
     files: dict[str, str] | None = None
@@ -214,10 +211,3 @@ class CreateRequest(_Body):
     parameters: dict[str, Any] | None = None
     messages: list[Message] | None = None
     modelfile: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "model" not in data and "name" in data:
-            return {**data, "model": data["name"]}
-        return data
