@@ -61,7 +61,7 @@ def test_full_queue_gives_503_with_retry_after(busy_server: Server) -> None:
     assert not errors, f"connection errors: {errors}"
     statuses = [r[0] for r in results]  # type: ignore[index]
     assert set(statuses) <= {200, 503}, statuses
-    assert statuses.count(503) >= 1 and statuses.count(200) >= 4
+    assert statuses.count(503) >= 1 and statuses.count(200) >= 4, statuses
     for status, headers, events in results:  # type: ignore[misc]
         if status == 503:
             assert int(headers["retry-after"]) >= 1

@@ -35,6 +35,9 @@ __all__ = ["EngineLoop"]
 logger = logging.getLogger(__name__)
 
 
+_MOVE_MIN_STEPS = 8  # a request moves to close a slot gap only with at least this many steps left
+
+
 @dataclass(frozen=True)
 class _Work:
     """One request's share of a batch: ``count`` tokens from ``start``; ``index`` of its logits or -1."""
@@ -132,12 +135,29 @@ class EngineLoop:
             req.status = RequestStatus.RUNNING
             self.running.append(req)
 
+    def _close_gaps(self) -> None:
+        """Keep busy slots consecutive (one pass per step with per-slot KV streams) by moving requests down.
+
+        A move copies one KV stream (a few ms); a gap costs an extra pass over
+        the model on every step, so only requests with steps left to run move.
+        """
+        while (move := self.slots.gap_move()) is not None:
+            src, dst = move
+            req = next(r for r in self.running if r.slot == src.seq_id)
+            left = req.remaining - 1 + (req.max_new - len(req.generated) if req.max_new is not None else _MOVE_MIN_STEPS)
+            if left < _MOVE_MIN_STEPS:
+                return
+            self.slots.move(src, dst)
+            req.slot = dst.seq_id
+            self.metrics.slot_moves += 1
+
     # -- one step ----------------------------------------------------------------
 
     def step(self) -> None:
         now = time.monotonic()
         self._expire(now)
         self._admit_waiting(now)
+        self._close_gaps()
         self.update_gauges()
         work = self._plan()
         if not work:
@@ -166,22 +186,33 @@ class EngineLoop:
         self._after_decode(work, time.monotonic())
 
     def _plan(self) -> list[_Work]:
+        """Choose this step's tokens by priority, then write them to the batch in slot order.
+
+        With one KV stream per slot llama.cpp computes a batch in one pass only
+        when its sequences come in increasing, consecutive ids; any other order
+        splits it into several passes over the whole model.
+        """
+        budget = self.batch.capacity
+        chosen: list[tuple[ActiveRequest, int]] = []
+        ordered = sorted(self.running, key=ActiveRequest.sort_key)
+        for req in ordered:  # next token of every decoding sequence first
+            if req.remaining == 1 and budget > 0:
+                chosen.append((req, 1))
+                budget -= 1
+        for req in ordered:  # then chunks of prompts (chunked prefill)
+            if req.remaining > 1 and budget > 0:
+                count = min(req.remaining, budget)
+                chosen.append((req, count))
+                budget -= count
+        chosen.sort(key=lambda item: item[0].slot)
         batch = self.batch
         batch.clear()
         work: list[_Work] = []
-        ordered = sorted(self.running, key=ActiveRequest.sort_key)
-        for req in ordered:  # next token of every decoding sequence first
-            if req.remaining == 1:
-                index = batch.add(req.tokens[-1], req.n_past, req.slot, True)
-                work.append(_Work(req, req.n_past, 1, index))
-        for req in ordered:  # then chunks of prompts (chunked prefill)
-            budget = batch.free_slots
-            if req.remaining <= 1 or budget <= 0:
-                continue
-            count = min(req.remaining, budget)
-            last = req.n_past + count == len(req.tokens)
-            index = batch.add_tokens(req.tokens[req.n_past:req.n_past + count], req.n_past, req.slot, logits_last=last)
-            work.append(_Work(req, req.n_past, count, index if last else -1))
+        for req, count in chosen:
+            start = req.n_past
+            last = start + count == len(req.tokens)
+            index = batch.add_tokens(req.tokens[start:start + count], start, req.slot, logits_last=last)
+            work.append(_Work(req, start, count, index if last else -1))
         return work
 
     def _after_decode(self, work: list[_Work], now: float) -> None:

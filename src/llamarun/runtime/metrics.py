@@ -24,6 +24,7 @@ class MetricsSnapshot:
     preemptions: int
     aborted_decodes: int
     steps: int
+    slot_moves: int
     outcomes: dict[str, int]
     ttft_s: tuple[float, ...]
     itl_s: tuple[float, ...]
@@ -48,6 +49,7 @@ class RuntimeMetrics:
     preemptions: int = 0
     aborted_decodes: int = 0
     steps: int = 0
+    slot_moves: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
     itl: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
@@ -64,5 +66,6 @@ class RuntimeMetrics:
                 kv_cells_used=self.kv_cells_used, kv_cells_total=self.kv_cells_total,
                 prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
                 prefix_tokens_reused=self.prefix_tokens_reused, preemptions=self.preemptions,
-                aborted_decodes=self.aborted_decodes, steps=self.steps, outcomes=dict(self.outcomes), ttft_s=tuple(self.ttft), itl_s=tuple(self.itl),
+                aborted_decodes=self.aborted_decodes, steps=self.steps, slot_moves=self.slot_moves,
+                outcomes=dict(self.outcomes), ttft_s=tuple(self.ttft), itl_s=tuple(self.itl),
             )

@@ -31,10 +31,13 @@ class Slot:
 class SlotTable:
     """Assigns sequence ids to requests and reuses cached prefixes.
 
-    A new request takes the free slot whose cache shares the longest prefix
-    with its prompt.  When another slot (busy or not) shares a clearly longer
-    prefix, that KV is copied into the chosen slot first: with a unified KV
-    pool the copy shares cells; with one stream per slot llama.cpp copies the
+    With a unified KV pool a new request takes the free slot whose cache
+    shares the longest prefix with its prompt.  With one KV stream per slot it
+    takes the lowest free slot instead: llama.cpp computes a batch in one pass
+    only over consecutive sequence ids, so busy slots are kept packed (see
+    :meth:`gap_move`).  Either way, when another slot (busy or not) shares a
+    clearly longer prefix, that KV is copied into the chosen slot first: in a
+    unified pool the copy shares cells; across streams llama.cpp copies the
     whole stream, and the tail after the prefix is then removed.
     """
 
@@ -57,7 +60,10 @@ class SlotTable:
         if not free:
             raise RuntimeError("no free slot")  # the caller checks free_count() first
         limit = max(0, len(prompt) - 1)  # the last prompt token is always computed (for its logits)
-        best = max(free, key=lambda s: (min(common_prefix(s.cached, prompt), limit), -s.last_used))
+        if self._unified:
+            best = max(free, key=lambda s: (min(common_prefix(s.cached, prompt), limit), -s.last_used))
+        else:
+            best = free[0]
         own = min(common_prefix(best.cached, prompt), limit)
         donor = max(self.slots, key=lambda s: min(common_prefix(s.cached, prompt), limit))
         shared = min(common_prefix(donor.cached, prompt), limit)
@@ -70,6 +76,25 @@ class SlotTable:
         self._tick += 1
         best.last_used = self._tick
         return best, own
+
+    def gap_move(self) -> tuple[Slot, Slot] | None:
+        """With one KV stream per slot: (highest busy slot, lowest free slot below it), if busy ids have a gap."""
+        if self._unified:
+            return None
+        busy = [s for s in self.slots if s.busy]
+        if not busy or busy[-1].seq_id - busy[0].seq_id + 1 == len(busy):
+            return None
+        target = next(s for s in self.slots if not s.busy)
+        return (busy[-1], target) if target.seq_id < busy[-1].seq_id else None
+
+    def move(self, src: Slot, dst: Slot) -> None:
+        """Move a busy slot's KV into free ``dst``; ``src`` keeps its copy as an idle prefix cache."""
+        ctx = self._ctx
+        ctx.seq_rm(dst.seq_id, -1, -1)
+        ctx.seq_cp(src.seq_id, dst.seq_id, -1, -1)
+        dst.cached = list(src.cached)
+        dst.busy, src.busy = True, False
+        dst.last_used = src.last_used
 
     def _copy(self, src: Slot, dst: Slot, n: int) -> None:
         ctx = self._ctx
