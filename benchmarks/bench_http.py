@@ -4,10 +4,12 @@ All three get the same model, threads and per-request context, and the same clie
 run: for 1, 8 and 16 concurrent clients, each client streams one OpenAI chat completion
 (`/v1/chat/completions`, 128 new tokens, end-of-generation ignored).  Reported per level:
 aggregate tokens/s (all completion tokens / wall time from the first request to the last token)
-and time to first token p50/p95 as the clients see it.
+and time to first token p50/p95 as the clients see it.  All servers stay up side by side and the
+rounds interleave them level by level (this host's speed drifts by +-30% within minutes); the
+best round of each is reported, with the median of the per-round ratios next to it.
 
     python benchmarks/bench_http.py [--model smollm2] [--threads 2] [--levels 1,8,16]
-        [--parallel 16] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
+        [--parallel 16] [--rounds 3] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
 
 llama-server comes from benchmarks/build_llama_tools.sh (`-np 8`, as the issue measured it);
 llama-cpp-python's server needs its [server] extra in a separate virtualenv (never the project's).
@@ -141,22 +143,28 @@ async def run_level(target: Target, model: str, level: int, tag: int | None = No
             "ttft_p95": percentile(ttfts, 0.95), "tokens": [r["tokens"] for r in ok], "errors": errors}
 
 
-def bench(target: Target, model: str, levels: list[int]) -> dict[int, dict]:
+def stop(target: Target) -> None:
+    target.proc.terminate()
     try:
+        target.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        target.proc.kill()
+
+
+def bench(targets: list[Target], model: str, levels: list[int], rounds: int) -> dict[str, dict[int, list[dict]]]:
+    """Every server stays up; rounds interleave them level by level, as the host's speed drifts."""
+    for target in targets:
         asyncio.run(run_level(target, model, 1, tag=0))  # warm-up (also caches the chat template's system prompt)
-        rows = {}
+    runs: dict[str, dict[int, list[dict]]] = {t.name: {level: [] for level in levels} for t in targets}
+    for round_ in range(rounds):
         for level in levels:
-            rows[level] = row = asyncio.run(run_level(target, model, level))
-            print(f"  {target.name}: {level} clients: {row['tok_s']:.1f} tok/s, TTFT p50 {row['ttft_p50']:.2f}s "
-                  f"p95 {row['ttft_p95']:.2f}s", file=sys.stderr, flush=True)
-            time.sleep(1)
-        return rows
-    finally:
-        target.proc.terminate()
-        try:
-            target.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            target.proc.kill()
+            for target in targets:
+                row = asyncio.run(run_level(target, model, level, tag=level + 100 * round_))
+                runs[target.name][level].append(row)
+                print(f"  round {round_ + 1}: {target.name}: {level} clients: {row['tok_s']:.1f} tok/s, "
+                      f"TTFT p50 {row['ttft_p50']:.2f}s p95 {row['ttft_p95']:.2f}s", file=sys.stderr, flush=True)
+                time.sleep(1)
+    return runs
 
 
 def main() -> None:
@@ -165,6 +173,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=1024, help="context of one request (per slot)")
     parser.add_argument("--levels", default="1,8,16")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=0, help="llamarun slots (default: the largest level)")
     parser.add_argument("--lcpp-python", default=os.environ.get("LCPP_SERVER_PYTHON",
                                                                 "/work/cache/lcpp-server-venv/bin/python"))
@@ -173,37 +182,43 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     path = model_path(args.model)
-    results: dict[str, dict[int, dict]] = {}
-    if "llamarun" not in args.skip:
-        target = start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels))
-        results["llamarun"] = bench(target, args.model, levels)
-    if "llama-server" not in args.skip:
-        bin_dir = llama_tools()
+    targets: list[Target] = []
+    try:
+        if "llamarun" not in args.skip:
+            targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels)))
+        bin_dir = llama_tools() if "llama-server" not in args.skip else None
         if bin_dir is not None:
-            target = start_llama_server(bin_dir, path, args.threads, args.ctx)
-            results[target.name] = bench(target, args.model, levels)
-    if "llama-cpp-python" not in args.skip and Path(args.lcpp_python).exists():
-        target = start_lcpp_server(args.lcpp_python, path, args.threads, args.ctx)
-        results[target.name] = bench(target, args.model, levels)
-    report(results, levels, args)
-    dump(args.json, {name: {str(k): v for k, v in rows.items()} for name, rows in results.items()})
+            targets.append(start_llama_server(bin_dir, path, args.threads, args.ctx))
+        if "llama-cpp-python" not in args.skip and Path(args.lcpp_python).exists():
+            targets.append(start_lcpp_server(args.lcpp_python, path, args.threads, args.ctx))
+        runs = bench(targets, args.model, levels, args.rounds)
+    finally:
+        for target in targets:
+            stop(target)
+    report(runs, levels, args)
+    dump(args.json, {name: {str(k): v for k, v in rows.items()} for name, rows in runs.items()})
 
 
-def report(results: dict[str, dict[int, dict]], levels: list[int], args: argparse.Namespace) -> None:
+def report(runs: dict[str, dict[int, list[dict]]], levels: list[int], args: argparse.Namespace) -> None:
+    """Best round per server and level; the ratio is best vs best, and (in brackets) the median of per-round ratios."""
     print(f"model {args.model}, {args.threads} threads, context {args.ctx} per request, {N_GEN} new tokens each, "
-          "OpenAI streaming chat")
-    base_name = next((n for n in results if n.startswith("llama-server")), None)
-    print(f"{'clients':>7}  {'server':<26}{'tok/s':>8}{'vs llama-server':>17}{'TTFT p50':>10}{'TTFT p95':>10}"
+          f"OpenAI streaming chat, best of {args.rounds} interleaved rounds")
+    base_name = next((n for n in runs if n.startswith("llama-server")), None)
+    print(f"{'clients':>7}  {'server':<26}{'tok/s':>8}{'vs llama-server':>22}{'TTFT p50':>10}{'TTFT p95':>10}"
           f"  notes")
     for level in levels:
-        for name, rows in results.items():
-            row = rows[level]
-            base = results[base_name][level]["tok_s"] if base_name else None
-            ratio = f"{row['tok_s'] / base:.2f}x" if base else "-"
+        base_runs = runs[base_name][level] if base_name else None
+        for name, rows in runs.items():
+            row = max(rows[level], key=lambda r: r["tok_s"])
+            ratio = "-"
+            if base_runs:
+                best_base = max(r["tok_s"] for r in base_runs)
+                paired = median([r["tok_s"] / b["tok_s"] for r, b in zip(rows[level], base_runs) if b["tok_s"]])
+                ratio = f"{row['tok_s'] / best_base:.2f}x ({paired:.2f}x)"
             short = [t for t in row["tokens"] if t < N_GEN]
             notes = "; ".join(filter(None, [f"{len(row['errors'])} errors" if row["errors"] else "",
                                             f"{len(short)} streams cut short" if short else ""]))
-            print(f"{level:>7}  {name:<26}{row['tok_s']:>8.1f}{ratio:>17}{row['ttft_p50']:>9.2f}s"
+            print(f"{level:>7}  {name:<26}{row['tok_s']:>8.1f}{ratio:>22}{row['ttft_p50']:>9.2f}s"
                   f"{row['ttft_p95']:>9.2f}s  {notes}")
 
 

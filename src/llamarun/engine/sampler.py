@@ -14,6 +14,7 @@ from ..types import SamplingParams
 from ._handle import NativeHandle
 from ._lib import lib
 from .context import Context
+from .fastdist import FastDist
 from .model import Model
 
 __all__ = ["SamplerChain"]
@@ -76,6 +77,20 @@ def _stages(model: Model, p: SamplingParams) -> list[Callable[[], Any]]:
         stages.append(lambda: llama.llama_sampler_init_min_p(p.min_p, 1))
     stages += [lambda: llama.llama_sampler_init_temp(p.temperature), lambda: llama.llama_sampler_init_dist(seed)]
     return stages
+
+
+def _fast_dist(p: SamplingParams) -> FastDist | None:
+    """The numpy sampler when there is no top-k (llama.cpp's chain then works on the whole vocabulary).
+
+    Only for the chains it implements exactly: no penalties, typical-p or mirostat.  With a top-k,
+    llama.cpp's partial sort is as fast as numpy's partition and its chain is kept.
+    """
+    if p.is_greedy or p.top_k > 0 or p.mirostat or p.typical_p < 1.0 or p.repeat_penalty != 1.0 \
+            or p.presence_penalty or p.frequency_penalty:
+        return None
+    seed = None if p.seed is None or p.seed < 0 else p.seed
+    return FastDist(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, seed=seed,
+                    logit_bias=dict(p.logit_bias) if p.logit_bias else None)
 
 
 class _Candidates:
@@ -144,6 +159,7 @@ class SamplerChain(NativeHandle):
         self._argmax = p.is_greedy and not p.logit_bias and p.repeat_penalty == 1.0 and not (
             p.presence_penalty or p.frequency_penalty) and self._grammar is None
         self._n_vocab = model.vocab.n_tokens
+        self._fast = _fast_dist(self.params) if self._grammar is None else None
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
@@ -153,6 +169,12 @@ class SamplerChain(NativeHandle):
             if not logits:
                 raise DecodeError(f"no logits for batch index {index}")
             return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
+        if self._fast is not None:
+            self.ptr  # raises once closed  # noqa: B018
+            logits = lib().llama_get_logits_ith(context.ptr, index)
+            if not logits:
+                raise DecodeError(f"no logits for batch index {index}")
+            return self._fast.sample(np.ctypeslib.as_array(logits, shape=(self._n_vocab,)))
         if self._grammar is None:
             return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
         return self._sample_constrained(context, index)
@@ -178,6 +200,8 @@ class SamplerChain(NativeHandle):
 
     def reset(self) -> None:
         lib().llama_sampler_reset(self.ptr)
+        if self._fast is not None:
+            self._fast.reset()
         if self._grammar is not None:
             lib().llama_sampler_reset(self._grammar.ptr)
 

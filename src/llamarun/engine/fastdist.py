@@ -1,0 +1,128 @@
+"""Sampling from the logits with numpy: llama.cpp's top-k, top-p, min-p, temperature and dist stages.
+
+llama.cpp's samplers work on an array of the whole vocabulary, and without a
+top-k first its top-p sorts all of it: for SmolLM2's 49k vocabulary 5.7 ms per
+token with ``top_p=0.95`` and 0.6 ms for plain temperature sampling, on the
+engine thread while the model's compute threads wait.  OpenAI clients send
+exactly these (no top-k).  Here the same stages, in llama.cpp's order and with
+its definitions (top-k, then top-p and min-p on unit temperature, then the
+temperature), run on numpy arrays: the whole vocabulary is only exponentiated
+and summed; sorting is limited to the tokens a cut can keep.  Random numbers
+come from numpy's PCG64, seeded per request.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FastDist"]
+
+_BLOCK = 256  # the cumulative sum for a draw over the whole vocabulary goes block by block
+
+
+class FastDist:
+    """Seeded sampler over a logits vector: top-k, top-p and min-p on unit temperature, then temperature."""
+
+    def __init__(self, *, temperature: float, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                 seed: int | None = None, logit_bias: dict[int, float] | None = None) -> None:
+        if temperature <= 0:
+            raise ValueError("FastDist samples; greedy decoding takes the argmax instead")
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.min_p = min_p
+        self.seed = seed
+        self._bias_ids = np.array(list((logit_bias or {}).keys()), dtype=np.int64)
+        self._bias_values = np.array(list((logit_bias or {}).values()), dtype=np.float32)
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    def reset(self) -> None:
+        self._rng = np.random.Generator(np.random.PCG64(self.seed))
+
+    def candidates(self, logits: np.ndarray) -> np.ndarray | None:
+        """Ids left after top-k, top-p and min-p (of biased logits); None when all of the vocabulary is."""
+        ids: np.ndarray | None = None
+        if 0 < self.top_k < len(logits):
+            ids = _top(logits, self.top_k)
+        if self.top_p < 1.0:
+            ids = _top_p(logits, ids, self.top_p)
+        if self.min_p > 0.0:
+            ids = _min_p(logits, ids, self.min_p)
+        return ids
+
+    def distribution(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids that may be drawn and their probabilities (for tests and logprobs)."""
+        logits = self._biased(logits)
+        ids = self.candidates(logits)
+        if ids is None:
+            ids = np.arange(len(logits))
+        weights = np.exp((logits[ids] - logits[ids].max()).astype(np.float64) / self.temperature)
+        return ids, weights / weights.sum()
+
+    def sample(self, logits: np.ndarray) -> int:
+        logits = self._biased(logits)
+        ids = self.candidates(logits)
+        if ids is not None:
+            values = logits[ids].astype(np.float64)
+            cumulative = np.cumsum(np.exp((values - values.max()) / self.temperature))
+            pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
+            return int(ids[min(pick, len(ids) - 1)])
+        return _draw_all(logits, self.temperature, self._rng.random())
+
+    def _biased(self, logits: np.ndarray) -> np.ndarray:
+        if not len(self._bias_ids):
+            return logits
+        logits = logits.copy()
+        logits[self._bias_ids] += self._bias_values
+        return logits
+
+
+def _top(logits: np.ndarray, k: int, within: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` best ids (of ``within``, or of all), best first."""
+    pool = logits if within is None else logits[within]
+    part = np.argpartition(pool, -k)[-k:] if k < len(pool) else np.arange(len(pool))
+    part = part[np.argsort(-pool[part], kind="stable")]
+    return part if within is None else within[part]
+
+
+def _top_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:
+    """The fewest best tokens whose probability (unit temperature) adds up to at least ``p``."""
+    pool = logits if ids is None else logits[ids]
+    best = float(pool.max())
+    total = float(np.exp((pool - best).astype(np.float64)).sum())
+    k = min(_BLOCK, len(pool))
+    while True:  # sort only as many of the best tokens as the cut may need
+        top = _top(logits, k, ids) if ids is None or k < len(ids) else ids
+        cumulative = np.cumsum(np.exp((logits[top] - best).astype(np.float64))) / total
+        n = int(np.searchsorted(cumulative, p, side="left")) + 1
+        if n <= len(top) or len(top) == len(pool):
+            return top[:n]
+        k = min(k * 16, len(pool))
+
+
+def _min_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:
+    """Tokens whose probability is at least ``p`` times the best one's (at least one)."""
+    if ids is None:
+        threshold = float(logits.max()) + float(np.log(p))
+        return np.flatnonzero(logits >= threshold)
+    threshold = float(logits[ids[0]]) + float(np.log(p))
+    return ids[:max(1, int(np.count_nonzero(logits[ids] >= threshold)))]
+
+
+def _draw_all(logits: np.ndarray, temperature: float, u: float) -> int:
+    """Draw from softmax(logits / temperature) over the whole vocabulary, summing block by block."""
+    n = len(logits)
+    weights = np.zeros(-(-n // _BLOCK) * _BLOCK, dtype=np.float64)
+    np.exp((logits - logits.max()) / temperature, out=weights[:n], casting="unsafe")
+    blocks = weights.reshape(-1, _BLOCK).sum(axis=1)
+    outer = np.cumsum(blocks)
+    target = u * outer[-1]
+    b = min(int(np.searchsorted(outer, target, side="right")), len(blocks) - 1)
+    inner = np.cumsum(weights[b * _BLOCK:(b + 1) * _BLOCK])
+    rest = target - (outer[b - 1] if b else 0.0)
+    i = min(int(np.searchsorted(inner, rest, side="right")), _BLOCK - 1)
+    while b * _BLOCK + i >= n or weights[b * _BLOCK + i] == 0.0:  # padding or a token of zero weight
+        i -= 1
+        if i < 0:
+            b, i = b - 1, _BLOCK - 1
+    return b * _BLOCK + i

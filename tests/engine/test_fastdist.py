@@ -1,0 +1,94 @@
+"""The numpy sampler against llama.cpp's own samplers: same candidates, same probabilities, honest draws."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from llama_cpp import llama_cpp as lc  # the oracle (src/ reaches llama.cpp only through engine/)
+
+from llamarun.engine import Batch, Context, Model, SamplerChain
+from llamarun.engine.fastdist import FastDist
+from llamarun.types import ContextOptions, SamplingParams
+
+N_VOCAB = 49152
+
+
+def llama_cpp_distribution(logits: np.ndarray, *, top_p: float, min_p: float, temperature: float):
+    """Candidates and probabilities after llama.cpp's top-p, min-p and temperature samplers."""
+    chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+    try:
+        if top_p < 1.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(top_p, 1))
+        if min_p > 0.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(min_p, 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(temperature))
+        data = (lc.llama_token_data * len(logits))()
+        view = np.ctypeslib.as_array(data)
+        view["id"] = np.arange(len(logits))
+        view["logit"] = logits
+        array = lc.llama_token_data_array(data, len(logits), -1, False)
+        lc.llama_sampler_apply(chain, ctypes.byref(array))
+        kept = view[:array.size]
+    finally:
+        lc.llama_sampler_free(chain)
+    weights = np.exp(kept["logit"].astype(np.float64) - kept["logit"].max())
+    return kept["id"].astype(np.int64), weights / weights.sum()
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.6, 8.0])
+@pytest.mark.parametrize(("top_p", "min_p", "temperature"),
+                         [(1.0, 0.0, 0.8), (0.95, 0.0, 1.0), (0.5, 0.0, 0.7), (1.0, 0.05, 1.0), (0.9, 0.02, 1.3)])
+def test_same_candidates_and_probabilities_as_llama_cpp(scale, top_p, min_p, temperature):
+    logits = (np.random.default_rng(7).standard_normal(N_VOCAB) * scale).astype(np.float32)
+    ours = FastDist(temperature=temperature, top_p=top_p, min_p=min_p, seed=1).distribution(logits)
+    theirs = llama_cpp_distribution(logits, top_p=top_p, min_p=min_p, temperature=temperature)
+    # llama.cpp sums top-p's probabilities in float32: over tens of thousands of nearly equal
+    # tokens its cut may land one token away from the float64 one; only boundary tokens may differ
+    differ = np.setxor1d(ours[0], theirs[0])
+    assert len(differ) <= 2
+    union = np.union1d(ours[0], theirs[0])
+    assert all(logits[d] <= np.sort(logits[union])[len(differ) - 1] for d in differ)
+    common = np.intersect1d(ours[0], theirs[0])
+    p_ours = dict(zip(ours[0].tolist(), ours[1]))
+    p_theirs = dict(zip(theirs[0].tolist(), theirs[1]))
+    np.testing.assert_allclose([p_ours[t] for t in common.tolist()], [p_theirs[t] for t in common.tolist()],
+                               rtol=1e-3, atol=1e-9)
+
+
+@pytest.mark.parametrize(("top_p", "min_p"), [(1.0, 0.0), (0.8, 0.0), (1.0, 0.1)])
+def test_draws_follow_the_distribution(top_p, min_p):
+    logits = np.array([3.0, 2.5, 2.0, 1.0, 0.0, -1.0, -3.0, 0.5] + [-50.0] * 300, dtype=np.float32)
+    sampler = FastDist(temperature=0.9, top_p=top_p, min_p=min_p, seed=3)
+    ids, probs = sampler.distribution(logits)
+    draws = np.bincount([sampler.sample(logits) for _ in range(20000)], minlength=len(logits)) / 20000
+    expected = np.zeros(len(logits))
+    expected[ids] = probs
+    assert np.abs(draws - expected).max() < 0.015  # about 5 standard errors for these probabilities
+    assert draws[np.setdiff1d(np.arange(len(logits)), ids)].sum() == 0
+
+
+def test_logit_bias_and_seed():
+    logits = np.zeros(1000, dtype=np.float32)
+    forced = FastDist(temperature=1.0, seed=5, logit_bias={123: 100.0})
+    assert {forced.sample(logits) for _ in range(50)} == {123}
+    a, b = FastDist(temperature=1.0, seed=9), FastDist(temperature=1.0, seed=9)
+    assert [a.sample(logits) for _ in range(30)] == [b.sample(logits) for _ in range(30)]
+    a.reset()
+    b2 = FastDist(temperature=1.0, seed=9)
+    assert [a.sample(logits) for _ in range(5)] == [b2.sample(logits) for _ in range(5)]
+
+
+def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_model_path):
+    params = SamplingParams(temperature=0.9, top_k=0, top_p=0.95, seed=11)
+    with Model(tiny_model_path) as model, Context(model, ContextOptions(n_ctx=256, n_threads=2)) as ctx:
+        runs = []
+        for _ in range(2):
+            ctx.seq_rm(-1)
+            with Batch(16) as batch, SamplerChain(model, params) as chain:
+                index = batch.add_tokens([10, 20, 30], 0, 0)
+                ctx.decode(batch)
+                runs.append([chain.sample(ctx, index) for _ in range(5)])
+                assert chain._fast is not None
+        assert runs[0] == runs[1]
