@@ -7,7 +7,7 @@ llama-batched-bench runs right before ours at each level, in interleaved rounds;
 round of each is kept, because this host's speed drifts by +-30% within minutes.  Then the time to first token of a request whose 1,000-token
 prefix is cached vs uncached.
 
-    python benchmarks/bench_runtime.py [--model smollm2] [--threads 2] [--levels 1,2,4,8,16]
+    python benchmarks/bench_runtime.py [--model smollm2] [--threads 2] [--levels 1,2,4,8,16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import re
 import subprocess
+import sys
 import time
 
 from common import dump, llama_tools, median, model_path, percentile, random_tokens
@@ -90,24 +91,29 @@ def main() -> None:
                            max_queue=64)
     ceiling: dict[int, float] = {}
     rows: dict[int, dict[str, float]] = {}
+    paired: dict[int, list[float]] = {level: [] for level in levels}
     with Runtime(path, config) as rt:
         n_vocab = rt.info.n_vocab
         run_level(rt, n_vocab, 2, 999)  # warm-up
         for round_ in range(args.rounds):  # interleaved, best round kept: the host's speed drifts
             for level in levels:
-                if bin_dir:
-                    base = bench_batched_bench(bin_dir, path, args.threads, [level]).get(level, 0.0)
-                    ceiling[level] = max(ceiling.get(level, 0.0), base)
+                base = bench_batched_bench(bin_dir, path, args.threads, [level]).get(level, 0.0) if bin_dir else 0.0
+                ceiling[level] = max(ceiling.get(level, 0.0), base)
                 r = run_level(rt, n_vocab, level, level + 100 * round_)
+                if base:
+                    paired[level].append(r["tg"] / base)
+                print(f"  round {round_ + 1}, {level} streams: ours {r['tg']:.1f}, batched-bench {base:.1f} tok/s",
+                      file=sys.stderr, flush=True)
                 if level not in rows or r["tg"] > rows[level]["tg"]:
                     rows[level] = r
         uncached, cached = bench_prefix(SyncClient(rt), n_vocab)
     print(f"model {path.name}, {args.threads} threads, prompts {N_PROMPT}, {N_GEN} new tokens each, "
           f"{'unified' if args.unified else 'per-slot'} KV")
-    print(f"{'streams':>7} {'ours tok/s':>11} {'batched-bench S_TG':>19} {'ratio':>7} {'TTFT p50':>9} {'TTFT p95':>9}")
+    print(f"best of {args.rounds} interleaved rounds; in brackets the median of the per-round ratios")
+    print(f"{'streams':>7} {'ours tok/s':>11} {'batched-bench S_TG':>19} {'ratio':>15} {'TTFT p50':>9} {'TTFT p95':>9}")
     for level, r in rows.items():
         base = ceiling.get(level)
-        ratio = f"{r['tg'] / base:>6.2f}x" if base else "     -"
+        ratio = f"{r['tg'] / base:>6.2f}x ({median(paired[level]):.2f}x)" if base else "              -"
         print(f"{level:>7} {r['tg']:>11.1f} {base or float('nan'):>19.1f} {ratio} "
               f"{r['ttft_p50']:>8.2f}s {r['ttft_p95']:>8.2f}s")
     print(f"TTFT with a 1,000-token prefix: uncached {uncached * 1000:.0f} ms, cached {cached * 1000:.0f} ms "
