@@ -19,7 +19,8 @@ from ..runtime import AsyncRequest
 from ..runtime.manager import Lease
 from ..types import Chunk, GenerationResult, TokenLogprob
 from .errors import error_body, status_of
-from .ollama_api import _pieces, embed_texts
+from .ollama_embed import embed_texts
+from .ollama_turn import token_pieces
 from .openai_schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
 from .params import openai_request
 from .service import Collected, Service, check_finished, request_timeout
@@ -227,7 +228,7 @@ def openai_router(service: Service) -> APIRouter:
             choice: dict[str, Any] = {"index": index, "message": message, "logprobs": None,
                                       "finish_reason": _finish(c.result, bool(output.tool_calls))}
             if logprobs:
-                choice["logprobs"] = _chat_logprobs(c.logprobs, await _pieces(service, job.lease, c.logprobs))
+                choice["logprobs"] = _chat_logprobs(c.logprobs, await token_pieces(service, job.lease, c.logprobs))
             choices.append(choice)
         return {"id": job.id, "object": "chat.completion", "created": job.created, "model": job.model,
                 "system_fingerprint": FINGERPRINT, "choices": choices,
@@ -253,7 +254,7 @@ def openai_router(service: Service) -> APIRouter:
                     delta = parser.feed(event.text)
                     lp = None
                     if logprobs and event.logprobs:
-                        lp = _chat_logprobs(event.logprobs, await _pieces(service, job.lease, event.logprobs))
+                        lp = _chat_logprobs(event.logprobs, await token_pieces(service, job.lease, event.logprobs))
                     if delta.content or delta.thinking or lp:
                         yield chunk(index, _delta(delta), lp=lp)
                     continue
@@ -320,7 +321,7 @@ def openai_router(service: Service) -> APIRouter:
             check_finished(c.result, job.timeout)
             lp = None
             if logprobs:
-                lp = _completion_logprobs(c.logprobs, await _pieces(service, job.lease, c.logprobs))
+                lp = _completion_logprobs(c.logprobs, await token_pieces(service, job.lease, c.logprobs))
             choices.append({"index": index, "text": c.result.text, "logprobs": lp,
                             "finish_reason": _finish(c.result)})
         return {"id": job.id, "object": "text_completion", "created": job.created, "model": job.model,
@@ -341,7 +342,7 @@ def openai_router(service: Service) -> APIRouter:
                         lp = None
                         if logprobs and event.logprobs:
                             lp = _completion_logprobs(event.logprobs,
-                                                      await _pieces(service, job.lease, event.logprobs))
+                                                      await token_pieces(service, job.lease, event.logprobs))
                         yield chunk(index, event.text, lp=lp)
                     continue
                 check_finished(event, job.timeout)

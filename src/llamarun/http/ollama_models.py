@@ -1,0 +1,142 @@
+"""Ollama's model management: ``/api/tags``, ``show``, ``ps``, ``copy``, ``delete``, ``pull``, ``create``
+and ``/api/version``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..errors import InvalidParameterError, LlamarunError, ModelNotFoundError, UnsupportedFeatureError
+from .ollama_schemas import CopyRequest, CreateRequest, DeleteRequest, PullRequest, ShowRequest
+from .ollama_stream import now_rfc3339, rfc3339, store_progress
+from .service import Service
+
+__all__ = ["models_router"]
+
+
+def models_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["ollama"])
+
+    @router.get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        return {"models": await service.blocking(_tags, service.store)}
+
+    @router.post("/api/show")
+    async def show(body: ShowRequest) -> dict[str, Any]:
+        details = await service.blocking(service.store.show, body.model)
+        return _show(details, body.verbose)
+
+    @router.get("/api/ps")
+    async def ps() -> dict[str, Any]:
+        return {"models": [_ps(s) for s in service.manager.status()]}
+
+    @router.post("/api/copy")
+    async def copy(body: CopyRequest) -> Response:
+        await service.blocking(service.store.copy, body.source, body.destination)
+        return Response(status_code=200)
+
+    @router.delete("/api/delete")
+    async def delete(body: DeleteRequest) -> Response:
+        await service.blocking(service.store.get, body.model)
+        await service.blocking(service.manager.unload, body.model)
+        await service.blocking(service.store.remove, body.model)
+        return Response(status_code=200)
+
+    @router.post("/api/pull")
+    async def pull(body: PullRequest, request: Request) -> Response:
+        return await store_progress(service, request, body.stream,
+                                    lambda emit: service.store.pull(body.model, insecure=body.insecure, progress=emit))
+
+    @router.post("/api/create")
+    async def create(body: CreateRequest, request: Request) -> Response:
+        return await store_progress(service, request, body.stream, lambda emit: _create(service, body, emit))
+
+    @router.get("/api/version")
+    async def version() -> dict[str, str]:
+        return {"version": service.config.version}
+
+    return router
+
+
+def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) -> Any:
+    """A new name for a stored model (``from``) or for one uploaded GGUF blob (``files``)."""
+    store = service.store
+    for name in ("quantize", "template", "system", "parameters", "messages", "modelfile"):
+        if getattr(body, name):
+            raise UnsupportedFeatureError(f"create does not support {name!r}: a model is a stored GGUF file "
+                                          "under a new name", field=name)
+    if body.files:
+        if len(body.files) != 1:
+            raise UnsupportedFeatureError("create takes exactly one GGUF file", field="files")
+        (digest,) = body.files.values()
+        source = store.layout.blob_path(digest)
+        if not source.is_file():
+            raise ModelNotFoundError(f"blob {digest} is not in the store: upload or pull it first")
+        return store.create(body.model, source, progress=emit)
+    if body.from_:
+        return store.copy(body.from_, body.model)
+    raise InvalidParameterError("create needs 'from' (a stored model) or 'files' (a blob digest)", field="from")
+
+
+def _details(facts: dict[str, Any]) -> dict[str, Any]:
+    arch = facts.get("architecture") or ""
+    return {"parent_model": "", "format": "gguf", "family": arch, "families": [arch] if arch else None,
+            "parameter_size": facts.get("parameters") or "", "quantization_level": facts.get("quantization") or ""}
+
+
+def _tags(store: Any) -> list[dict[str, Any]]:
+    tags = []
+    for model in store.list():
+        facts = model.facts
+        if not facts:  # stored before facts were recorded: read the GGUF header
+            try:
+                facts = store.show(model.name).gguf.summary()
+            except LlamarunError:
+                facts = {}
+        modified = model.modified or model.added
+        tags.append({"name": model.name, "model": model.name,
+                     "modified_at": modified.isoformat() if modified else now_rfc3339(),
+                     "size": model.size, "digest": model.digest.removeprefix("sha256:"), "details": _details(facts)})
+    return tags
+
+
+def _show(details: Any, verbose: bool) -> dict[str, Any]:
+    gguf = details.gguf
+    summary = gguf.summary()
+    info = {k: v for k, v in gguf.metadata_json().items()
+            if verbose or not (k.startswith("tokenizer.ggml.") and isinstance(v, (list, dict)))}
+    info.pop("tokenizer.chat_template", None)
+    arch = summary.get("architecture") or ""
+    pooling = gguf.metadata.get(f"{arch}.pooling_type")
+    capabilities = ["embedding"] if isinstance(pooling, int) and pooling > 0 else ["completion", "embedding"]
+    template = gguf.chat_template or ""
+    if "tools" in template:
+        capabilities.append("tools")
+    from ..chat import thinking_markers
+
+    if thinking_markers(template or None):
+        capabilities.append("thinking")
+    modified = details.model.modified
+    return {"license": gguf.license or "", "modelfile": f"# llamarun stored model\nFROM {details.model.path}\n",
+            "parameters": "", "template": template, "details": _details(summary), "model_info": info,
+            "capabilities": capabilities, "modified_at": modified.isoformat() if modified else now_rfc3339()}
+
+
+def _ps(status: Any) -> dict[str, Any]:
+    info = status.info
+    facts = {"architecture": info.architecture if info else "", "quantization": info.quantization if info else "",
+             "parameters": _params(info.n_params) if info else ""}
+    return {"name": status.name, "model": status.name, "size": status.size_bytes,
+            "digest": status.digest.removeprefix("sha256:"), "details": _details(facts),
+            "expires_at": rfc3339(status.expires_at), "size_vram": 0, "context_length": status.config.n_ctx,
+            "state": status.state, "in_use": status.in_use, "slots": status.config.n_slots}
+
+
+def _params(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
