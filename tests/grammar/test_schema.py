@@ -215,6 +215,7 @@ def test_huge_schema_rejected() -> None:
         ({"type": "string", "pattern": "(a)\\1"}, "not supported"),
         ({"type": "integer", "minimum": 5, "maximum": 1}, "no integer lies between"),
         ({"type": "integer", "multipleOf": 3}, "multipleOf"),
+        ({"type": "string", "format": ["date"]}, "/format: must be a string"),
         (False, "admits no value"),
         ("{not json", "not valid JSON"),
         (42, "must be an object or a boolean"),
