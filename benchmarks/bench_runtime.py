@@ -4,8 +4,9 @@ For B in 1, 2, 4, 8, 16 concurrent streams (64-token prompts, 128 new tokens eac
 ignore_eos): aggregate generation tokens/s (generation phase, as llama-batched-bench's S_TG)
 and time to first token p50/p95, streams consumed by one asyncio loop as a server does.
 llama-batched-bench runs right before ours at each level, in interleaved rounds; the best
-round of each is kept, because this host's speed drifts by +-30% within minutes.  Then the time to first token of a request whose 1,000-token
-prefix is cached vs uncached.
+round of each is kept, with the median of the per-round ratios next to it, because this
+host's speed drifts by +-30% within minutes.  Then the time to first token of a request
+whose 1,000-token prefix is cached vs uncached.
 
     python benchmarks/bench_runtime.py [--model smollm2] [--threads 2] [--levels 1,2,4,8,16] [--rounds 3]
 """

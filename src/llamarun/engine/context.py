@@ -147,10 +147,14 @@ class Context(NativeHandle):
 
     def logits(self, index: int) -> np.ndarray:
         """Logits of the token at batch ``index`` (a copy, shape ``[n_vocab]``)."""
+        return self.logits_view(index).copy()
+
+    def logits_view(self, index: int) -> np.ndarray:
+        """Logits of the token at batch ``index`` without a copy: valid only until the next decode."""
         ptr = lib().llama_get_logits_ith(self.ptr, index)
         if not ptr:
             raise DecodeError(f"no logits for batch index {index}")
-        return np.ctypeslib.as_array(ptr, shape=(self.model.vocab.n_tokens,)).copy()
+        return np.ctypeslib.as_array(ptr, shape=(self.model.vocab.n_tokens,))
 
     def embeddings(self, seq_id: int) -> np.ndarray:
         """Pooled embedding of a sequence (context created with embeddings=True)."""

@@ -1,14 +1,15 @@
-"""Sampling from the logits with numpy: llama.cpp's top-k, top-p, min-p, temperature and dist stages.
+"""Sampling from the logits with numpy: llama.cpp's top-p, min-p, temperature and dist stages.
 
 llama.cpp's samplers work on an array of the whole vocabulary, and without a
 top-k first its top-p sorts all of it: for SmolLM2's 49k vocabulary 5.7 ms per
 token with ``top_p=0.95`` and 0.6 ms for plain temperature sampling, on the
 engine thread while the model's compute threads wait.  OpenAI clients send
 exactly these (no top-k).  Here the same stages, in llama.cpp's order and with
-its definitions (top-k, then top-p and min-p on unit temperature, then the
-temperature), run on numpy arrays: the whole vocabulary is only exponentiated
-and summed; sorting is limited to the tokens a cut can keep.  Random numbers
-come from numpy's PCG64, seeded per request.
+its definitions (top-p and min-p on unit temperature, then the temperature),
+run on numpy arrays: the whole vocabulary is only exponentiated and summed;
+sorting is limited to the tokens a cut can keep.  With a top-k, llama.cpp's own
+chain is as fast and is used instead.  Random numbers come from numpy's PCG64,
+seeded per request.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ _BLOCK = 256  # the cumulative sum for a draw over the whole vocabulary goes blo
 
 
 class FastDist:
-    """Seeded sampler over a logits vector: top-k, top-p and min-p on unit temperature, then temperature."""
+    """Seeded sampler over a logits vector: top-p and min-p on unit temperature, then temperature."""
 
-    def __init__(self, *, temperature: float, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+    def __init__(self, *, temperature: float, top_p: float = 1.0, min_p: float = 0.0,
                  seed: int | None = None, logit_bias: dict[int, float] | None = None) -> None:
         if temperature <= 0:
             raise ValueError("FastDist samples; greedy decoding takes the argmax instead")
         self.temperature = temperature
-        self.top_k = top_k
         self.top_p = top_p
         self.min_p = min_p
         self.seed = seed
@@ -39,35 +39,30 @@ class FastDist:
     def reset(self) -> None:
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
 
-    def candidates(self, logits: np.ndarray) -> np.ndarray | None:
-        """Ids left after top-k, top-p and min-p (of biased logits); None when all of the vocabulary is."""
-        ids: np.ndarray | None = None
-        if 0 < self.top_k < len(logits):
-            ids = _top(logits, self.top_k)
-        if self.top_p < 1.0:
-            ids = _top_p(logits, ids, self.top_p)
-        if self.min_p > 0.0:
-            ids = _min_p(logits, ids, self.min_p)
-        return ids
-
     def distribution(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids that may be drawn and their probabilities (for tests and logprobs)."""
         logits = self._biased(logits)
-        ids = self.candidates(logits)
+        ids = self._candidates(logits)
         if ids is None:
             ids = np.arange(len(logits))
-        weights = np.exp((logits[ids] - logits[ids].max()).astype(np.float64) / self.temperature)
+        weights = _weights(logits[ids], self.temperature)
         return ids, weights / weights.sum()
 
     def sample(self, logits: np.ndarray) -> int:
         logits = self._biased(logits)
-        ids = self.candidates(logits)
-        if ids is not None:
-            values = logits[ids].astype(np.float64)
-            cumulative = np.cumsum(np.exp((values - values.max()) / self.temperature))
-            pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
-            return int(ids[min(pick, len(ids) - 1)])
-        return _draw_all(logits, self.temperature, self._rng.random())
+        ids = self._candidates(logits)
+        if ids is None:
+            return _draw_all(logits, self.temperature, self._rng.random())
+        cumulative = np.cumsum(_weights(logits[ids], self.temperature))
+        pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
+        return int(ids[min(pick, len(ids) - 1)])
+
+    def _candidates(self, logits: np.ndarray) -> np.ndarray | None:
+        """Ids left after top-p and min-p; None when all of the vocabulary is."""
+        ids = _top_p(logits, self.top_p) if self.top_p < 1.0 else None
+        if self.min_p > 0.0:
+            ids = _min_p(logits, ids, self.min_p)
+        return ids
 
     def _biased(self, logits: np.ndarray) -> np.ndarray:
         if not len(self._bias_ids):
@@ -77,27 +72,30 @@ class FastDist:
         return logits
 
 
-def _top(logits: np.ndarray, k: int, within: np.ndarray | None = None) -> np.ndarray:
-    """The ``k`` best ids (of ``within``, or of all), best first."""
-    pool = logits if within is None else logits[within]
-    part = np.argpartition(pool, -k)[-k:] if k < len(pool) else np.arange(len(pool))
-    part = part[np.argsort(-pool[part], kind="stable")]
-    return part if within is None else within[part]
+def _weights(values: np.ndarray, temperature: float) -> np.ndarray:
+    """Unnormalised probabilities of ``values`` at ``temperature`` (float64)."""
+    values = values.astype(np.float64)
+    return np.exp((values - values.max()) / temperature)
 
 
-def _top_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:
+def _top(logits: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best ids, best first."""
+    part = np.argpartition(logits, -k)[-k:] if k < len(logits) else np.arange(len(logits))
+    return part[np.argsort(-logits[part], kind="stable")]
+
+
+def _top_p(logits: np.ndarray, p: float) -> np.ndarray:
     """The fewest best tokens whose probability (unit temperature) adds up to at least ``p``."""
-    pool = logits if ids is None else logits[ids]
-    best = float(pool.max())
-    total = float(np.exp((pool - best).astype(np.float64)).sum())
-    k = min(_BLOCK, len(pool))
+    best = float(logits.max())
+    total = float(np.exp((logits - best).astype(np.float64)).sum())
+    k = min(_BLOCK, len(logits))
     while True:  # sort only as many of the best tokens as the cut may need
-        top = _top(logits, k, ids) if ids is None or k < len(ids) else ids
+        top = _top(logits, k)
         cumulative = np.cumsum(np.exp((logits[top] - best).astype(np.float64))) / total
         n = int(np.searchsorted(cumulative, p, side="left")) + 1
-        if n <= len(top) or len(top) == len(pool):
+        if n <= len(top) or len(top) == len(logits):
             return top[:n]
-        k = min(k * 16, len(pool))
+        k = min(k * 16, len(logits))
 
 
 def _min_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError, GrammarError
+from ..errors import GrammarError
 from ..types import SamplingParams
 from ._handle import NativeHandle
 from ._lib import lib
@@ -89,7 +89,7 @@ def _fast_dist(p: SamplingParams) -> FastDist | None:
             or p.presence_penalty or p.frequency_penalty:
         return None
     seed = None if p.seed is None or p.seed < 0 else p.seed
-    return FastDist(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, seed=seed,
+    return FastDist(temperature=p.temperature, top_p=p.top_p, min_p=p.min_p, seed=seed,
                     logit_bias=dict(p.logit_bias) if p.logit_bias else None)
 
 
@@ -107,9 +107,8 @@ class _Candidates:
         self.one_array = llama.llama_token_data_array(self.one, 1, -1, False)
 
     def fill(self, context: Context, index: int) -> Any:
-        ptr = lib().llama_get_logits_ith(context.ptr, index)
         self.view["id"] = self.ids
-        self.view["logit"] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        self.view["logit"] = context.logits_view(index)
         self.view["p"] = 0.0
         self.array.size = self.n_vocab
         self.array.selected = -1
@@ -158,23 +157,16 @@ class SamplerChain(NativeHandle):
         # plain greedy needs no candidate array: argmax over the logits (first maximum, as llama.cpp)
         self._argmax = p.is_greedy and not p.logit_bias and p.repeat_penalty == 1.0 and not (
             p.presence_penalty or p.frequency_penalty) and self._grammar is None
-        self._n_vocab = model.vocab.n_tokens
         self._fast = _fast_dist(self.params) if self._grammar is None else None
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
         if self._argmax:
             self.ptr  # raises once closed  # noqa: B018
-            logits = lib().llama_get_logits_ith(context.ptr, index)
-            if not logits:
-                raise DecodeError(f"no logits for batch index {index}")
-            return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
+            return int(np.argmax(context.logits_view(index)))
         if self._fast is not None:
             self.ptr  # raises once closed  # noqa: B018
-            logits = lib().llama_get_logits_ith(context.ptr, index)
-            if not logits:
-                raise DecodeError(f"no logits for batch index {index}")
-            return self._fast.sample(np.ctypeslib.as_array(logits, shape=(self._n_vocab,)))
+            return self._fast.sample(context.logits_view(index))
         if self._grammar is None:
             return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
         return self._sample_constrained(context, index)

@@ -144,9 +144,8 @@ class EngineLoop:
         while (move := self.slots.gap_move()) is not None:
             src, dst = move
             req = next(r for r in self.running if r.slot == src.seq_id)
-            left = req.remaining - 1 + (req.max_new - len(req.generated) if req.max_new is not None else _MOVE_MIN_STEPS)
-            if left < _MOVE_MIN_STEPS:
-                return
+            if req.max_new is not None and req.remaining - 1 + req.max_new - len(req.generated) < _MOVE_MIN_STEPS:
+                return  # about to finish: its gap closes by itself
             self.slots.move(src, dst)
             req.slot = dst.seq_id
             self.metrics.slot_moves += 1

@@ -89,10 +89,7 @@ class SlotTable:
 
     def move(self, src: Slot, dst: Slot) -> None:
         """Move a busy slot's KV into free ``dst``; ``src`` keeps its copy as an idle prefix cache."""
-        ctx = self._ctx
-        ctx.seq_rm(dst.seq_id, -1, -1)
-        ctx.seq_cp(src.seq_id, dst.seq_id, -1, -1)
-        dst.cached = list(src.cached)
+        self._copy(src, dst, len(src.cached))
         dst.busy, src.busy = True, False
         dst.last_used = src.last_used
 
