@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +26,21 @@ def smollm2_path() -> Path:
         return ModelStore().get("smollm2").path
     except Exception as exc:  # noqa: BLE001 - turn into a clear instruction
         pytest.fail(f"SmolLM2 is not in the store ({exc}); run `make model` or `llamarun pull smollm2`")
+
+
+@pytest.fixture(scope="module")
+def smol_gen(smollm2_path: Path) -> Iterator[Any]:
+    """SmolLM2 behind the constrained-generation helper of tests/grammar/smolgen.py."""
+    from grammar.smolgen import SmolGenerator
+
+    generator = SmolGenerator(smollm2_path)
+    yield generator
+    generator.close()
+
+
+@pytest.fixture(scope="module")
+def smol_template(smol_gen: Any) -> Any:
+    """SmolLM2's own chat template."""
+    from llamarun.chat import ChatTemplate
+
+    return ChatTemplate.for_model(smol_gen.model)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jsonschema
 import pytest
 
@@ -43,24 +41,13 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gen(smollm2_path: Path):
-    generator = SmolGenerator(smollm2_path)
-    yield generator
-    generator.close()
-
-
-@pytest.fixture(scope="module")
-def template(gen: SmolGenerator) -> ChatTemplate:
-    return ChatTemplate.for_model(gen.model)
-
 
 @pytest.mark.parametrize(("question", "choice"), CASES)
-def test_forced_tool_call_is_always_valid(gen: SmolGenerator, template: ChatTemplate, question: str,
+def test_forced_tool_call_is_always_valid(smol_gen: SmolGenerator, smol_template: ChatTemplate, question: str,
                                           choice: object) -> None:
     messages = [{"role": "user", "content": question}]
-    plan = prepare_chat(template, messages, tools=TOOLS, tool_choice=choice)
-    result = gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=96)
+    plan = prepare_chat(smol_template, messages, tools=TOOLS, tool_choice=choice)
+    result = smol_gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=96)
     assert result.finish_reason == "stop", result.text
     output = plan.parse(result.text)
     assert len(output.tool_calls) == 1 and output.content == "", result.text
@@ -70,17 +57,17 @@ def test_forced_tool_call_is_always_valid(gen: SmolGenerator, template: ChatTemp
     jsonschema.validate(dict(call.arguments), SCHEMAS[call.name])
 
 
-def test_round_trip_call_result_answer(gen: SmolGenerator, template: ChatTemplate) -> None:
+def test_round_trip_call_result_answer(smol_gen: SmolGenerator, smol_template: ChatTemplate) -> None:
     messages: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
-    plan = prepare_chat(template, messages, tools=TOOLS, tool_choice={"type": "function",
+    plan = prepare_chat(smol_template, messages, tools=TOOLS, tool_choice={"type": "function",
                                                                       "function": {"name": "get_weather"}})
-    first = plan.parse(gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=96).text)
+    first = plan.parse(smol_gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=96).text)
     call = first.tool_calls[0]
     assert call.name == "get_weather"
     messages += [first.to_message(), {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"}]
-    plan = prepare_chat(template, messages, tools=TOOLS)  # auto: the model may answer or call again
+    plan = prepare_chat(smol_template, messages, tools=TOOLS)  # auto: the model may answer or call again
     assert "Result of get_weather:\n18 degrees and sunny" in plan.prompt
-    result = gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=48)
+    result = smol_gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=48)
     answer = plan.parse(result.text)
     assert answer.content or answer.tool_calls
     for extra_call in answer.tool_calls:

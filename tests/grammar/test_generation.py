@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -111,17 +110,6 @@ QUESTIONS = ["Is Paris in France?", "Is the sun cold?", "Can fish swim?", "Is 2 
              "Do cats bark?", "Is water wet?"]
 
 
-@pytest.fixture(scope="module")
-def gen(smollm2_path: Path):
-    generator = SmolGenerator(smollm2_path)
-    yield generator
-    generator.close()
-
-
-@pytest.fixture(scope="module")
-def template(gen: SmolGenerator) -> ChatTemplate:
-    return ChatTemplate.for_model(gen.model)
-
 
 def messages(question: str) -> list[dict]:
     return [{"role": "system", "content": "Reply with JSON only."}, {"role": "user", "content": question}]
@@ -132,23 +120,24 @@ def test_twenty_distinct_schemas() -> None:
 
 
 @pytest.mark.parametrize(("question", "schema"), SCHEMAS, ids=[f"schema{i}" for i in range(len(SCHEMAS))])
-def test_schema_output_validates(gen: SmolGenerator, template: ChatTemplate, question: str, schema: dict) -> None:
-    plan = prepare_chat(template, messages(question), response_format=schema)
-    result = gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=160)
+def test_schema_output_validates(smol_gen: SmolGenerator, smol_template: ChatTemplate, question: str,
+                                 schema: dict) -> None:
+    plan = prepare_chat(smol_template, messages(question), response_format=schema)
+    result = smol_gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=160)
     assert result.finish_reason == "stop", result.text
     jsonschema.validate(json.loads(result.text), schema)
 
 
 @pytest.mark.parametrize("question", JSON_PROMPTS)
-def test_json_mode_always_parses(gen: SmolGenerator, template: ChatTemplate, question: str) -> None:
-    plan = prepare_chat(template, messages(question), response_format={"type": "json_object"})
-    result = gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=160)
+def test_json_mode_always_parses(smol_gen: SmolGenerator, smol_template: ChatTemplate, question: str) -> None:
+    plan = prepare_chat(smol_template, messages(question), response_format={"type": "json_object"})
+    result = smol_gen.generate(plan.prompt, grammar=plan.grammar, max_tokens=160)
     assert result.finish_reason == "stop", result.text
     assert isinstance(json.loads(result.text), dict)
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
-def test_yes_no_grammar(gen: SmolGenerator, template: ChatTemplate, question: str) -> None:
-    prompt = template.render([{"role": "user", "content": f"{question} Answer yes or no."}])
-    result = gen.generate(prompt, grammar=choice_grammar(["yes", "no"]), max_tokens=8)
+def test_yes_no_grammar(smol_gen: SmolGenerator, smol_template: ChatTemplate, question: str) -> None:
+    prompt = smol_template.render([{"role": "user", "content": f"{question} Answer yes or no."}])
+    result = smol_gen.generate(prompt, grammar=choice_grammar(["yes", "no"]), max_tokens=8)
     assert result.text in ("yes", "no") and result.finish_reason == "stop"

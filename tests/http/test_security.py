@@ -119,6 +119,21 @@ def test_body_limits(keyed_server: Server) -> None:
     assert r.status_code == 415
 
 
+def _read_reply(sock: socket.socket, until: bytes | None = None) -> bytes:
+    """What the server sends until it closes (or until ``until`` has arrived); then close the socket."""
+    response = b""
+    try:
+        while until is None or until not in response:
+            data = sock.recv(4096)
+            if not data:
+                break
+            response += data
+    except OSError:
+        pass
+    sock.close()
+    return response
+
+
 def test_endless_body_is_cut_off(keyed_server: Server) -> None:
     sock = socket.create_connection(("127.0.0.1", keyed_server.port), timeout=30)
     sock.sendall((f"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n"
@@ -131,16 +146,7 @@ def test_endless_body_is_cut_off(keyed_server: Server) -> None:
             sent += 8192
     except OSError:
         pass
-    response = b""
-    try:
-        while b"\r\n\r\n" not in response:
-            data = sock.recv(4096)
-            if not data:
-                break
-            response += data
-    except OSError:
-        pass
-    sock.close()
+    response = _read_reply(sock, until=b"\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert sent < 10_000_000
     assert httpx.get(f"{keyed_server.url}/api/tags", headers=_auth()).status_code == 200  # still serving
@@ -149,16 +155,7 @@ def test_endless_body_is_cut_off(keyed_server: Server) -> None:
 def test_huge_headers_are_refused(smol_server: Server) -> None:
     sock = socket.create_connection(("127.0.0.1", smol_server.port), timeout=30)
     sock.sendall(b"GET /api/tags HTTP/1.1\r\nHost: localhost\r\n" + b"X-Big: " + b"a" * 200_000 + b"\r\n\r\n")
-    response = b""
-    try:
-        while True:
-            data = sock.recv(4096)
-            if not data:
-                break
-            response += data
-    except OSError:
-        pass
-    sock.close()
+    response = _read_reply(sock)
     assert not response or response.startswith(b"HTTP/1.1 4"), response[:200]
     assert httpx.get(f"{smol_server.url}/api/tags").status_code == 200
 

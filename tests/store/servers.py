@@ -192,19 +192,17 @@ def _send_endless(h: Any) -> None:
 
 def file_handler(h: Any, server: LocalServer) -> None:
     """Serve ``server.files`` by path; ``server.redirects`` maps a path to a Location."""
-    path = urlsplit(h.path).path if h.path.startswith("http") else h.path.split("?", 1)[0]
-    if path in server.redirects:
-        send_simple(h, 302, headers={"Location": server.redirects[path]})
-    elif path in server.files:
-        send_file(h, server, server.files[path])
-    else:
-        send_simple(h, 404, b"not found")
+    _serve_key(h, server, urlsplit(h.path).path if h.path.startswith("http") else h.path.split("?", 1)[0])
 
 
 def proxy_handler(h: Any, server: LocalServer) -> None:
     """An HTTP proxy's view: ``h.path`` is an absolute URL; route by its host + path."""
     parts = urlsplit(h.path)
-    key = f"{parts.hostname}{parts.path}"
+    _serve_key(h, server, f"{parts.hostname}{parts.path}")
+
+
+def _serve_key(h: Any, server: LocalServer, key: str) -> None:
+    """A redirect, a file or 404 for ``key`` of ``server.redirects`` / ``server.files``."""
     if key in server.redirects:
         send_simple(h, 302, headers={"Location": server.redirects[key]})
     elif key in server.files:

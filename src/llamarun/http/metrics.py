@@ -108,11 +108,7 @@ class RuntimeCollector(Collector):
             "llamarun_kv_cells_total": ("KV cache cells", lambda s: s.kv_cells_total),
             "llamarun_kv_usage_ratio": ("Fraction of KV cache cells in use", lambda s: s.kv_usage),
         }
-        for name, (doc, read) in gauges.items():
-            family = GaugeMetricFamily(name, doc, labels=["model"])
-            for model, snap in snapshots.items():
-                family.add_metric([model], float(read(snap)))
-            yield family
+        yield from _per_model(GaugeMetricFamily, gauges, snapshots)
         counters: dict[str, tuple[str, Any]] = {
             "llamarun_prompt_tokens": ("Prompt tokens received", lambda s: s.prompt_tokens),
             "llamarun_generated_tokens": ("Tokens generated", lambda s: s.generated_tokens),
@@ -121,12 +117,10 @@ class RuntimeCollector(Collector):
             "llamarun_preemptions": ("Requests preempted when the KV cache was full", lambda s: s.preemptions),
             "llamarun_aborted_decodes": ("Decodes interrupted to cancel a prefill", lambda s: s.aborted_decodes),
             "llamarun_engine_steps": ("Engine steps (one llama_decode each)", lambda s: s.steps),
+            "llamarun_slot_moves": ("Requests whose KV moved down to keep busy slots consecutive",
+                                    lambda s: s.slot_moves),
         }
-        for name, (doc, read) in counters.items():
-            family = CounterMetricFamily(name, doc, labels=["model"])
-            for model, snap in snapshots.items():
-                family.add_metric([model], float(read(snap)))
-            yield family
+        yield from _per_model(CounterMetricFamily, counters, snapshots)
         outcomes = CounterMetricFamily("llamarun_requests_finished", "Finished requests by outcome",
                                        labels=["model", "outcome"])
         for model, snap in snapshots.items():
@@ -145,3 +139,12 @@ class RuntimeCollector(Collector):
         for key, doc in (("loads", "Model loads"), ("unloads", "Model unloads (keep_alive or request)"),
                          ("evictions", "Models unloaded to make room (LRU)"), ("load_failures", "Failed loads")):
             yield CounterMetricFamily(f"llamarun_model_{key}", doc, value=float(counters.get(key, 0)))
+
+
+def _per_model(kind: Any, table: dict[str, tuple[str, Any]], snapshots: dict[str, Any]) -> Iterator[Metric]:
+    """One family per ``name: (doc, read)`` of ``table``, with a sample per model read from its snapshot."""
+    for name, (doc, read) in table.items():
+        family = kind(name, doc, labels=["model"])
+        for model, snap in snapshots.items():
+            family.add_metric([model], float(read(snap)))
+        yield family
