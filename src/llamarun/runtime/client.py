@@ -13,7 +13,7 @@ from .request import GenerationRequest
 from .runtime import Runtime
 from .sequence import Event
 
-__all__ = ["AsyncClient", "AsyncRequest", "RequestStream", "SyncClient"]
+__all__ = ["AsyncClient", "AsyncRequest", "LoopOutbox", "RequestStream", "SyncClient"]
 
 
 def _check(event: Event) -> Event:
@@ -87,6 +87,48 @@ class SyncClient:
         return _check(box[0])  # type: ignore[return-value]
 
 
+class LoopOutbox:
+    """Events from one engine thread to one asyncio loop, handed over in one wake-up per step.
+
+    The engine thread appends events as it samples; they are handed over as
+    it starts its next decode (see :mod:`.handoff`), so the loop formats and
+    sends them while llama.cpp computes instead of holding up the next decode.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[AsyncRequest, Event]] = []
+
+    def put(self, request: "AsyncRequest", event: Event) -> None:
+        with self._lock:
+            self._pending.append((request, event))
+
+    def flush(self) -> bool:  # engine thread
+        with self._lock:
+            items, self._pending = self._pending, []
+        if self._loop.is_closed():
+            self._drop(items)
+            return False
+        if items:
+            try:
+                self._loop.call_soon_threadsafe(_hand_over, items)
+            except RuntimeError:  # the loop closed meanwhile: nobody is listening any more
+                self._drop(items)
+                return False
+        return True
+
+    @staticmethod
+    def _drop(items: list[tuple["AsyncRequest", Event]]) -> None:
+        for request, _ in items:
+            request.cancel()
+
+
+def _hand_over(items: list[tuple["AsyncRequest", Event]]) -> None:
+    for request, event in items:
+        request.receive(event)
+
+
 class AsyncRequest:
     """A submitted request consumed from an asyncio loop.
 
@@ -97,16 +139,18 @@ class AsyncRequest:
 
     def __init__(self, runtime: Runtime, spec: GenerationRequest) -> None:
         self._runtime = runtime
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._outbox = runtime.flusher(loop, lambda: LoopOutbox(loop))
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self.result: GenerationResult | None = None
         self.id = runtime.submit(spec, self._deliver)
 
     def _deliver(self, event: Event) -> None:  # engine thread
-        try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
-        except RuntimeError:  # the event loop is gone: nobody is listening any more
-            self._runtime.cancel(self.id)
+        self._outbox.put(self, event)
+
+    def receive(self, event: Event) -> None:
+        """Called on the request's loop with the next event (by :class:`LoopOutbox`)."""
+        self._events.put_nowait(event)
 
     async def next_event(self) -> Chunk | GenerationResult:
         event = _check(await self._events.get())

@@ -10,6 +10,7 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,10 @@ class _Work:
     index: int
 
 
+def _nothing() -> None:
+    pass
+
+
 def truncate_prompt(tokens: list[int], limit: int, n_keep: int) -> list[int]:
     """Keep the first ``n_keep`` tokens and the most recent ones, ``limit`` in all."""
     keep = min(n_keep, limit // 2)
@@ -73,6 +78,7 @@ class EngineLoop:
         self.running: list[ActiveRequest] = []
         self.inflight: dict[int, int] = {}
         self._kv_pressure = False
+        self.before_decode: Callable[[], None] = _nothing  # the runtime hands events over here
         metrics.n_slots = config.n_slots
         metrics.kv_cells_total = config.total_kv
 
@@ -159,6 +165,7 @@ class EngineLoop:
         self._close_gaps()
         self.update_gauges()
         work = self._plan()
+        self.before_decode()
         if not work:
             return
         self.inflight = {w.req.id: w.count for w in work}

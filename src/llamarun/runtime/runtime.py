@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from ..engine import Model, ModelInfo
 from ..errors import EngineDeadError, OverloadedError
 from .config import RuntimeConfig
+from .handoff import Flusher, Handoff
 from .loop import EngineLoop
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import GenerationRequest
@@ -26,6 +27,7 @@ __all__ = ["Health", "HealthStatus", "Runtime"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Flusher)
 
 
 class HealthStatus(str, enum.Enum):
@@ -66,6 +68,7 @@ class Runtime:
         self._status = HealthStatus.LOADING
         self._error: BaseException | None = None
         self._loop: EngineLoop | None = None
+        self._handoff = Handoff()
         self._ready: Future[ModelInfo] = Future()
         self._thread = threading.Thread(target=self._run, name=f"llamarun-engine-{self.name}", daemon=True)
         self._thread.start()
@@ -112,6 +115,14 @@ class Runtime:
             self._inbox.append(("call", (fn, future)))
             self._cond.notify()
         return future.result()
+
+    def flusher(self, key: object, factory: Callable[[], F]) -> F:
+        """The :class:`Flusher` registered under ``key``, made by ``factory`` the first time.
+
+        The engine thread flushes every registered one as it starts each
+        decode and before it idles: see :mod:`.handoff`.
+        """
+        return self._handoff.flusher(key, factory)
 
     def health(self) -> Health:
         m = self.metrics
@@ -167,6 +178,7 @@ class Runtime:
             self._ready.set_exception(exc)
             return
         self._loop = loop
+        loop.before_decode = self._handoff.flush
         self._status = HealthStatus.OK
         self._ready.set_result(model.info)
         try:
@@ -179,6 +191,7 @@ class Runtime:
             loop.fail_all(dead)
             self._fail_inbox(dead)
         finally:
+            self._handoff.flush()
             self._loop = None
             loop.close()
             model.close()
@@ -187,6 +200,8 @@ class Runtime:
 
     def _serve(self, loop: EngineLoop) -> None:
         while True:
+            if not loop.has_work():
+                self._handoff.flush()
             with self._cond:
                 while not self._inbox and not loop.has_work():
                     self._cond.wait()
