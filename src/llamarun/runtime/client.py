@@ -90,9 +90,9 @@ class SyncClient:
 class LoopOutbox:
     """Events from one engine thread to one asyncio loop, handed over in one wake-up per step.
 
-    The engine thread appends events as it samples; they are handed over as
-    it starts its next decode (see :mod:`.handoff`), so the loop formats and
-    sends them while llama.cpp computes instead of holding up the next decode.
+    The engine thread appends events as it samples; they are handed over in
+    one ``call_soon_threadsafe`` as it starts its next decode (see
+    :mod:`.handoff`), not one per token in the middle of sampling.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
