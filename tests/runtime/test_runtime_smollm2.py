@@ -90,13 +90,17 @@ def test_cancel_during_long_prefill_aborts_the_decode(smollm2_path):
 def test_request_moved_to_close_a_slot_gap_completes(runtime):
     client = SyncClient(runtime)
     long_a, short, long_c = (GenerationRequest(prompt=chat(q), max_tokens=n, sampling=GREEDY, add_special=False,
-                                               ignore_eos=True) for q, n in ((QUESTIONS[0], 48), (QUESTIONS[1], 2),
+                                               ignore_eos=True) for q, n in ((QUESTIONS[0], 48), (QUESTIONS[1], 8),
                                                                              (QUESTIONS[2], 48)))
     alone = client.generate(long_c)
     moves = runtime.snapshot().slot_moves
-    streams = [client.stream(s) for s in (long_a, short, long_c)]  # slots 0, 1, 2; then 2 moves down to 1
+    streams = []
+    for spec in (long_a, short, long_c):  # slots 0, 1, 2; then 2 moves down to 1 when "short" ends
+        streams.append(client.stream(spec))
+        if spec is not long_c:
+            next(iter(streams[-1]))  # running (admitted alone, so in this order) before the next comes
     results = [s.wait() for s in streams]
     assert runtime.snapshot().slot_moves > moves
-    assert all(len(r.token_ids) == r_n for r, r_n in zip(results, (48, 2, 48)))
+    assert all(len(r.token_ids) == r_n for r, r_n in zip(results, (48, 8, 48)))
     assert results[2].text.strip()
     print(f"\nmoved request token-identical to alone: {results[2].token_ids == alone.token_ids}")

@@ -57,3 +57,54 @@ def test_unified_pool_needs_no_moves(ctx):
     slots = [fill(ctx, table, p) for p in PROMPTS]
     table.release(slots[1])
     assert table.gap_move() is None
+
+
+
+def _greedy(prompt: list[int], events: list):
+    from llamarun.runtime import GenerationRequest
+    from llamarun.runtime.sequence import ActiveRequest
+    from llamarun.types import SamplingParams
+
+    spec = GenerationRequest(prompt=prompt, max_tokens=2, sampling=SamplingParams(temperature=0), ignore_eos=True)
+    return ActiveRequest(spec, events.append)
+
+
+def test_requests_admitted_together_take_slots_in_order_of_prompt_left_to_compute(tiny_model_path):
+    """Rising lengths along the slots let llama.cpp compute a mixed prefill in one pass per length."""
+    from llamarun.runtime import RuntimeConfig
+    from llamarun.runtime.loop import EngineLoop
+    from llamarun.runtime.metrics import RuntimeMetrics
+
+    events: list = []
+    with Model(tiny_model_path) as model:
+        config = RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=1)
+        loop = EngineLoop(model, config, RuntimeMetrics())
+        try:
+            reqs = [_greedy(list(range(200, 200 + n)), events) for n in (9, 3, 12, 5)]
+            for r in reqs:
+                loop.add(r)
+            loop.step()
+            assert [r.slot for r in reqs] == [2, 0, 3, 1]
+            while loop.has_work():
+                loop.step()
+            # what is left to compute decides, not the prompt's length: 14 tokens of which slot 3
+            # caches 12, against 4 tokens that no slot caches
+            reqs = [_greedy([40, 41, 42, 43], events), _greedy(list(range(200, 212)) + [5, 6], events)]
+            for r in reqs:
+                loop.add(r)
+            loop.step()
+            assert [r.slot for r in reqs] == [1, 0] and [r.cached_tokens for r in reqs] == [0, 12]
+            while loop.has_work():
+                loop.step()
+        finally:
+            loop.ctx.close()
+
+
+def test_copy_threshold_grows_with_the_stream_and_is_one_in_a_unified_pool(tiny_model_path):
+    from llamarun.runtime.slots import copy_threshold
+
+    with Model(tiny_model_path) as model:
+        info = model.info
+        small, large = (copy_threshold(info, cells, unified=False) for cells in (128, 4096))
+        assert 1 <= small < large
+        assert copy_threshold(info, 4096, unified=True) == 1

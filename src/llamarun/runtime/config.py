@@ -14,7 +14,9 @@ class RuntimeConfig:
     """How one loaded model serves requests.
 
     ``n_ctx`` is the context of each request (prompt + output), as Ollama's
-    ``num_ctx``; ``n_slots`` requests run at once.  With ``kv_unified`` all
+    ``num_ctx``; ``n_slots`` requests run at once.  ``min_prefix_copy`` is how many
+    prompt tokens copying another slot's cached prefix must save (0: worked out from the
+    model and the KV layout, see :func:`~llamarun.runtime.slots.copy_threshold`).  With ``kv_unified`` all
     slots share one pool of ``kv_size`` cells (default ``n_ctx * n_slots``;
     smaller oversubscribes it, and a full pool preempts a request, which later
     resumes by recomputing); without it each slot has its own ``n_ctx`` cells,
@@ -33,12 +35,12 @@ class RuntimeConfig:
     flash_attn: bool | None = None
     embeddings: bool = False
     max_queue: int = 64
-    min_prefix_copy: int = 16
+    min_prefix_copy: int = 0
 
     def __post_init__(self) -> None:
         checks = {
             "n_ctx": (16, 1 << 22), "n_slots": (1, 256), "n_batch": (1, 1 << 16), "n_ubatch": (1, 1 << 16),
-            "max_queue": (0, 1 << 20), "kv_size": (0, 1 << 24), "min_prefix_copy": (1, 1 << 20),
+            "max_queue": (0, 1 << 20), "kv_size": (0, 1 << 24), "min_prefix_copy": (0, 1 << 20),
         }
         for name, (lo, hi) in checks.items():
             value = getattr(self, name)

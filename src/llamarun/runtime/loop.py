@@ -29,7 +29,7 @@ from .config import RuntimeConfig
 from .metrics import RuntimeMetrics
 from .request import RequestStatus
 from .sequence import ActiveRequest
-from .slots import SlotTable
+from .slots import SlotTable, copy_threshold
 
 __all__ = ["EngineLoop"]
 
@@ -73,7 +73,8 @@ class EngineLoop:
         )
         self.ctx = Context(model, options)
         self.batch = Batch(self.ctx.n_batch, 1)  # llama.cpp may clamp n_batch to the context
-        self.slots = SlotTable(self.ctx, config.n_slots, unified=config.kv_unified, min_copy=config.min_prefix_copy)
+        min_copy = config.min_prefix_copy or copy_threshold(model.info, config.n_ctx, unified=config.kv_unified)
+        self.slots = SlotTable(self.ctx, config.n_slots, unified=config.kv_unified, min_copy=min_copy)
         self.waiting: list[tuple[tuple[int, int], ActiveRequest]] = []
         self.running: list[ActiveRequest] = []
         self.inflight: dict[int, int] = {}
@@ -129,8 +130,17 @@ class EngineLoop:
         self.metrics.prompt_tokens += len(tokens)
 
     def _admit_waiting(self, now: float) -> None:
-        while self.waiting and self.slots.free_count() and not (self._kv_pressure and self.running):
-            _, req = heapq.heappop(self.waiting)
+        admitted: list[ActiveRequest] = []
+        free = self.slots.free_count()
+        while self.waiting and len(admitted) < free and not (self._kv_pressure and (self.running or admitted)):
+            admitted.append(heapq.heappop(self.waiting)[1])
+        if len(admitted) > 1 and not self.config.kv_unified:
+            # Shorter prompts take lower slots.  llama.cpp splits a batch over per-slot KV streams
+            # into passes that each take the same number of tokens from a run of consecutive
+            # sequence ids; with lengths rising along the slots that is one pass per distinct
+            # length, where mixed lengths cost an extra pass over the model for every gap.
+            admitted.sort(key=lambda r: len(r.tokens) - self.slots.reusable(r.tokens))
+        for req in admitted:
             slot, reused = self.slots.acquire(req.tokens)
             req.slot = slot.seq_id
             req.n_past = reused
