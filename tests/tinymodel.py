@@ -41,7 +41,10 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
 
 
 def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
-                    n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML) -> Path:
+                    n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML,
+                    pooling: int | None = None) -> Path:
+    """``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
+    reranker (rank), as such GGUFs declare it."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -57,6 +60,8 @@ def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: i
     writer.add_head_count_kv(n_head)
     writer.add_rope_dimension_count(n_embd // n_head)
     writer.add_layer_norm_rms_eps(1e-5)
+    if pooling is not None:
+        writer.add_pooling_type(gguf.PoolingType(pooling))
     writer.add_file_type(0)  # all F32
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")

@@ -22,26 +22,14 @@ from tinymodel import write_tiny_gguf
 pytestmark = pytest.mark.timeout(120)
 
 
-def _write_pooled_model(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The tiny model plus ``llama.pooling_type = 1`` (mean), as embedding models declare it."""
-
-    class PoolingWriter(gguf.GGUFWriter):
-        def write_header_to_file(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            self.add_pooling_type(gguf.PoolingType.MEAN)
-            return super().write_header_to_file(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(gguf, "GGUFWriter", PoolingWriter)
-        return write_tiny_gguf(path)
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Iterator[str]:
     home = tmp_path_factory.mktemp("embed-store")
     store = ModelStore(home)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        pooled = _write_pooled_model(home / "pooled.gguf", monkeypatch)
+    pooled = write_tiny_gguf(home / "pooled.gguf", pooling=gguf.PoolingType.MEAN)
+    ranker = write_tiny_gguf(home / "ranker.gguf", pooling=gguf.PoolingType.RANK)
     store.create("pooled", pooled)
+    store.create("ranker", ranker)
     store.create("tiny", tiny_model_path)
     config = HttpConfig(port=0)
     state = ServerState()
@@ -86,3 +74,19 @@ def test_empty_and_oversized_inputs(server_url: str) -> None:
     assert r.status_code == 400 and "256" in r.json()["error"]
     r = httpx.post(f"{server_url}/api/embed", json={"model": "tiny", "input": long}, timeout=60)
     assert r.status_code == 200 and r.json()["prompt_eval_count"] == 256
+
+
+def test_a_reranker_cannot_embed_and_says_so(server_url: str) -> None:
+    """Rank pooling (bge-reranker and the like) yields one score per text, not a vector: a clear 400
+    on both APIs (never n_embd values read past llama.cpp's buffer), and the server keeps serving."""
+    r = httpx.post(f"{server_url}/api/embed", json={"model": "ranker", "input": "one"}, timeout=60)
+    assert r.status_code == 400 and "reranker" in r.json()["error"], r.text
+    r = httpx.post(f"{server_url}/v1/embeddings", json={"model": "ranker", "input": "one"}, timeout=60)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == "model" and "cannot produce embeddings" in error["message"]
+    r = httpx.post(f"{server_url}/api/generate", json={"model": "ranker", "prompt": "hi"}, timeout=60)
+    assert r.status_code == 400
+    assert httpx.post(f"{server_url}/api/show", json={"model": "ranker"}).json()["capabilities"] == []
+    r = httpx.post(f"{server_url}/api/embed", json={"model": "pooled", "input": "still here"}, timeout=60)
+    assert r.status_code == 200

@@ -156,15 +156,24 @@ class Context(NativeHandle):
             raise DecodeError(f"no logits for batch index {index}")
         return np.ctypeslib.as_array(ptr, shape=(self.model.vocab.n_tokens,))
 
+    @property
+    def pooling_type(self) -> int:
+        """llama.cpp's pooling of this context (``LLAMA_POOLING_TYPE_*``; 4 is a reranker's score)."""
+        return int(lib().llama_pooling_type(self.ptr))
+
     def embeddings(self, seq_id: int) -> np.ndarray:
-        """Pooled embedding of a sequence (context created with embeddings=True)."""
+        """Pooled output of a sequence (context created with embeddings=True): ``n_embd`` values,
+        or a reranker's ``n_cls_out`` scores when the pooling is rank (llama.cpp stores only those)."""
         llama = lib()
         ptr = llama.llama_get_embeddings_seq(self.ptr, seq_id)
         if not ptr:
             ptr = llama.llama_get_embeddings_ith(self.ptr, -1)
         if not ptr:
             raise DecodeError("no embeddings: create the context with embeddings=True")
-        return np.ctypeslib.as_array(ptr, shape=(self.model.info.n_embd,)).copy()
+        size = self.model.info.n_embd
+        if self.pooling_type == llama.LLAMA_POOLING_TYPE_RANK:
+            size = max(1, int(llama.llama_model_n_cls_out(self.model.ptr)))
+        return np.ctypeslib.as_array(ptr, shape=(size,)).copy()
 
     # -- KV memory per sequence ----------------------------------------------
 

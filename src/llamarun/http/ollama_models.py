@@ -103,6 +103,16 @@ def _tags(store: Any) -> list[dict[str, Any]]:
     return tags
 
 
+def _capabilities(pooling: Any) -> list[str]:
+    """Ollama's capability names from the GGUF's pooling type: none (generates and embeds),
+    a pooled embedding model (embeds only), or a reranker (rank pooling: neither)."""
+    if not isinstance(pooling, int) or pooling <= 0:
+        return ["completion", "embedding"]
+    from ..runtime.embed import POOLING_RANK
+
+    return [] if pooling == POOLING_RANK else ["embedding"]
+
+
 def _show(details: Any, verbose: bool) -> dict[str, Any]:
     gguf = details.gguf
     summary = gguf.summary()
@@ -111,7 +121,7 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     info.pop("tokenizer.chat_template", None)
     arch = summary.get("architecture") or ""
     pooling = gguf.metadata.get(f"{arch}.pooling_type")
-    capabilities = ["embedding"] if isinstance(pooling, int) and pooling > 0 else ["completion", "embedding"]
+    capabilities = _capabilities(pooling)
     template = gguf.chat_template or ""
     if "tools" in template:
         capabilities.append("tools")

@@ -35,12 +35,13 @@ if TYPE_CHECKING:
     from ..engine import Batch, Context, Model, ModelInfo
     from .runtime import Runtime
 
-__all__ = ["Embedder", "Embedding", "is_embedding_model"]
+__all__ = ["POOLING_RANK", "Embedder", "Embedding", "is_embedding_model", "is_reranker"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_EMBED_CTX = 8192
 _CHUNK = 512
+POOLING_RANK = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK: a reranker, whose output is a score per text
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,25 @@ class Embedding:
     truncated: bool = False
 
 
+def _pooling(info: ModelInfo) -> int:
+    """The pooling type the GGUF declares (0 when none)."""
+    value = info.metadata.get(f"{info.architecture}.pooling_type")
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
 def is_embedding_model(info: ModelInfo) -> bool:
     """True when the GGUF asks llama.cpp to pool its output (an embedding model such as
-    nomic-embed or bge, which cannot generate text); the whole input must then fit one micro-batch."""
-    arch = info.architecture
-    value = info.metadata.get(f"{arch}.pooling_type")
-    try:
-        return value is not None and int(value) > 0
-    except ValueError:
-        return False
+    nomic-embed or bge, or a reranker, which cannot generate text); the whole input must then fit
+    one micro-batch."""
+    return _pooling(info) > 0
+
+
+def is_reranker(info: ModelInfo) -> bool:
+    """True for a reranker (rank pooling, e.g. bge-reranker): it scores texts and has no embeddings."""
+    return _pooling(info) == POOLING_RANK
 
 
 class Embedder:
@@ -107,6 +118,10 @@ class Embedder:
             return self._ctx
         if self._failed:
             raise UnsupportedFeatureError(self._failed, field="model")
+        if is_reranker(model.info):
+            raise UnsupportedFeatureError(
+                f"model {self.runtime.name!r} is a reranker (rank pooling): it scores texts and "
+                "cannot produce embeddings", field="model")
         from ..engine import Batch, Context
         from ..types import ContextOptions
 
