@@ -20,7 +20,7 @@ def ctx(tiny_model_path):
 
 def fill(ctx: Context, table: SlotTable, prompt: list[int]):
     slot, reused = table.acquire(prompt)
-    with Batch(64) as batch:
+    with Batch(128) as batch:
         batch.add_tokens(prompt[reused:], reused, slot.seq_id)
         ctx.decode(batch)
     table.commit(slot, prompt[reused:])
@@ -97,7 +97,32 @@ def test_requests_admitted_together_take_slots_in_order_of_prompt_left_to_comput
             while loop.has_work():
                 loop.step()
         finally:
-            loop.ctx.close()
+            loop.close()
+
+
+def test_conversations_continued_in_one_step_keep_their_caches(tiny_model_path):
+    """Two finished conversations continue in the step a new one arrives: the admission order puts
+    the new one first, and it must not take (and cut back) a slot another request's prefix is in."""
+    from llamarun.runtime import RuntimeConfig
+    from llamarun.runtime.loop import EngineLoop
+    from llamarun.runtime.metrics import RuntimeMetrics
+
+    events: list = []
+    convo_c, convo_a = list(range(10, 105)), list(range(150, 188))
+    with Model(tiny_model_path) as model:
+        loop = EngineLoop(model, RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=3),
+                          RuntimeMetrics())
+        try:
+            for prompts in ([convo_c, convo_a], [[7, 8, 9], convo_a + [1, 2], convo_c + [3, 4, 5, 6, 7]]):
+                reqs = [_greedy(p, events) for p in prompts]
+                for r in reqs:
+                    loop.add(r)
+                while loop.has_work():
+                    loop.step()
+            assert reqs[0].cached_tokens == 0
+            assert reqs[1].cached_tokens >= 38 and reqs[2].cached_tokens >= 95
+        finally:
+            loop.close()
 
 
 def test_copy_threshold_grows_with_the_stream_and_is_one_in_a_unified_pool(tiny_model_path):
@@ -108,3 +133,49 @@ def test_copy_threshold_grows_with_the_stream_and_is_one_in_a_unified_pool(tiny_
         small, large = (copy_threshold(info, cells, unified=False) for cells in (128, 4096))
         assert 1 <= small < large
         assert copy_threshold(info, 4096, unified=True) == 1
+
+
+def _idle_caches(ctx: Context, table: SlotTable, *prompts: list[int]) -> None:
+    """Slots 0, 1, ... computed for ``prompts`` and then left idle: finished requests' prefix caches."""
+    for slot in [fill(ctx, table, p) for p in prompts]:
+        table.release(slot)
+
+
+def _finish(ctx: Context, table: SlotTable, slot, prompt: list[int], reused: int) -> np.ndarray:
+    """Decode the rest of ``prompt`` in ``slot`` after ``reused`` cached tokens; the last logits."""
+    with Batch(256) as batch:
+        index = batch.add_tokens(prompt[reused:], reused, slot.seq_id, logits_last=True)
+        ctx.decode(batch)
+        out = ctx.logits(index)
+    table.commit(slot, prompt[reused:])
+    return out
+
+
+@pytest.mark.parametrize("unified", [False, True])
+def test_prompts_admitted_together_keep_every_cached_prefix(tiny_model_path, unified):
+    """Two conversations continue in the step a new one arrives, the new one first (as the admission
+    order puts it): neither loses its cache to the other, and the reused KV is the real one."""
+    convo_c, convo_a, new = list(range(10, 105)), list(range(150, 188)), [7, 8, 9]
+    options = ContextOptions(n_ctx=4 * 128, n_seq_max=4, n_threads=2, kv_unified=unified)
+    with Model(tiny_model_path) as model, Context(model, options) as ctx:
+        table = SlotTable(ctx, 4, unified=unified, min_copy=3)
+        _idle_caches(ctx, table, convo_c, convo_a)
+        prompts = [new, convo_a + [1, 2], convo_c + [3, 4, 5, 6, 7]]
+        got = table.acquire_all(prompts)
+        assert [reused for _, reused in got] == [0, 38, 95]
+        assert len({slot.seq_id for slot, _ in got}) == 3
+        if not unified:
+            assert sorted(slot.seq_id for slot, _ in got) == [0, 1, 2]  # busy ids stay packed
+        logits = [_finish(ctx, table, slot, p, reused) for (slot, reused), p in zip(got, prompts)]
+        (fresh, _), = table.acquire_all([[5]])  # the last slot: the same two decodes from scratch
+        table.clear(fresh)
+        _finish(ctx, table, fresh, convo_c, 0)
+        np.testing.assert_allclose(_finish(ctx, table, fresh, prompts[2], 95), logits[2], atol=1e-4)
+
+
+def test_prompts_sharing_one_cached_prefix_all_reuse_it(ctx):
+    system = list(range(100, 130))
+    table = SlotTable(ctx, 4, unified=False, min_copy=3)
+    _idle_caches(ctx, table, system)
+    got = table.acquire_all([system + [1], system + [2, 3], system + [4]])
+    assert [(slot.seq_id, reused) for slot, reused in got] == [(0, 30), (1, 30), (2, 30)]

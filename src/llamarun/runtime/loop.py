@@ -140,8 +140,7 @@ class EngineLoop:
             # sequence ids; with lengths rising along the slots that is one pass per distinct
             # length, where mixed lengths cost an extra pass over the model for every gap.
             admitted.sort(key=lambda r: len(r.tokens) - self.slots.reusable(r.tokens))
-        for req in admitted:
-            slot, reused = self.slots.acquire(req.tokens)
+        for req, (slot, reused) in zip(admitted, self.slots.acquire_all([r.tokens for r in admitted]), strict=True):
             req.slot = slot.seq_id
             req.n_past = reused
             if req.clock.started is None:

@@ -26,9 +26,19 @@ def copy_threshold(info: ModelInfo, cells_per_slot: int, *, unified: bool) -> in
     """
     if unified:
         return 1
-    head_dim = info.n_embd // max(1, info.n_head)
-    stream_bytes = cells_per_slot * info.n_layer * 2 * info.n_head_kv * head_dim * 2  # K and V, f16
+    meta, arch = info.metadata, info.architecture
+    fallback = info.n_embd // max(1, info.n_head)  # models may declare their own key/value widths
+    k_dim = _int(meta.get(f"{arch}.attention.key_length"), fallback)
+    v_dim = _int(meta.get(f"{arch}.attention.value_length"), k_dim)
+    stream_bytes = cells_per_slot * info.n_layer * info.n_head_kv * (k_dim + v_dim) * 2  # f16
     return max(1, math.ceil(2 * _COPY_TOKENS_PER_BYTE_PER_PARAM * stream_bytes / max(1, info.n_params)))
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value) if value is not None else default  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -82,26 +92,63 @@ class SlotTable:
 
     def acquire(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """Take a free slot for ``prompt``; returns it and how many tokens are reused."""
+        return self.acquire_all([prompt])[0]
+
+    def acquire_all(self, prompts: Sequence[Sequence[int]]) -> list[tuple[Slot, int]]:
+        """Take free slots for prompts admitted together; ``(slot, reused)`` for each, in order.
+
+        With one KV stream per slot they take the lowest free slots (in the order given, so
+        the caller decides which prompt goes lower); in a unified pool, free slots that hold
+        their prefixes or were used longest ago.  Either way a prompt whose longest cached
+        prefix sits in one of those free slots takes that slot itself, and every copy from a
+        cache runs before any slot is cut back, so no prompt loses a prefix another one in
+        the same step is given.
+        """
         free = [s for s in self.slots if not s.busy]
-        if not free:
+        if len(prompts) > len(free):
             raise RuntimeError("no free slot")  # the caller checks free_count() first
+        caches = [self._best_cache(p) for p in prompts]
+        pool = free if self._unified else free[:len(prompts)]
+        claimed = self._claim(caches, pool)
+        rest = iter(sorted((s for s in pool if s not in claimed.values()), key=self._preference))
+        plan: list[tuple[Slot, Slot | None, int]] = []  # (slot, donor to copy from or None, tokens kept)
+        for i, prompt in enumerate(prompts):
+            slot = claimed[i] if i in claimed else next(rest)
+            donor, shared = caches[i]
+            own = min(common_prefix(slot.cached, prompt), max(0, len(prompt) - 1))
+            copy = donor is not slot and shared >= own + self._min_copy
+            plan.append((slot, donor if copy else None, shared if copy else own))
+        for slot, donor, kept in plan:  # every copy before any cut: a donor may be another prompt's slot
+            if donor is not None:
+                self._copy(donor, slot, kept)
+        for slot, donor, kept in plan:
+            if donor is None:
+                self._truncate(slot, kept)
+            slot.busy = True
+            self._tick += 1
+            slot.last_used = self._tick
+        return [(slot, len(slot.cached)) for slot, _, _ in plan]
+
+    def _best_cache(self, prompt: Sequence[int]) -> tuple[Slot, int]:
+        """The slot holding the longest prefix of ``prompt`` (a free one on a tie) and its length."""
         limit = max(0, len(prompt) - 1)  # the last prompt token is always computed (for its logits)
-        if self._unified:
-            best = max(free, key=lambda s: (min(common_prefix(s.cached, prompt), limit), -s.last_used))
-        else:
-            best = free[0]
-        own = min(common_prefix(best.cached, prompt), limit)
-        donor = max(self.slots, key=lambda s: min(common_prefix(s.cached, prompt), limit))
-        shared = min(common_prefix(donor.cached, prompt), limit)
-        if donor is not best and shared >= own + self._min_copy:
-            self._copy(donor, best, shared)
-            own = shared
-        else:
-            self._truncate(best, own)
-        best.busy = True
-        self._tick += 1
-        best.last_used = self._tick
-        return best, own
+        best = max(self.slots, key=lambda s: (min(common_prefix(s.cached, prompt), limit), not s.busy))
+        return best, min(common_prefix(best.cached, prompt), limit)
+
+    @staticmethod
+    def _claim(caches: Sequence[tuple[Slot, int]], pool: Sequence[Slot]) -> dict[int, Slot]:
+        """Prompts whose longest prefix sits in a slot of ``pool`` take that slot (the longest of them on a tie)."""
+        claimed: dict[int, Slot] = {}
+        for slot in pool:
+            claimants = [i for i, (donor, shared) in enumerate(caches) if donor is slot and shared > 0]
+            if claimants:
+                claimed[max(claimants, key=lambda i: (caches[i][1], -i))] = slot
+        return claimed
+
+    def _preference(self, slot: Slot) -> int:
+        """Which free slot a prompt without a claim takes first: the lowest id with per-slot
+        streams (busy ids stay packed), the one used longest ago in a unified pool."""
+        return slot.last_used if self._unified else slot.seq_id
 
     def gap_move(self) -> tuple[Slot, Slot] | None:
         """With one KV stream per slot: (highest busy slot, lowest free slot below it), if busy ids have a gap."""
