@@ -42,9 +42,9 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
 
 def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
                     n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML,
-                    pooling: int | None = None) -> Path:
+                    pooling: int | None = None, n_embd_out: int | None = None) -> Path:
     """``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
-    reranker (rank), as such GGUFs declare it."""
+    reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -62,6 +62,8 @@ def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: i
     writer.add_layer_norm_rms_eps(1e-5)
     if pooling is not None:
         writer.add_pooling_type(gguf.PoolingType(pooling))
+    if n_embd_out is not None:
+        writer.add_uint32("llama.embedding_length_out", n_embd_out)
     writer.add_file_type(0)  # all F32
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")

@@ -17,7 +17,7 @@ import pytest
 from llamarun.http import DrainingServer, HttpConfig, ServerState, create_app, uvicorn_config
 from llamarun.runtime.manager import ManagerConfig
 from llamarun.store import ModelStore
-from tinymodel import write_tiny_gguf
+from tinymodel import CHATML, write_tiny_gguf
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,7 +27,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) 
     home = tmp_path_factory.mktemp("embed-store")
     store = ModelStore(home)
     pooled = write_tiny_gguf(home / "pooled.gguf", pooling=gguf.PoolingType.MEAN)
-    ranker = write_tiny_gguf(home / "ranker.gguf", pooling=gguf.PoolingType.RANK)
+    # rerankers such as Qwen3-Reranker carry a chat template that mentions tools
+    ranker = write_tiny_gguf(home / "ranker.gguf", pooling=gguf.PoolingType.RANK,
+                             chat_template=CHATML + "{% if tools %}{% endif %}")
     store.create("pooled", pooled)
     store.create("ranker", ranker)
     store.create("tiny", tiny_model_path)

@@ -162,17 +162,19 @@ class Context(NativeHandle):
         return int(lib().llama_pooling_type(self.ptr))
 
     def embeddings(self, seq_id: int) -> np.ndarray:
-        """Pooled output of a sequence (context created with embeddings=True): ``n_embd`` values,
-        or a reranker's ``n_cls_out`` scores when the pooling is rank (llama.cpp stores only those)."""
+        """Pooled output of a sequence (context created with embeddings=True): the model's output
+        width (``n_embd_out``, which a GGUF may set apart from ``n_embd``), or a reranker's
+        ``n_cls_out`` scores when the pooling is rank; exactly what llama.cpp stores, no more."""
         llama = lib()
         ptr = llama.llama_get_embeddings_seq(self.ptr, seq_id)
         if not ptr:
             ptr = llama.llama_get_embeddings_ith(self.ptr, -1)
         if not ptr:
             raise DecodeError("no embeddings: create the context with embeddings=True")
-        size = self.model.info.n_embd
         if self.pooling_type == llama.LLAMA_POOLING_TYPE_RANK:
             size = max(1, int(llama.llama_model_n_cls_out(self.model.ptr)))
+        else:
+            size = int(llama.llama_model_n_embd_out(self.model.ptr))
         return np.ctypeslib.as_array(ptr, shape=(size,)).copy()
 
     # -- KV memory per sequence ----------------------------------------------

@@ -103,14 +103,22 @@ def _tags(store: Any) -> list[dict[str, Any]]:
     return tags
 
 
-def _capabilities(pooling: Any) -> list[str]:
-    """Ollama's capability names from the GGUF's pooling type: none (generates and embeds),
-    a pooled embedding model (embeds only), or a reranker (rank pooling: neither)."""
-    if not isinstance(pooling, int) or pooling <= 0:
-        return ["completion", "embedding"]
-    from ..runtime.embed import POOLING_RANK
+def _capabilities(pooling: Any, template: str) -> list[str]:
+    """Ollama's capability names: a model without pooling generates (with tools and thinking when its
+    chat template has them) and embeds; a pooled embedding model only embeds; a reranker (rank
+    pooling) does neither, whatever template it carries."""
+    if isinstance(pooling, int) and pooling > 0:
+        from ..runtime.embed import POOLING_RANK
 
-    return [] if pooling == POOLING_RANK else ["embedding"]
+        return [] if pooling == POOLING_RANK else ["embedding"]
+    from ..chat import thinking_markers
+
+    capabilities = ["completion", "embedding"]
+    if "tools" in template:
+        capabilities.append("tools")
+    if thinking_markers(template or None):
+        capabilities.append("thinking")
+    return capabilities
 
 
 def _show(details: Any, verbose: bool) -> dict[str, Any]:
@@ -121,14 +129,8 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     info.pop("tokenizer.chat_template", None)
     arch = summary.get("architecture") or ""
     pooling = gguf.metadata.get(f"{arch}.pooling_type")
-    capabilities = _capabilities(pooling)
     template = gguf.chat_template or ""
-    if "tools" in template:
-        capabilities.append("tools")
-    from ..chat import thinking_markers
-
-    if thinking_markers(template or None):
-        capabilities.append("thinking")
+    capabilities = _capabilities(pooling, template)
     modified = details.model.modified
     return {"license": gguf.license or "", "modelfile": f"# llamarun stored model\nFROM {details.model.path}\n",
             "parameters": "", "template": template, "details": _details(summary), "model_info": info,
