@@ -125,6 +125,30 @@ def test_conversations_continued_in_one_step_keep_their_caches(tiny_model_path):
             loop.close()
 
 
+def test_two_users_taking_turns_both_keep_their_conversations_cached(tiny_model_path):
+    from llamarun.runtime import RuntimeConfig
+    from llamarun.runtime.loop import EngineLoop
+    from llamarun.runtime.metrics import RuntimeMetrics
+
+    events: list = []
+    alice, bob = list(range(10, 60)), list(range(100, 140))
+    with Model(tiny_model_path) as model:
+        loop = EngineLoop(model, RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=3),
+                          RuntimeMetrics())
+        try:
+            turns = [alice, bob, alice + [1, 2, 3], bob + [4, 5], alice + [1, 2, 3, 6, 7]]
+            cached = []
+            for prompt in turns:  # one at a time: each turn finds the other user's cache in slot 0
+                req = _greedy(prompt, events)
+                loop.add(req)
+                while loop.has_work():
+                    loop.step()
+                cached.append(req.cached_tokens)
+            assert cached[:2] == [0, 0] and cached[2] >= 50 and cached[3] >= 40 and cached[4] >= 53
+        finally:
+            loop.close()
+
+
 def test_copy_threshold_grows_with_the_stream_and_is_one_in_a_unified_pool(tiny_model_path):
     from llamarun.runtime.slots import copy_threshold
 
@@ -179,3 +203,32 @@ def test_prompts_sharing_one_cached_prefix_all_reuse_it(ctx):
     _idle_caches(ctx, table, system)
     got = table.acquire_all([system + [1], system + [2, 3], system + [4]])
     assert [(slot.seq_id, reused) for slot, reused in got] == [(0, 30), (1, 30), (2, 30)]
+
+
+def test_a_new_prompt_on_an_idle_cache_moves_that_cache_aside(ctx):
+    """Per-slot streams: a new prompt takes the lowest free slot (busy ids stay packed); the finished
+    conversation cached there moves to an empty slot, and its next turn still reuses it, exactly."""
+    convo = list(range(10, 105))
+    table = SlotTable(ctx, 4, unified=False, min_copy=3)
+    _idle_caches(ctx, table, convo)
+    (slot, reused), = table.acquire_all([[7, 8, 9]])
+    assert (slot.seq_id, reused) == (0, 0)
+    _finish(ctx, table, slot, [7, 8, 9], 0)
+    turn = convo + [1, 2]
+    (slot, reused), = table.acquire_all([turn])
+    assert (slot.seq_id, reused) == (1, 95)
+    logits = _finish(ctx, table, slot, turn, reused)
+    (fresh, _), = table.acquire_all([[5]])
+    table.clear(fresh)
+    _finish(ctx, table, fresh, convo, 0)
+    np.testing.assert_allclose(_finish(ctx, table, fresh, turn, 95), logits, atol=1e-4)
+
+
+def test_an_idle_cache_is_not_moved_when_another_slot_holds_it(ctx):
+    system = list(range(100, 130))
+    table = SlotTable(ctx, 4, unified=False, min_copy=3)
+    first, second = fill(ctx, table, system), fill(ctx, table, system + [1, 2, 3])
+    table.release(first)
+    (slot, _), = table.acquire_all([[7, 8, 9]])
+    assert slot is first and [len(s.cached) for s in table.slots] == [0, 33, 0, 0]
+    assert second.busy

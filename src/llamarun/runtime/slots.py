@@ -15,6 +15,7 @@ __all__ = ["Slot", "SlotTable", "common_prefix", "copy_threshold"]
 # stream of 24 MB cost 7 ms, a batched prompt token 6.5 ms); the stream moves through memory
 # once, a token through every weight.
 _COPY_TOKENS_PER_BYTE_PER_PARAM = 6.0
+_KEEP_PER_STEP = 2  # idle caches moved aside per admission step, longest first
 
 
 def copy_threshold(info: ModelInfo, cells_per_slot: int, *, unified: bool) -> int:
@@ -118,6 +119,8 @@ class SlotTable:
             own = min(common_prefix(slot.cached, prompt), max(0, len(prompt) - 1))
             copy = donor is not slot and shared >= own + self._min_copy
             plan.append((slot, donor if copy else None, shared if copy else own))
+        if not self._unified:
+            self._keep_idle_caches(plan, free[len(prompts):], {id(d) for d, _ in caches})
         for slot, donor, kept in plan:  # every copy before any cut: a donor may be another prompt's slot
             if donor is not None:
                 self._copy(donor, slot, kept)
@@ -128,6 +131,24 @@ class SlotTable:
             self._tick += 1
             slot.last_used = self._tick
         return [(slot, len(slot.cached)) for slot, _, _ in plan]
+
+    def _keep_idle_caches(self, plan: Sequence[tuple[Slot, Slot | None, int]], spare: Sequence[Slot],
+                          donors: set[int]) -> None:
+        """Per-slot streams: the lowest free slots are taken for packing, and their idle caches
+        (a finished conversation waiting for its next turn) would be cut back.  Move the longest
+        of them (``_KEEP_PER_STEP`` at most: each is a stream copy, and a burst of new prompts
+        should not wait for many) to spare free slots holding less, an empty one first, unless
+        another slot holds that cache already."""
+        spare = sorted((s for s in spare if id(s) not in donors), key=lambda s: (len(s.cached), s.last_used))
+        losing = sorted(((len(slot.cached) - (0 if donor is not None else kept), slot) for slot, donor, kept in plan),
+                        key=lambda pair: -pair[0])
+        for lost, slot in losing[:_KEEP_PER_STEP]:
+            if not spare:
+                return
+            if lost < self._min_copy or len(spare[0].cached) >= len(slot.cached) or any(
+                    o is not slot and common_prefix(o.cached, slot.cached) == len(slot.cached) for o in self.slots):
+                continue
+            self._copy(slot, spare.pop(0), len(slot.cached))
 
     def _best_cache(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """The slot holding the longest prefix of ``prompt`` (a free one on a tie) and its length."""
