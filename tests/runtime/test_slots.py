@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -60,7 +64,7 @@ def test_unified_pool_needs_no_moves(ctx):
 
 
 
-def _greedy(prompt: list[int], events: list):
+def _greedy(prompt: list[int], events: list) -> Any:
     from llamarun.runtime import GenerationRequest
     from llamarun.runtime.sequence import ActiveRequest
     from llamarun.types import SamplingParams
@@ -69,84 +73,65 @@ def _greedy(prompt: list[int], events: list):
     return ActiveRequest(spec, events.append)
 
 
-def test_requests_admitted_together_take_slots_in_order_of_prompt_left_to_compute(tiny_model_path):
-    """Rising lengths along the slots let llama.cpp compute a mixed prefill in one pass per length."""
+@contextlib.contextmanager
+def _engine_loop(model_path, min_prefix_copy: int) -> Iterator[Any]:
+    """An EngineLoop over 4 per-slot KV streams of 128 cells, stepped by the test itself."""
     from llamarun.runtime import RuntimeConfig
     from llamarun.runtime.loop import EngineLoop
     from llamarun.runtime.metrics import RuntimeMetrics
 
-    events: list = []
-    with Model(tiny_model_path) as model:
-        config = RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=1)
+    with Model(model_path) as model:
+        config = RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=min_prefix_copy)
         loop = EngineLoop(model, config, RuntimeMetrics())
         try:
-            reqs = [_greedy(list(range(200, 200 + n)), events) for n in (9, 3, 12, 5)]
-            for r in reqs:
-                loop.add(r)
-            loop.step()
-            assert [r.slot for r in reqs] == [2, 0, 3, 1]
-            while loop.has_work():
-                loop.step()
-            # what is left to compute decides, not the prompt's length: 14 tokens of which slot 3
-            # caches 12, against 4 tokens that no slot caches
-            reqs = [_greedy([40, 41, 42, 43], events), _greedy(list(range(200, 212)) + [5, 6], events)]
-            for r in reqs:
-                loop.add(r)
-            loop.step()
-            assert [r.slot for r in reqs] == [1, 0] and [r.cached_tokens for r in reqs] == [0, 12]
-            while loop.has_work():
-                loop.step()
+            yield loop
         finally:
             loop.close()
+
+
+def _admit(loop: Any, prompts: list[list[int]], *, to_the_end: bool = True) -> list[Any]:
+    """Add greedy requests for ``prompts`` in one go; one step, or steps until all are done."""
+    reqs = [_greedy(p, []) for p in prompts]
+    for r in reqs:
+        loop.add(r)
+    loop.step()
+    while to_the_end and loop.has_work():
+        loop.step()
+    return reqs
+
+
+def test_requests_admitted_together_take_slots_in_order_of_prompt_left_to_compute(tiny_model_path):
+    """Rising lengths along the slots let llama.cpp compute a mixed prefill in one pass per length."""
+    with _engine_loop(tiny_model_path, min_prefix_copy=1) as loop:
+        reqs = _admit(loop, [list(range(200, 200 + n)) for n in (9, 3, 12, 5)], to_the_end=False)
+        assert [r.slot for r in reqs] == [2, 0, 3, 1]
+        while loop.has_work():
+            loop.step()
+        # what is left to compute decides, not the prompt's length: 14 tokens of which slot 3
+        # caches 12, against 4 tokens that no slot caches
+        reqs = _admit(loop, [[40, 41, 42, 43], list(range(200, 212)) + [5, 6]], to_the_end=False)
+        assert [r.slot for r in reqs] == [1, 0] and [r.cached_tokens for r in reqs] == [0, 12]
+        while loop.has_work():
+            loop.step()
 
 
 def test_conversations_continued_in_one_step_keep_their_caches(tiny_model_path):
     """Two finished conversations continue in the step a new one arrives: the admission order puts
     the new one first, and it must not take (and cut back) a slot another request's prefix is in."""
-    from llamarun.runtime import RuntimeConfig
-    from llamarun.runtime.loop import EngineLoop
-    from llamarun.runtime.metrics import RuntimeMetrics
-
-    events: list = []
     convo_c, convo_a = list(range(10, 105)), list(range(150, 188))
-    with Model(tiny_model_path) as model:
-        loop = EngineLoop(model, RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=3),
-                          RuntimeMetrics())
-        try:
-            for prompts in ([convo_c, convo_a], [[7, 8, 9], convo_a + [1, 2], convo_c + [3, 4, 5, 6, 7]]):
-                reqs = [_greedy(p, events) for p in prompts]
-                for r in reqs:
-                    loop.add(r)
-                while loop.has_work():
-                    loop.step()
-            assert reqs[0].cached_tokens == 0
-            assert reqs[1].cached_tokens >= 38 and reqs[2].cached_tokens >= 95
-        finally:
-            loop.close()
+    with _engine_loop(tiny_model_path, min_prefix_copy=3) as loop:
+        _admit(loop, [convo_c, convo_a])
+        new, a, c = _admit(loop, [[7, 8, 9], convo_a + [1, 2], convo_c + [3, 4, 5, 6, 7]])
+    assert new.cached_tokens == 0 and a.cached_tokens >= 38 and c.cached_tokens >= 95
 
 
 def test_two_users_taking_turns_both_keep_their_conversations_cached(tiny_model_path):
-    from llamarun.runtime import RuntimeConfig
-    from llamarun.runtime.loop import EngineLoop
-    from llamarun.runtime.metrics import RuntimeMetrics
-
-    events: list = []
     alice, bob = list(range(10, 60)), list(range(100, 140))
-    with Model(tiny_model_path) as model:
-        loop = EngineLoop(model, RuntimeConfig(n_ctx=128, n_slots=4, n_threads=2, min_prefix_copy=3),
-                          RuntimeMetrics())
-        try:
-            turns = [alice, bob, alice + [1, 2, 3], bob + [4, 5], alice + [1, 2, 3, 6, 7]]
-            cached = []
-            for prompt in turns:  # one at a time: each turn finds the other user's cache in slot 0
-                req = _greedy(prompt, events)
-                loop.add(req)
-                while loop.has_work():
-                    loop.step()
-                cached.append(req.cached_tokens)
-            assert cached[:2] == [0, 0] and cached[2] >= 50 and cached[3] >= 40 and cached[4] >= 53
-        finally:
-            loop.close()
+    turns = [alice, bob, alice + [1, 2, 3], bob + [4, 5], alice + [1, 2, 3, 6, 7]]
+    with _engine_loop(tiny_model_path, min_prefix_copy=3) as loop:
+        # one at a time: each turn finds the other user's cache in slot 0
+        cached = [_admit(loop, [prompt])[0].cached_tokens for prompt in turns]
+    assert cached[:2] == [0, 0] and cached[2] >= 50 and cached[3] >= 40 and cached[4] >= 53
 
 
 def test_copy_threshold_grows_with_the_stream_and_is_one_in_a_unified_pool(tiny_model_path):
