@@ -43,6 +43,7 @@ def serve(
     cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", help="Allowed browser origin (repeat)."),
     allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", help="Extra Host header name allowed."),
     max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
+    max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
@@ -60,7 +61,7 @@ def serve(
     settings = load_settings(overrides, config_file=config_file)
     _setup_logging(settings.log_level)
     run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
-               preload=tuple(preload or ()))
+               max_upload_bytes=max_upload, preload=tuple(preload or ()))
 
 
 def _setup_logging(level: str) -> None:
@@ -72,12 +73,13 @@ def _setup_logging(level: str) -> None:
 
 
 def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_bytes: int = 16 << 20,
-               preload: tuple[str, ...] = ()) -> None:
+               max_upload_bytes: int = 1 << 40, preload: tuple[str, ...] = ()) -> None:
     from ..http import DrainingServer, HttpConfig, ServerState, create_app, store_resolver, uvicorn_config
     from ..runtime.manager import ManagerConfig, ModelManager
     from ..store import ModelStore
 
-    config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
+    config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes,
+                                      max_upload_bytes=max_upload_bytes)
     store = ModelStore(settings.home)
     manager = ModelManager(ManagerConfig.from_settings(settings, wait_timeout=settings.request_timeout or 600.0),
                            resolve=store_resolver(store))

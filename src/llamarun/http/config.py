@@ -36,7 +36,8 @@ class HttpConfig:
     - bound to any other address, an ``api_key`` is required unless ``insecure``;
     - ``cors_origins``: browser origins allowed to call the API (none by default);
     - ``max_body_bytes`` caps a request body (compressed bodies are refused),
-      ``max_header_bytes`` the request line plus headers;
+      ``max_upload_bytes`` a model file uploaded to ``/api/blobs`` (the disk's free space
+      is checked too), ``max_header_bytes`` the request line plus headers;
     - ``request_timeout`` (seconds, 0 = none) applies when a request sets none;
     - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT.
     """
@@ -48,6 +49,7 @@ class HttpConfig:
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 16 << 20
+    max_upload_bytes: int = 1 << 40
     max_header_bytes: int = 32 << 10
     request_timeout: float = 600.0
     shutdown_timeout: float = 30.0
@@ -65,7 +67,7 @@ class HttpConfig:
             raise ConfigError("cors_origins '*' without an API key would let any web page use the server",
                               key="cors_origins")
         for name, lo, hi in (("port", 0, 65535), ("max_body_bytes", 1024, 1 << 31),
-                             ("max_header_bytes", 1024, 1 << 24)):
+                             ("max_upload_bytes", 1024, 1 << 50), ("max_header_bytes", 1024, 1 << 24)):
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}", key=name)

@@ -35,6 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _OPEN_PATHS = {("GET", "/"), ("HEAD", "/")}
+_UPLOAD_PREFIX = "/api/blobs/"  # model files uploaded for /api/create: max_upload_bytes, not max_body_bytes
 
 
 class BodyTooLarge(HTTPException):
@@ -137,12 +138,18 @@ class Guard:
         if length is not None:
             if not length.strip().isdigit():
                 return 400, "invalid Content-Length", {}
-            if int(length) > self.config.max_body_bytes:
-                return 413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes", {}
+            if int(length) > self._body_limit(scope):
+                return 413, f"request body is larger than the limit of {self._body_limit(scope)} bytes", {}
         return None
 
+    def _body_limit(self, scope: Scope) -> int:
+        """Model files uploaded to ``/api/blobs`` have a limit of their own; other bodies are small."""
+        if scope["method"] == "POST" and scope["path"].startswith(_UPLOAD_PREFIX):
+            return self.config.max_upload_bytes
+        return self.config.max_body_bytes
+
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.config.max_body_bytes
+        limit = self._body_limit(scope)
         seen = 0
         started = False
 

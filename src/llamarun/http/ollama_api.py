@@ -3,6 +3,7 @@
 - :mod:`.ollama_generate`: ``/api/generate``, ``/api/chat`` (on :mod:`.ollama_turn`)
 - :mod:`.ollama_embed`: ``/api/embed``, ``/api/embeddings``
 - :mod:`.ollama_models`: ``/api/tags``, ``show``, ``ps``, ``copy``, ``delete``, ``pull``, ``create``, ``version``
+- :mod:`.ollama_blobs`: ``HEAD``/``POST /api/blobs/{digest}`` (uploads for ``create``)
 - :mod:`.ollama_stream`: NDJSON answers and timestamps
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from .ollama_blobs import blobs_router
 from .ollama_embed import embed_router, embed_texts
 from .ollama_generate import generation_router
 from .ollama_models import models_router
@@ -25,4 +27,5 @@ def ollama_router(service: Service) -> APIRouter:
     router.include_router(generation_router(service))
     router.include_router(embed_router(service))
     router.include_router(models_router(service))
+    router.include_router(blobs_router(service))
     return router

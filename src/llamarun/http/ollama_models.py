@@ -74,7 +74,8 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
         (digest,) = body.files.values()
         source = store.layout.blob_path(digest)
         if not source.is_file():
-            raise ModelNotFoundError(f"blob {digest} is not in the store: upload or pull it first")
+            raise ModelNotFoundError(f"blob {digest} is not in the store: upload it first "
+                                     f"(POST /api/blobs/{digest}) or pull it")
         return store.create(body.model, source, progress=emit)
     if body.from_:
         return store.copy(body.from_, body.model)

@@ -1,0 +1,68 @@
+"""Uploading a model file (`/api/blobs`) and creating a model from it, as `ollama create` does,
+with the official `ollama` client against a real `llamarun serve` on its own store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from llamarun.store import ModelStore
+from serve_helpers import Server, start_server
+from tinymodel import write_tiny_gguf
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("blob-store")
+    ModelStore(home)
+    started = start_server(home, "--max-body-bytes", "4096")  # uploads have a limit of their own
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _blobs(server: Server) -> list[str]:
+    return sorted(p.name for p in (server.home / "blobs").glob("*")) if (server.home / "blobs").is_dir() else []
+
+
+def test_upload_then_create_then_generate_with_the_ollama_client(server: Server, tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "upload.gguf", seed=3)
+    assert path.stat().st_size > 4096
+    client = ollama.Client(host=server.url, timeout=120)
+    digest = client.create_blob(path)
+    assert digest == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert httpx.head(f"{server.url}/api/blobs/{digest}").status_code == 200
+    client.create(model="uploaded", files={"upload.gguf": digest})
+    assert "uploaded:latest" in [m.model for m in client.list().models]
+    reply = client.generate(model="uploaded", prompt="hi", options={"num_predict": 4, "temperature": 0})
+    assert reply.done and reply.eval_count == 4
+    again = httpx.post(f"{server.url}/api/blobs/{digest}", content=path.read_bytes())
+    assert again.status_code == 200  # already stored
+    client.delete("uploaded")
+
+
+def test_bad_uploads_are_refused_and_nothing_is_stored(server: Server, tmp_path: Path) -> None:
+    before = _blobs(server)
+    data = write_tiny_gguf(tmp_path / "m.gguf", seed=4).read_bytes()
+    wrong = "sha256:" + "0" * 64
+    r = httpx.post(f"{server.url}/api/blobs/{wrong}", content=data)
+    assert r.status_code == 400 and "sha256" in r.json()["error"]
+    not_gguf = b"not a model" * 100
+    r = httpx.post(f"{server.url}/api/blobs/sha256:{hashlib.sha256(not_gguf).hexdigest()}", content=not_gguf)
+    assert r.status_code == 400 and "GGUF" in r.json()["error"]
+    for bad in ("sha256:../../etc/passwd", "sha256:" + "A" * 64, "md5:abc"):
+        assert httpx.post(f"{server.url}/api/blobs/{bad}", content=data).status_code in (400, 404)
+    assert httpx.head(f"{server.url}/api/blobs/{wrong}").status_code == 404
+    r = httpx.post(f"{server.url}/api/create", json={"model": "ghost", "files": {"x.gguf": wrong}})
+    assert r.status_code == 404 and "/api/blobs/" in r.json()["error"]
+    assert _blobs(server) == before
+    assert not list((server.home / "partial").glob("*.tmp"))  # no partial upload left behind
+    assert httpx.post(f"{server.url}/api/show", content=b"x" * 5000).status_code == 413  # other bodies: 4 KiB
