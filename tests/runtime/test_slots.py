@@ -217,3 +217,16 @@ def test_an_idle_cache_is_not_moved_when_another_slot_holds_it(ctx):
     (slot, _), = table.acquire_all([[7, 8, 9]])
     assert slot is first and [len(s.cached) for s in table.slots] == [0, 33, 0, 0]
     assert second.busy
+
+
+def test_an_idle_cache_is_only_moved_where_no_gap_move_will_copy(ctx):
+    """Busy slot 3 above idle 0..2: the next gap move copies slot 3 into the lowest free slot, so a
+    cache moved there would be overwritten at once; it stays where it is (and is cut back)."""
+    table = SlotTable(ctx, 4, unified=False, min_copy=3)
+    convo = list(range(10, 60))
+    slots = [fill(ctx, table, p) for p in (convo, [1, 2], [3, 4], list(range(100, 120)))]
+    for slot in slots[:3]:
+        table.release(slot)
+    (slot, _), = table.acquire_all([[7, 8, 9]])
+    assert slot.seq_id == 0 and [len(s.cached) for s in table.slots] == [0, 2, 2, 20]
+    assert table.gap_move() == (table.slots[3], table.slots[1])

@@ -110,7 +110,7 @@ class SlotTable:
             raise RuntimeError("no free slot")  # the caller checks free_count() first
         caches = [self._best_cache(p) for p in prompts]
         pool = free if self._unified else free[:len(prompts)]
-        claimed = self._claim(caches, pool)
+        claimed = self._claim(caches, pool, self._min_copy)
         rest = iter(sorted((s for s in pool if s not in claimed.values()), key=self._preference))
         plan: list[tuple[Slot, Slot | None, int]] = []  # (slot, donor to copy from or None, tokens kept)
         for i, prompt in enumerate(prompts):
@@ -120,7 +120,9 @@ class SlotTable:
             copy = donor is not slot and shared >= own + self._min_copy
             plan.append((slot, donor if copy else None, shared if copy else own))
         if not self._unified:
-            self._keep_idle_caches(plan, free[len(prompts):], {id(d) for d, _ in caches})
+            top = max((s.seq_id for s in self.slots if s.busy or s in pool), default=-1)
+            spare = [s for s in free[len(prompts):] if s.seq_id > top]  # where no gap move will copy to
+            self._keep_idle_caches(plan, spare, {id(d) for d, _ in caches})
         for slot, donor, kept in plan:  # every copy before any cut: a donor may be another prompt's slot
             if donor is not None:
                 self._copy(donor, slot, kept)
@@ -157,11 +159,12 @@ class SlotTable:
         return best, min(common_prefix(best.cached, prompt), limit)
 
     @staticmethod
-    def _claim(caches: Sequence[tuple[Slot, int]], pool: Sequence[Slot]) -> dict[int, Slot]:
-        """Prompts whose longest prefix sits in a slot of ``pool`` take that slot (the longest of them on a tie)."""
+    def _claim(caches: Sequence[tuple[Slot, int]], pool: Sequence[Slot], least: int) -> dict[int, Slot]:
+        """Prompts whose longest prefix (``least`` tokens or more) sits in a slot of ``pool`` take
+        that slot (the longest of them on a tie); shorter ones are not worth the slot order."""
         claimed: dict[int, Slot] = {}
         for slot in pool:
-            claimants = [i for i, (donor, shared) in enumerate(caches) if donor is slot and shared > 0]
+            claimants = [i for i, (donor, shared) in enumerate(caches) if donor is slot and shared >= max(1, least)]
             if claimants:
                 claimed[max(claimants, key=lambda i: (caches[i][1], -i))] = slot
         return claimed
