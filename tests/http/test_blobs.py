@@ -4,6 +4,8 @@ with the official `ollama` client against a real `llamarun serve` on its own sto
 from __future__ import annotations
 
 import hashlib
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +68,34 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(server: Server, tmp_path:
     assert _blobs(server) == before
     assert not list((server.home / "partial").glob("*.tmp"))  # no partial upload left behind
     assert httpx.post(f"{server.url}/api/show", content=b"x" * 5000).status_code == 413  # other bodies: 4 KiB
+
+
+def test_stalled_uploads_hold_no_worker_and_their_partial_file_survives_gc(server: Server, tmp_path: Path) -> None:
+    """70 clients (more than the worker pool's 64 threads) start uploading one blob and stall:
+    the server keeps answering, `gc` leaves the partial file of the upload that holds the blob's
+    lock alone, and the partial file is gone once the clients are."""
+    data = write_tiny_gguf(tmp_path / "slow.gguf", seed=5).read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    head = (f"POST /api/blobs/{digest} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    partials = server.home / "partial"
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(70)]
+    try:
+        for sock in sockets:
+            sock.sendall(head + data[:1000])
+        _wait_for(lambda: any(partials.glob("*.tmp")))
+        assert httpx.get(f"{server.url}/api/tags", timeout=10).status_code == 200
+        assert ModelStore(server.home).gc() is not None
+        assert len(list(partials.glob("*.tmp"))) == 1  # one upload writes, the others wait for its lock
+    finally:
+        for sock in sockets:
+            sock.close()
+    _wait_for(lambda: not any(partials.glob("*.tmp")))
+    assert httpx.head(f"{server.url}/api/blobs/{digest}").status_code == 404
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)

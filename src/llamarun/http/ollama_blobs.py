@@ -5,22 +5,34 @@ The body streams into a temporary file of the store while it is hashed; it becom
 if its SHA-256 is the digest in the path and it is a well-formed GGUF file (the store keeps
 models, nothing else).  Anything else is deleted and answered with 400; nothing is written
 outside the store, and the disk's free space is checked against ``Content-Length`` first.
+The body is read on the event loop, each chunk written on the worker pool: a client that
+stalls mid-upload holds a connection, never a worker thread.  The blob's store lock is held
+throughout, so a pull of the same blob waits and ``llamarun gc`` leaves the partial file alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from ..errors import DigestMismatchError, InvalidParameterError
-from ..store.blobs import ingest_stream
+from ..store.blobs import commit_blob, ensure_free_space, sync_file, write_chunk
+from ..store.layout import StoreLayout
+from ..store.locks import try_key_lock
 from ..store.names import normalize_digest
+from .errors import ClientDisconnected
 from .service import Service
 
 __all__ = ["blobs_router"]
+
+_LOCK_POLL_S = 0.25  # how often an upload retries the lock a pull or upload of the same blob holds
 
 
 def blobs_router(service: Service) -> APIRouter:
@@ -33,29 +45,62 @@ def blobs_router(service: Service) -> APIRouter:
 
     @router.post("/api/blobs/{digest}", status_code=201)
     async def upload_blob(digest: str, request: Request) -> Response:
-        expected = normalize_digest(digest)
         layout = service.store.layout
-        if layout.blob_path(digest).is_file():
-            return Response(status_code=200)  # already stored: the body need not be read
+        expected = normalize_digest(digest)
         length = request.headers.get("content-length")
-        chunks = _pull(request.stream(), asyncio.get_running_loop())
+        size = int(length) if length and length.isdigit() else None
         try:
-            await service.blocking(ingest_stream, layout, chunks, expected_sha256=expected,
-                                   expected_size=int(length) if length and length.isdigit() else None,
-                                   what=f"the uploaded blob {digest}")
-        except DigestMismatchError as exc:  # the client's bytes, not a server's: a bad request
-            raise InvalidParameterError(str(exc), field="digest") from None
+            async with _blob_lock(layout, expected):  # a pull or upload of the same blob finishes first
+                if layout.blob_path(digest).is_file():
+                    return Response(status_code=200)  # already stored: the body need not be read
+                if size is not None:
+                    ensure_free_space(layout, size, f"the uploaded blob {digest}")
+                await _receive(service, layout, request.stream(), expected, size)
+        except ClientDisconnect:
+            raise ClientDisconnected() from None
         return Response(status_code=201)
 
     return router
 
 
-def _pull(stream: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for the store's writer on a worker thread."""
+@contextlib.asynccontextmanager
+async def _blob_lock(layout: StoreLayout, expected: str) -> AsyncIterator[None]:
+    """The store's lock of the blob, waited for without holding a thread (it is tried, not blocked on)."""
     while True:
+        held = try_key_lock(layout, f"sha256-{expected}")
+        if held.__enter__():
+            break
+        held.__exit__(None, None, None)
+        await asyncio.sleep(_LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)
+
+
+async def _receive(service: Service, layout: StoreLayout, body: AsyncIterator[bytes], expected: str,
+                   size: int | None) -> None:
+    what = f"the uploaded blob sha256:{expected}"
+    partial = layout.temp_file(f"sha256-{expected}")
+    hasher, seen = hashlib.sha256(), 0
+    try:
+        out: BinaryIO = await service.blocking(open, partial, "wb", buffering=0)
         try:
-            chunk = asyncio.run_coroutine_threadsafe(stream.__anext__(), loop).result()
-        except StopAsyncIteration:
-            return
-        if chunk:
-            yield chunk
+            async for chunk in body:
+                seen += len(chunk)
+                if size is not None and seen > size:
+                    raise InvalidParameterError(f"the body is longer than its Content-Length of {size} bytes")
+                hasher.update(chunk)
+                await service.blocking(write_chunk, out, chunk, layout, what)
+            await service.blocking(sync_file, out, layout, what)
+        finally:
+            await service.blocking(out.close)
+        if size is not None and seen != size:
+            raise InvalidParameterError(f"the body has {seen} bytes but its Content-Length says {size}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    try:
+        await service.blocking(commit_blob, layout, partial, hasher.hexdigest(), expected, what=what)
+    except DigestMismatchError as exc:  # the client's bytes, not a server's: a bad request
+        raise InvalidParameterError(str(exc), field="digest") from None
