@@ -48,6 +48,9 @@ def test_upload_then_create_then_generate_with_the_ollama_client(server: Server,
     assert reply.done and reply.eval_count == 4
     again = httpx.post(f"{server.url}/api/blobs/{digest}", content=path.read_bytes())
     assert again.status_code == 200  # already stored
+    with pytest.raises(ollama.ResponseError, match="adapters") as refused:  # never dropped silently
+        client.create(model="with-lora", files={"upload.gguf": digest}, adapters={"lora.gguf": digest})
+    assert refused.value.status_code == 400
     client.delete("uploaded")
 
 

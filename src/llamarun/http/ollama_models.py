@@ -64,7 +64,7 @@ def models_router(service: Service) -> APIRouter:
 def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) -> Any:
     """A new name for a stored model (``from``) or for one uploaded GGUF blob (``files``)."""
     store = service.store
-    for name in ("quantize", "template", "system", "parameters", "messages", "modelfile"):
+    for name in ("quantize", "adapters", "template", "system", "parameters", "messages", "modelfile"):
         if getattr(body, name):
             raise UnsupportedFeatureError(f"create does not support {name!r}: a model is a stored GGUF file "
                                           "under a new name", field=name)

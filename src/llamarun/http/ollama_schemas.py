@@ -203,6 +203,7 @@ class CreateRequest(_NamedBody):
     model: str = Field(..., min_length=1, max_length=300)
     from_: str | None = Field(None, alias="from", max_length=2048)
     files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
     stream: bool = True
     quantize: str | None = None
     template: str | None = None
