@@ -138,8 +138,9 @@ class Guard:
         if length is not None:
             if not length.strip().isdigit():
                 return 400, "invalid Content-Length", {}
-            if int(length) > self._body_limit(scope):
-                return 413, f"request body is larger than the limit of {self._body_limit(scope)} bytes", {}
+            limit = self._body_limit(scope)
+            if int(length) > limit:
+                return 413, f"request body is larger than the limit of {limit} bytes", {}
         return None
 
     def _body_limit(self, scope: Scope) -> int:

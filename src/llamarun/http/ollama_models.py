@@ -104,13 +104,13 @@ def _tags(store: Any) -> list[dict[str, Any]]:
     return tags
 
 
-def _capabilities(pooling: Any, template: str) -> list[str]:
+def _capabilities(pooling: int, template: str) -> list[str]:
     """Ollama's capability names: a model without pooling generates (with tools and thinking when its
     chat template has them) and embeds; a pooled embedding model only embeds; a reranker (rank
     pooling) does neither, whatever template it carries."""
-    if isinstance(pooling, int) and pooling > 0:
-        from ..runtime.embed import POOLING_RANK
+    from ..runtime.embed import POOLING_RANK
 
+    if pooling > 0:
         return [] if pooling == POOLING_RANK else ["embedding"]
     from ..chat import thinking_markers
 
@@ -128,10 +128,10 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     info = {k: v for k, v in gguf.metadata_json().items()
             if verbose or not (k.startswith("tokenizer.ggml.") and isinstance(v, (list, dict)))}
     info.pop("tokenizer.chat_template", None)
-    arch = summary.get("architecture") or ""
-    pooling = gguf.metadata.get(f"{arch}.pooling_type")
+    from ..runtime.embed import pooling_type
+
     template = gguf.chat_template or ""
-    capabilities = _capabilities(pooling, template)
+    capabilities = _capabilities(pooling_type(gguf.metadata, summary.get("architecture") or ""), template)
     modified = details.model.modified
     return {"license": gguf.license or "", "modelfile": f"# llamarun stored model\nFROM {details.model.path}\n",
             "parameters": "", "template": template, "details": _details(summary), "model_info": info,

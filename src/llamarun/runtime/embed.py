@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..engine import Batch, Context, Model, ModelInfo
     from .runtime import Runtime
 
-__all__ = ["POOLING_RANK", "Embedder", "Embedding", "is_embedding_model", "is_reranker"]
+__all__ = ["POOLING_RANK", "Embedder", "Embedding", "is_embedding_model", "is_reranker", "pooling_type"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,17 @@ class Embedding:
     truncated: bool = False
 
 
-def _pooling(info: ModelInfo) -> int:
-    """The pooling type the GGUF declares (0 when none)."""
-    value = info.metadata.get(f"{info.architecture}.pooling_type")
+def pooling_type(metadata: Mapping[str, Any], architecture: str) -> int:
+    """The pooling type a GGUF's key/values declare (0 when none or unreadable)."""
+    value = metadata.get(f"{architecture}.pooling_type")
     try:
         return int(value) if value is not None else 0
-    except ValueError:
+    except (TypeError, ValueError):
         return 0
+
+
+def _pooling(info: ModelInfo) -> int:
+    return pooling_type(info.metadata, info.architecture)
 
 
 def is_embedding_model(info: ModelInfo) -> bool:

@@ -88,8 +88,7 @@ class SlotTable:
 
     def reusable(self, prompt: Sequence[int]) -> int:
         """The most cached tokens any slot holds for ``prompt`` (an estimate of what :meth:`acquire` reuses)."""
-        limit = max(0, len(prompt) - 1)
-        return max((min(common_prefix(s.cached, prompt), limit) for s in self.slots), default=0)
+        return self._best_cache(prompt)[1]
 
     def acquire(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """Take a free slot for ``prompt``; returns it and how many tokens are reused."""
@@ -116,7 +115,7 @@ class SlotTable:
         for i, prompt in enumerate(prompts):
             slot = claimed[i] if i in claimed else next(rest)
             donor, shared = caches[i]
-            own = min(common_prefix(slot.cached, prompt), max(0, len(prompt) - 1))
+            own = _prefix(slot, prompt)
             copy = donor is not slot and shared >= own + self._min_copy
             plan.append((slot, donor if copy else None, shared if copy else own))
         if not self._unified:
@@ -154,9 +153,8 @@ class SlotTable:
 
     def _best_cache(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """The slot holding the longest prefix of ``prompt`` (a free one on a tie) and its length."""
-        limit = max(0, len(prompt) - 1)  # the last prompt token is always computed (for its logits)
-        best = max(self.slots, key=lambda s: (min(common_prefix(s.cached, prompt), limit), not s.busy))
-        return best, min(common_prefix(best.cached, prompt), limit)
+        best = max(self.slots, key=lambda s: (_prefix(s, prompt), not s.busy))
+        return best, _prefix(best, prompt)
 
     @staticmethod
     def _claim(caches: Sequence[tuple[Slot, int]], pool: Sequence[Slot], least: int) -> dict[int, Slot]:
@@ -232,3 +230,9 @@ class SlotTable:
                 freed += len(slot.cached)
                 self.clear(slot)
         return freed
+
+
+def _prefix(slot: Slot, prompt: Sequence[int]) -> int:
+    """Tokens of ``prompt`` the slot's cache can give: the last prompt token is always computed
+    (for its logits)."""
+    return min(common_prefix(slot.cached, prompt), max(0, len(prompt) - 1))
