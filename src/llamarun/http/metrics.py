@@ -64,19 +64,27 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                template = getattr(scope.get("route"), "path", None) or "unmatched"
+                self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()  # before the loop runs again: a client that saw the end finds it counted
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
+            record()
 
 
 def _quantiles(name: str, doc: str, samples: dict[str, tuple[float, ...]]) -> Metric:
