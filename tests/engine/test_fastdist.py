@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from llama_cpp import llama_cpp as lc  # the oracle (src/ reaches llama.cpp only through engine/)
 
-from llamarun.engine import Batch, Context, Model, SamplerChain
-from llamarun.engine.fastdist import FastDist
+from llamarun.engine import Batch, Context, DrawBuffer, Model, SamplerChain, sample_rows
+from llamarun.engine.fastdist import FastDist, draw_rows
+from llamarun.errors import ClosedHandleError
 from llamarun.types import ContextOptions, SamplingParams
 
 N_VOCAB = 49152
@@ -92,3 +93,44 @@ def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_mod
                 runs.append([chain.sample(ctx, index) for _ in range(5)])
                 assert chain._fast is not None
         assert runs[0] == runs[1]
+
+
+def test_rows_drawn_together_draw_what_each_would_alone():
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal((6, 1000)) * np.array([[0.1], [1], [3], [10], [30], [1]])).astype(np.float32)
+    logits[5, 500:] = -np.inf  # tokens of zero weight are never drawn
+    temperatures = [1.0, 0.8, 0.3, 1.5, 1e-35, 0.7]
+    buffer = DrawBuffer(1000)
+    for _ in range(300):
+        uniforms = [float(u) for u in rng.random(6)]
+        together = draw_rows(logits, temperatures, uniforms, buffer)
+        alone = [draw_rows(logits[r:r + 1], [temperatures[r]], [uniforms[r]], DrawBuffer(1000))[0] for r in range(6)]
+        assert together == alone
+        assert together[4] == int(np.argmax(logits[4])) and together[5] < 500
+    assert draw_rows(logits[:1], [1.0], [0.0], buffer) == [int(np.argmax(logits[0] > -np.inf))]
+
+
+def test_sample_rows_picks_what_each_chain_picks_alone(tiny_model_path):
+    params = [SamplingParams(temperature=0.9, top_k=0, top_p=1.0, seed=s) for s in (1, 2, 3)] + [
+        SamplingParams(temperature=0.0), SamplingParams(temperature=0.8, top_k=0, top_p=0.9, seed=4),
+        SamplingParams(temperature=0.7, top_k=5, seed=5)]
+    with Model(tiny_model_path) as model, \
+            Context(model, ContextOptions(n_ctx=1024, n_seq_max=6, n_threads=2)) as ctx, Batch(64, 1) as batch:
+        indices = [batch.add_tokens([10 + s, 20, 30 + s], 0, s) for s in range(6)]
+        ctx.decode(batch)
+        rows = ctx.logits_rows(indices)
+        assert all(np.array_equal(rows[r], ctx.logits_view(i)) for r, i in enumerate(indices))
+        assert np.array_equal(ctx.logits_rows(indices[::-1]), rows[::-1])  # not in llama.cpp's order: a copy
+        together_chains = [SamplerChain(model, p) for p in params]
+        alone_chains = [SamplerChain(model, p) for p in params]
+        assert [c.draws_whole_vocabulary for c in together_chains] == [True] * 3 + [False] * 3
+        buffer = DrawBuffer(model.vocab.n_tokens)
+        together = [sample_rows(together_chains, ctx, indices, buffer) for _ in range(5)]
+        alone = [[c.sample(ctx, i) for c, i in zip(alone_chains, indices)] for _ in range(5)]
+        assert together == alone
+        together_chains[1].close()
+        picked = sample_rows(together_chains, ctx, indices, buffer)
+        assert isinstance(picked[1], ClosedHandleError)
+        assert all(isinstance(t, int) for r, t in enumerate(picked) if r != 1)
+        for chain in together_chains + alone_chains:
+            chain.close()

@@ -10,7 +10,8 @@ from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
 from .model import Model, ModelInfo
-from .sampler import SamplerChain
+from .fastdist import DrawBuffer
+from .sampler import SamplerChain, sample_rows
 from .system import BackendDevice, backend_devices, max_devices, supports_gpu_offload, system_info
 from .templates import apply_builtin_template, builtin_template_names
 from .vocab import Vocab
@@ -20,6 +21,7 @@ __all__ = [
     "Batch",
     "Context",
     "Detokenizer",
+    "DrawBuffer",
     "Model",
     "ModelInfo",
     "SamplerChain",
@@ -29,6 +31,7 @@ __all__ = [
     "builtin_template_names",
     "default_threads",
     "max_devices",
+    "sample_rows",
     "supports_gpu_offload",
     "system_info",
 ]

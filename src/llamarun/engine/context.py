@@ -7,6 +7,7 @@ import ctypes.util
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -151,10 +152,30 @@ class Context(NativeHandle):
 
     def logits_view(self, index: int) -> np.ndarray:
         """Logits of the token at batch ``index`` without a copy: valid only until the next decode."""
+        return self._floats(self._logits_address(index), self.model.vocab.n_tokens)
+
+    def logits_rows(self, indices: Sequence[int]) -> np.ndarray:
+        """Logits of the tokens at batch ``indices`` as ``[len(indices), n_vocab]``.
+
+        A view when llama.cpp stores them as consecutive rows (as it does for
+        a batch's outputs in order), else a copy; valid only until the next decode.
+        """
+        n = self.model.vocab.n_tokens
+        addresses = [self._logits_address(i) for i in indices]
+        row = n * ctypes.sizeof(ctypes.c_float)
+        if all(a == addresses[0] + r * row for r, a in enumerate(addresses)):
+            return self._floats(addresses[0], n * len(addresses)).reshape(len(addresses), n)
+        return np.stack([self._floats(a, n) for a in addresses])
+
+    def _logits_address(self, index: int) -> int:
         ptr = lib().llama_get_logits_ith(self.ptr, index)
         if not ptr:
             raise DecodeError(f"no logits for batch index {index}")
-        return np.ctypeslib.as_array(ptr, shape=(self.model.vocab.n_tokens,))
+        return ctypes.addressof(ptr.contents)
+
+    @staticmethod
+    def _floats(address: int, count: int) -> np.ndarray:
+        return np.frombuffer((ctypes.c_float * count).from_address(address), dtype=np.float32)
 
     @property
     def pooling_type(self) -> int:

@@ -10,13 +10,19 @@ run on numpy arrays: the whole vocabulary is only exponentiated and summed;
 sorting is limited to the tokens a cut can keep.  With a top-k, llama.cpp's own
 chain is as fast and is used instead.  Random numbers come from numpy's PCG64,
 seeded per request.
+
+Requests that draw from the whole vocabulary (no cut, no bias) are drawn
+together, one numpy pass per stage over all their rows (:func:`draw_rows`):
+right after a decode every numpy call is slow (the model's weights have
+pushed everything else out of the caches), so fewer calls per step is what
+counts.  Each row draws exactly what it would draw alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FastDist"]
+__all__ = ["DrawBuffer", "FastDist", "draw_rows"]
 
 _BLOCK = 256  # the cumulative sum for a draw over the whole vocabulary goes block by block
 
@@ -35,6 +41,16 @@ class FastDist:
         self._bias_ids = np.array(list((logit_bias or {}).keys()), dtype=np.int64)
         self._bias_values = np.array(list((logit_bias or {}).values()), dtype=np.float32)
         self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._buffer: DrawBuffer | None = None
+
+    @property
+    def whole_vocabulary(self) -> bool:
+        """True when every token may be drawn as it is (no top-p, min-p or bias): :func:`draw_rows` applies."""
+        return self.top_p >= 1.0 and self.min_p <= 0.0 and not len(self._bias_ids)
+
+    def uniform(self) -> float:
+        """The next number of this sampler's generator (one per draw)."""
+        return float(self._rng.random())
 
     def reset(self) -> None:
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
@@ -52,7 +68,9 @@ class FastDist:
         logits = self._biased(logits)
         ids = self._candidates(logits)
         if ids is None:
-            return _draw_all(logits, self.temperature, self._rng.random())
+            if self._buffer is None:
+                self._buffer = DrawBuffer(len(logits))
+            return draw_rows(logits[None, :], [self.temperature], [self.uniform()], self._buffer)[0]
         cumulative = np.cumsum(_weights(logits[ids], self.temperature))
         pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
         return int(ids[min(pick, len(ids) - 1)])
@@ -107,20 +125,44 @@ def _min_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:
     return ids[:max(1, int(np.count_nonzero(logits[ids] >= threshold)))]
 
 
-def _draw_all(logits: np.ndarray, temperature: float, u: float) -> int:
-    """Draw from softmax(logits / temperature) over the whole vocabulary, summing block by block."""
-    n = len(logits)
-    # float32 (a quarter of the cost of float64; each weight and block sum is exact to about 1e-7
-    # of itself), with the running sums in float64; a huge 1/temperature only sends more weights to 0
-    weights = np.zeros(-(-n // _BLOCK) * _BLOCK, dtype=np.float32)
+class DrawBuffer:
+    """Scratch rows for :func:`draw_rows`, padded to whole blocks with zeros that stay zero."""
+
+    def __init__(self, n_vocab: int, rows: int = 1) -> None:
+        self.n_vocab = n_vocab
+        self._data = np.zeros((rows, -(-n_vocab // _BLOCK) * _BLOCK), dtype=np.float32)
+
+    def rows(self, k: int) -> np.ndarray:
+        if k > len(self._data):
+            self._data = np.zeros((k, self._data.shape[1]), dtype=np.float32)
+        return self._data[:k]
+
+
+def draw_rows(logits: np.ndarray, temperatures: list[float], uniforms: list[float], buffer: DrawBuffer) -> list[int]:
+    """Draw one token per row from softmax(row / temperature) over the whole vocabulary.
+
+    ``logits`` is ``[k, n_vocab]``; the weights are computed for all rows at
+    once in float32 (each weight and block sum exact to about 1e-7 of itself),
+    summed block by block with running sums in float64, and each row's draw
+    then searches its own sums.  A huge 1/temperature only sends more weights to 0.
+    """
+    k, n = logits.shape
+    rows = buffer.rows(k)
+    weights = rows[:, :n]
     with np.errstate(over="ignore", under="ignore"):
-        scaled = np.subtract(logits, logits.max(), dtype=np.float32)
-        scaled *= np.float32(min(1.0 / temperature, 1e30))
-        np.exp(scaled, out=weights[:n])
-    blocks = weights.reshape(-1, _BLOCK).sum(axis=1)
-    outer = np.cumsum(blocks, dtype=np.float64)
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=weights)
+        scale = [min(1.0 / t, 1e30) for t in temperatures]
+        if any(x != 1.0 for x in scale):
+            weights *= np.array(scale, dtype=np.float32)[:, None]
+        np.exp(weights, out=weights)
+    outer = np.cumsum(rows.reshape(k, -1, _BLOCK).sum(axis=2), axis=1, dtype=np.float64)
+    return [_pick(rows[r], outer[r], uniforms[r], n) for r in range(k)]
+
+
+def _pick(weights: np.ndarray, outer: np.ndarray, u: float, n: int) -> int:
+    """The token at fraction ``u`` of the total weight: a block by its running sum, then a token within it."""
     target = u * outer[-1]
-    b = min(int(np.searchsorted(outer, target, side="right")), len(blocks) - 1)
+    b = min(int(np.searchsorted(outer, target, side="right")), len(outer) - 1)
     inner = np.cumsum(weights[b * _BLOCK:(b + 1) * _BLOCK], dtype=np.float64)
     rest = target - (outer[b - 1] if b else 0.0)
     i = min(int(np.searchsorted(inner, rest, side="right")), _BLOCK - 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,10 +14,10 @@ from ..types import SamplingParams
 from ._handle import NativeHandle
 from ._lib import lib
 from .context import Context
-from .fastdist import FastDist
+from .fastdist import DrawBuffer, FastDist, draw_rows
 from .model import Model
 
-__all__ = ["SamplerChain"]
+__all__ = ["SamplerChain", "sample_rows"]
 
 _MAX_GRAMMAR_BYTES = 256 << 10
 
@@ -186,6 +186,11 @@ class SamplerChain(NativeHandle):
         llama.llama_sampler_accept(grammar, token)
         return token
 
+    @property
+    def draws_whole_vocabulary(self) -> bool:
+        """True when :func:`sample_rows` can draw for this chain together with others."""
+        return self._fast is not None and self._fast.whole_vocabulary and not self.closed
+
     def accept(self, token: int) -> None:
         """Feed a token the chain did not pick (e.g. prompt tokens for penalties)."""
         lib().llama_sampler_accept(self.ptr, token)
@@ -210,3 +215,32 @@ class _GrammarSampler(NativeHandle):
 
     def __init__(self, model: Model, grammar: str) -> None:
         super().__init__(_grammar(model, grammar), lib().llama_sampler_free, keep=(model,))
+
+
+def sample_rows(chains: Sequence[SamplerChain], context: Context, indices: Sequence[int],
+                buffer: DrawBuffer) -> list[int | Exception]:
+    """Pick the next token of each chain from the logits at the matching batch index.
+
+    Chains that draw from the whole vocabulary draw together (one numpy pass
+    per stage, see :mod:`.fastdist`); each draws what it would alone.  The
+    others sample one by one.  A chain that fails gets its exception in its
+    place, so one request's failure is kept to that request.
+    """
+    picked: list[int | Exception | None] = [None] * len(chains)
+    together = [r for r, chain in enumerate(chains) if chain.draws_whole_vocabulary]
+    try:
+        logits = context.logits_rows([indices[r] for r in together]) if len(together) > 1 else None
+    except Exception:  # noqa: BLE001 - each chain then meets the error on its own below
+        logits = None
+    if logits is not None:
+        fast = [chains[r]._fast for r in together]
+        tokens = draw_rows(logits, [f.temperature for f in fast], [f.uniform() for f in fast], buffer)  # type: ignore[union-attr]
+        for r, token in zip(together, tokens, strict=True):
+            picked[r] = token
+    for r, chain in enumerate(chains):
+        if picked[r] is None:
+            try:
+                picked[r] = chain.sample(context, indices[r])
+            except Exception as exc:  # noqa: BLE001 - returned in its place
+                picked[r] = exc
+    return picked  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import Batch, Context, Detokenizer, Model, SamplerChain
+from ..engine import Batch, Context, Detokenizer, DrawBuffer, Model, SamplerChain, sample_rows
 from ..errors import (
     ContextOverflowError,
     DecodeAbortedError,
@@ -73,6 +73,7 @@ class EngineLoop:
         )
         self.ctx = Context(model, options)
         self.batch = Batch(self.ctx.n_batch, 1)  # llama.cpp may clamp n_batch to the context
+        self._draw = DrawBuffer(model.vocab.n_tokens)  # scratch rows for drawing every sequence's token at once
         min_copy = config.min_prefix_copy or copy_threshold(model.info, config.n_ctx, unified=config.kv_unified)
         self.slots = SlotTable(self.ctx, config.n_slots, unified=config.kv_unified, min_copy=min_copy)
         self.waiting: list[tuple[tuple[int, int], ActiveRequest]] = []
@@ -231,6 +232,7 @@ class EngineLoop:
         return work
 
     def _after_decode(self, work: list[_Work], now: float) -> None:
+        sampled: list[_Work] = []
         for w in work:
             req = w.req
             self.slots.commit(self.slots.slots[req.slot], req.tokens[w.start:w.start + w.count])
@@ -239,13 +241,18 @@ class EngineLoop:
                 continue
             if not req.generated and req.clock.prefill_s == 0.0 and req.clock.started is not None:
                 req.clock.prefill_s = now - req.clock.started
+            sampled.append(w)
+        logprobs = [self._row_logprobs(w) for w in sampled]
+        tokens = sample_rows([w.req.sampler for w in sampled], self.ctx, [w.index for w in sampled], self._draw)
+        for w, token, lp in zip(sampled, tokens, logprobs, strict=True):
             try:
-                logprobs = self._logprobs(w.index) if req.spec.logprobs else None
-                token = req.sampler.sample(self.ctx, w.index)
-                self._on_token(req, token, now, logprobs)
+                for outcome in (token, lp):
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                self._on_token(w.req, token, now, lp)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - isolate the failure to this request
-                logger.exception("request %d failed while sampling", req.id)
-                self._finish(req, FinishReason.ERROR, _as_llamarun_error(exc))
+                logger.exception("request %d failed while sampling", w.req.id)
+                self._finish(w.req, FinishReason.ERROR, _as_llamarun_error(exc))
 
     def _on_token(self, req: ActiveRequest, token: int, now: float, logprobs: np.ndarray | None) -> None:
         clock = req.clock
@@ -270,6 +277,14 @@ class EngineLoop:
             self._finish(req, FinishReason.LENGTH)
         elif len(req.tokens) >= self.config.n_ctx:
             self._finish(req, FinishReason.LENGTH)
+
+    def _row_logprobs(self, w: _Work) -> np.ndarray | Exception | None:
+        if not w.req.spec.logprobs:
+            return None
+        try:
+            return self._logprobs(w.index)
+        except Exception as exc:  # noqa: BLE001 - kept to this request
+            return exc
 
     def _logprobs(self, index: int) -> np.ndarray:
         logits = self.ctx.logits(index).astype(np.float64)
