@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import select
+
+import pytest
 
 from llamarun.runtime import AsyncClient, GenerationRequest, Runtime, RuntimeConfig
 from llamarun.runtime.client import LoopOutbox
@@ -30,11 +33,13 @@ def test_concurrent_async_streams_get_every_token_in_order(tiny_model_path):
 
 
 class _Loop:
-    """Stands in for an asyncio loop: counts wake-ups."""
+    """Stands in for an asyncio loop: counts wake-ups (calls, or a watched descriptor turning readable)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, watches: bool = True) -> None:
         self.calls: list[tuple] = []
+        self.readers: dict[int, object] = {}
         self.closed = False
+        self.watches = watches
 
     def is_closed(self) -> bool:
         return self.closed
@@ -43,6 +48,24 @@ class _Loop:
         if self.closed:
             raise RuntimeError("Event loop is closed")
         self.calls.append((fn, args))
+
+    def add_reader(self, fd: int, callback) -> None:
+        if not self.watches:
+            raise NotImplementedError
+        self.readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        del self.readers[fd]
+
+    def run_once(self) -> int:
+        """Run what is due, as one loop iteration would; returns the number of wake-ups."""
+        calls, self.calls = self.calls, []
+        ready = [cb for fd, cb in self.readers.items() if select.select([fd], [], [], 0)[0]]
+        for callback in ready:
+            callback()  # type: ignore[operator]
+        for fn, args in calls:
+            fn(*args)
+        return len(calls) + len(ready)
 
 
 class _Request:
@@ -57,8 +80,9 @@ class _Request:
         self.cancelled = True
 
 
-def test_one_wake_up_per_flush_and_order_kept():
-    loop, a, b = _Loop(), _Request(), _Request()
+@pytest.mark.parametrize("watches", [True, False], ids=["eventfd", "call_soon_threadsafe"])
+def test_one_wake_up_per_flush_and_order_kept(watches):
+    loop, a, b = _Loop(watches=watches), _Request(), _Request()
     handoff = Handoff()
     outbox = handoff.flusher(loop, lambda: LoopOutbox(loop))  # type: ignore[arg-type]
     assert handoff.flusher(loop, lambda: LoopOutbox(loop)) is outbox  # type: ignore[arg-type]
@@ -67,10 +91,18 @@ def test_one_wake_up_per_flush_and_order_kept():
     outbox.put(b, "b1")  # type: ignore[arg-type]
     handoff.flush()
     handoff.flush()  # nothing pending: no wake-up
-    assert len(loop.calls) == 1
-    fn, args = loop.calls[0]
-    fn(*args)
+    assert loop.run_once() == 1
     assert a.received == ["a1", "a2"] and b.received == ["b1"]
+    outbox.put(a, "a3")  # type: ignore[arg-type]
+    handoff.flush()
+    outbox.put(a, "a4")  # type: ignore[arg-type]
+    handoff.flush()  # the loop has not run yet: the descriptor stays readable, one wake-up takes both
+    assert loop.run_once() == (1 if watches else 2) and loop.run_once() == 0
+    assert a.received == ["a1", "a2", "a3", "a4"]
+    assert bool(loop.readers) is watches
+    handoff.close()  # the runtime stopped: the descriptor is let go on the loop's thread
+    loop.run_once()
+    assert not loop.readers
 
 
 def test_events_for_a_closed_loop_cancel_their_requests_and_the_outbox_goes():
@@ -82,3 +114,12 @@ def test_events_for_a_closed_loop_cancel_their_requests_and_the_outbox_goes():
     handoff.flush()
     assert a.cancelled and not loop.calls
     assert handoff.flusher(loop, lambda: LoopOutbox(loop)) is not outbox  # type: ignore[arg-type]
+
+
+def test_a_stopped_runtime_registers_no_more_wake_ups():
+    loop = _Loop()
+    handoff = Handoff()
+    handoff.close()
+    handoff.flusher(loop, lambda: LoopOutbox(loop))  # type: ignore[arg-type]
+    loop.run_once()
+    assert not loop.readers

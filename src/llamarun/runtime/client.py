@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from ..engine.wakeup import wakeup_fd
 from ..types import Chunk, GenerationResult
 from .request import GenerationRequest
 from .runtime import Runtime
@@ -90,15 +92,25 @@ class SyncClient:
 class LoopOutbox:
     """Events from one engine thread to one asyncio loop, handed over in one wake-up per step.
 
-    The engine thread appends events as it samples; they are handed over in
-    one ``call_soon_threadsafe`` as it starts its next decode (see
-    :mod:`.handoff`), not one per token in the middle of sampling.
+    The engine thread appends events as it samples; they are handed over as
+    it starts its next decode (see :mod:`.handoff`), not one per token in the
+    middle of sampling.  The wake-up is an eventfd the loop reads, set without
+    letting go of the GIL (:mod:`llamarun.engine.wakeup`); where there is none,
+    or the loop cannot watch a descriptor, ``call_soon_threadsafe``.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
         self._pending: list[tuple[AsyncRequest, Event]] = []
+        self._ready: list[tuple[AsyncRequest, Event]] = []  # handed over, not yet taken by the loop
+        self._wakeup = wakeup_fd()
+        if self._wakeup is not None:
+            try:
+                loop.add_reader(self._wakeup.fd, self._take)
+            except NotImplementedError:  # e.g. the proactor loop on Windows
+                self._wakeup.close()
+                self._wakeup = None
 
     def put(self, request: "AsyncRequest", event: Event) -> None:
         with self._lock:
@@ -107,16 +119,43 @@ class LoopOutbox:
     def flush(self) -> bool:  # engine thread
         with self._lock:
             items, self._pending = self._pending, []
+            wake = bool(items) and not self._ready
+            if self._wakeup is not None:
+                self._ready += items
         if self._loop.is_closed():
             self._drop(items)
+            if self._wakeup is not None:
+                self._wakeup.close()  # a closed loop watches nothing
             return False
-        if items:
+        if self._wakeup is not None:
+            if wake:
+                self._wakeup.set()
+        elif items:
             try:
                 self._loop.call_soon_threadsafe(_hand_over, items)
             except RuntimeError:  # the loop closed meanwhile: nobody is listening any more
                 self._drop(items)
                 return False
         return True
+
+    def close(self) -> None:  # engine thread, when its runtime stops (after the last flush)
+        if self._wakeup is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self._loop.call_soon_threadsafe(self._detach)
+
+    def _take(self) -> None:  # loop thread: the eventfd is readable
+        assert self._wakeup is not None
+        self._wakeup.clear()
+        with self._lock:
+            items, self._ready = self._ready, []
+        _hand_over(items)
+
+    def _detach(self) -> None:  # loop thread
+        if self._wakeup is not None:
+            self._take()  # anything still waiting
+            self._loop.remove_reader(self._wakeup.fd)
+            self._wakeup.close()
+            self._wakeup = None
 
     @staticmethod
     def _drop(items: list[tuple["AsyncRequest", Event]]) -> None:

@@ -192,6 +192,7 @@ class Runtime:
             self._fail_inbox(dead)
         finally:
             self._handoff.flush()
+            self._handoff.close()
             self._loop = None
             loop.close()
             model.close()
