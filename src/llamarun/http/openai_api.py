@@ -24,7 +24,7 @@ from .ollama_turn import token_pieces
 from .openai_schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
 from .params import openai_request
 from .service import Collected, Service, check_finished, request_timeout
-from .streaming import WatchedStreamingResponse, sse
+from .streaming import SseTemplate, WatchedStreamingResponse, sse
 
 __all__ = ["openai_router"]
 
@@ -239,9 +239,14 @@ def openai_router(service: Service) -> APIRouter:
         results: list[GenerationResult] = []
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> bytes:
-            return sse({"id": job.id, "object": "chat.completion.chunk", "created": job.created, "model": job.model,
-                        "system_fingerprint": FINGERPRINT,
-                        "choices": [{"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
+            return sse(chat_chunk(index, delta, finish, lp))
+
+        def chat_chunk(index: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
+            return {"id": job.id, "object": "chat.completion.chunk", "created": job.created, "model": job.model,
+                    "system_fingerprint": FINGERPRINT,
+                    "choices": [{"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
+
+        text_chunks = [SseTemplate(chat_chunk(i, {"content": SseTemplate.hole()})) for i in range(len(job.requests))]
 
         try:
             for index in range(len(job.requests)):
@@ -255,7 +260,9 @@ def openai_router(service: Service) -> APIRouter:
                     lp = None
                     if logprobs and event.logprobs:
                         lp = _chat_logprobs(event.logprobs, await token_pieces(service, job.lease, event.logprobs))
-                    if delta.content or delta.thinking or lp:
+                    if delta.content and not delta.thinking and not lp:
+                        yield text_chunks[index].render(delta.content)
+                    elif delta.content or delta.thinking or lp:
                         yield chunk(index, _delta(delta), lp=lp)
                     continue
                 check_finished(event, job.timeout)
@@ -330,10 +337,17 @@ def openai_router(service: Service) -> APIRouter:
     async def completion_stream(job: _Job, first: list[Any], usage: bool, logprobs: bool) -> AsyncIterator[bytes]:
         results: list[GenerationResult] = []
 
+        def completion_chunk(index: int, text: str, finish: str | None = None, lp: Any = None) -> dict[str, Any]:
+            return {"id": job.id, "object": "text_completion", "created": job.created, "model": job.model,
+                    "system_fingerprint": FINGERPRINT,
+                    "choices": [{"index": index, "text": text, "logprobs": lp, "finish_reason": finish}]}
+
+        text_chunks = [SseTemplate(completion_chunk(i, SseTemplate.hole())) for i in range(len(job.requests))]
+
         def chunk(index: int, text: str, finish: str | None = None, lp: Any = None) -> bytes:
-            return sse({"id": job.id, "object": "text_completion", "created": job.created, "model": job.model,
-                        "system_fingerprint": FINGERPRINT,
-                        "choices": [{"index": index, "text": text, "logprobs": lp, "finish_reason": finish}]})
+            if finish is None and lp is None:
+                return text_chunks[index].render(text)
+            return sse(completion_chunk(index, text, finish, lp))
 
         try:
             async for index, event in job.merged(first):

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import ClientDisconnected
 
-__all__ = ["WatchedStreamingResponse", "ndjson", "sse", "until_disconnect"]
+__all__ = ["SseTemplate", "WatchedStreamingResponse", "ndjson", "sse", "until_disconnect"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +97,27 @@ def sse(obj: Any) -> bytes:
     if isinstance(obj, str):
         return f"data: {obj}\n\n".encode()
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+_HOLE = "\x00llamarun-hole\x00"
+
+
+class SseTemplate:
+    """An SSE event whose JSON is encoded once, with a hole for one string (a streamed token's text).
+
+    ``render(text)`` gives the bytes :func:`sse` gives for the same object with
+    ``text`` in the hole, for the price of encoding one string: a chunk's JSON
+    was a fifth of the event loop's work per streamed token.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        head, tail = sse(obj).split(json.dumps(_HOLE).encode())  # exactly one hole, or this raises
+        self._head, self._tail = head, tail
+
+    @staticmethod
+    def hole() -> str:
+        """The placeholder to put where the string goes."""
+        return _HOLE
+
+    def render(self, text: str) -> bytes:
+        return self._head + json.dumps(text, ensure_ascii=False).encode() + self._tail
