@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -93,5 +94,9 @@ def test_shell_completion_of_model_names(tiny_home: Path):
     proc = subprocess.run([sys.executable, "-m", "llamarun"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "tiny" in proc.stdout.split()
-    script = cli("--show-completion", "bash")
-    assert script.returncode == 0 and "_LLAMARUN_COMPLETE" in script.stdout
+    # --show-completion detects the shell it runs under: run it under bash, as a user's shell would
+    # (launched without a shell above it, e.g. from a service, it finds none and refuses)
+    command = shlex.join([sys.executable, "-m", "llamarun", "--show-completion"]) + "; exit $?"  # bash stays its parent
+    script = subprocess.run(["bash", "-c", command],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert script.returncode == 0 and "_LLAMARUN_COMPLETE" in script.stdout, script.stderr
