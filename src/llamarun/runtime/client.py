@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -139,9 +138,12 @@ class LoopOutbox:
         return True
 
     def close(self) -> None:  # engine thread, when its runtime stops (after the last flush)
-        if self._wakeup is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                self._loop.call_soon_threadsafe(self._detach)
+        if self._wakeup is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._detach)
+        except RuntimeError:  # the loop is closed: it watches nothing any more
+            self._wakeup.close()
 
     def _take(self) -> None:  # loop thread: the eventfd is readable
         assert self._wakeup is not None
