@@ -108,6 +108,7 @@ class Context(NativeHandle):
         self.model = model
         self.options = options
         self.n_ctx: int = int(llama.llama_n_ctx(ptr))
+        self._views: dict[tuple[int, int], np.ndarray] = {}
         self.n_batch: int = int(llama.llama_n_batch(ptr))
         self.n_ubatch: int = int(llama.llama_n_ubatch(ptr))
         self.n_seq_max: int = int(llama.llama_n_seq_max(ptr))
@@ -173,9 +174,20 @@ class Context(NativeHandle):
             raise DecodeError(f"no logits for batch index {index}")
         return ctypes.addressof(ptr.contents)
 
-    @staticmethod
-    def _floats(address: int, count: int) -> np.ndarray:
-        return np.frombuffer((ctypes.c_float * count).from_address(address), dtype=np.float32)
+    def _floats(self, address: int, count: int) -> np.ndarray:
+        """``count`` floats at ``address`` (inside llama.cpp's logits buffer, as it just said) as an array.
+
+        Views are kept by address: the buffer stays put from step to step, and
+        building a view costs more than the draw's arithmetic right after a decode.
+        If llama.cpp moves the buffer, new addresses get new views.
+        """
+        key = (address, count)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= 64:
+                self._views.clear()
+            view = self._views[key] = np.frombuffer((ctypes.c_float * count).from_address(address), dtype=np.float32)
+        return view
 
     @property
     def pooling_type(self) -> int:
