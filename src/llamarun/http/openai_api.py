@@ -239,6 +239,8 @@ def openai_router(service: Service) -> APIRouter:
         results: list[GenerationResult] = []
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> bytes:
+            if finish is None and lp is None and delta.keys() == {"content"}:
+                return text_chunks[index].render(delta["content"])
             return sse(chat_chunk(index, delta, finish, lp))
 
         def chat_chunk(index: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
@@ -260,9 +262,7 @@ def openai_router(service: Service) -> APIRouter:
                     lp = None
                     if logprobs and event.logprobs:
                         lp = _chat_logprobs(event.logprobs, await token_pieces(service, job.lease, event.logprobs))
-                    if delta.content and not delta.thinking and not lp:
-                        yield text_chunks[index].render(delta.content)
-                    elif delta.content or delta.thinking or lp:
+                    if delta.content or delta.thinking or lp:
                         yield chunk(index, _delta(delta), lp=lp)
                     continue
                 check_finished(event, job.timeout)
