@@ -128,9 +128,8 @@ def _min_p(logits: np.ndarray, ids: np.ndarray | None, p: float) -> np.ndarray:
 class DrawBuffer:
     """Scratch rows for :func:`draw_rows`, padded to whole blocks with zeros that stay zero."""
 
-    def __init__(self, n_vocab: int, rows: int = 1) -> None:
-        self.n_vocab = n_vocab
-        self._data = np.zeros((rows, -(-n_vocab // _BLOCK) * _BLOCK), dtype=np.float32)
+    def __init__(self, n_vocab: int) -> None:
+        self._data = np.zeros((1, -(-n_vocab // _BLOCK) * _BLOCK), dtype=np.float32)
 
     def rows(self, k: int) -> np.ndarray:
         if k > len(self._data):

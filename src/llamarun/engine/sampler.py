@@ -189,7 +189,12 @@ class SamplerChain(NativeHandle):
     @property
     def draws_whole_vocabulary(self) -> bool:
         """True when :func:`sample_rows` can draw for this chain together with others."""
-        return self._fast is not None and self._fast.whole_vocabulary and not self.closed
+        return self._whole_vocabulary_draw() is not None
+
+    def _whole_vocabulary_draw(self) -> FastDist | None:
+        if self._fast is not None and self._fast.whole_vocabulary and not self.closed:
+            return self._fast
+        return None
 
     def accept(self, token: int) -> None:
         """Feed a token the chain did not pick (e.g. prompt tokens for penalties)."""
@@ -227,15 +232,14 @@ def sample_rows(chains: Sequence[SamplerChain], context: Context, indices: Seque
     place, so one request's failure is kept to that request.
     """
     picked: list[int | Exception | None] = [None] * len(chains)
-    together = [r for r, chain in enumerate(chains) if chain.draws_whole_vocabulary]
+    together = [(r, fast) for r, chain in enumerate(chains) if (fast := chain._whole_vocabulary_draw()) is not None]
     try:
-        logits = context.logits_rows([indices[r] for r in together]) if len(together) > 1 else None
+        logits = context.logits_rows([indices[r] for r, _ in together]) if len(together) > 1 else None
     except Exception:  # noqa: BLE001 - each chain then meets the error on its own below
         logits = None
     if logits is not None:
-        fast = [chains[r]._fast for r in together]
-        tokens = draw_rows(logits, [f.temperature for f in fast], [f.uniform() for f in fast], buffer)  # type: ignore[union-attr]
-        for r, token in zip(together, tokens, strict=True):
+        tokens = draw_rows(logits, [f.temperature for _, f in together], [f.uniform() for _, f in together], buffer)
+        for (r, _), token in zip(together, tokens, strict=True):
             picked[r] = token
     for r, chain in enumerate(chains):
         if picked[r] is None:
