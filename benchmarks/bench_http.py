@@ -11,6 +11,11 @@ next to it and the median TTFT p95 over all rounds.
 
     python benchmarks/bench_http.py [--model smollm2] [--threads 2] [--levels 1,8,16]
         [--parallel 16] [--rounds 3] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
+        [--stream-interval 4]
+
+``--stream-interval N`` adds a second llamarun that streams N tokens per chunk after the first
+(fewer wake-ups for the server and the client: throughput on a small machine, at the cost of
+smoothness); the first llamarun always streams every token, as llama-server does.
 
 llama-server comes from benchmarks/build_llama_tools.sh (`-np 8`, as the issue measured it);
 llama-cpp-python's server needs its [server] extra in a separate virtualenv (never the project's).
@@ -66,15 +71,15 @@ def wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 300
     raise RuntimeError(f"{url} did not become ready")
 
 
-def start_llamarun(model: str, threads: int, ctx: int, parallel: int) -> Target:
+def start_llamarun(model: str, threads: int, ctx: int, parallel: int, *extra: str) -> Target:
     cmd = [sys.executable, "-m", "llamarun", "serve", "--port", "0", "--threads", str(threads), "--ctx", str(ctx),
-           "--parallel", str(parallel), "--keep-alive", "-1", "--preload", model, "--max-queue", "256"]
+           "--parallel", str(parallel), "--keep-alive", "-1", "--preload", model, "--max-queue", "256", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:  # type: ignore[union-attr]
         if line.startswith("listening on "):
             url = line.split()[-1]
             wait_ready(url, proc, "/health")
-            return Target("llamarun", proc, url, {"ignore_eos": True})
+            return Target(" ".join(["llamarun", *extra]), proc, url, {"ignore_eos": True})
     raise RuntimeError("llamarun serve did not start")
 
 
@@ -179,6 +184,8 @@ def main() -> None:
     parser.add_argument("--lcpp-python", default=os.environ.get("LCPP_SERVER_PYTHON",
                                                                 "/work/cache/lcpp-server-venv/bin/python"))
     parser.add_argument("--skip", action="append", default=[], help="llamarun, llama-server, llama-cpp-python")
+    parser.add_argument("--stream-interval", type=int, default=0,
+                        help="also run a llamarun with `serve --stream-interval N` (N tokens per chunk)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -187,6 +194,9 @@ def main() -> None:
     try:
         if "llamarun" not in args.skip:
             targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels)))
+            if args.stream_interval > 1:
+                targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels),
+                                              "--stream-interval", str(args.stream_interval)))
         bin_dir = llama_tools() if "llama-server" not in args.skip else None
         if bin_dir is not None:
             targets.append(start_llama_server(bin_dir, path, args.threads, args.ctx))

@@ -17,7 +17,7 @@ from .types import Chunk, GenerationResult, SamplingParams
 __all__ = ["ChatResult", "LoadedModel", "load", "resolve_model_path"]
 
 _SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
-_REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs",
+_REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs", "stream_interval",
                    "add_special", "parse_special"}
 _CONFIG_FIELDS = {f.name for f in fields(RuntimeConfig)}
 

@@ -185,6 +185,10 @@ class Settings(BaseSettings):
         600.0, ge=0, description="Default per-request timeout in seconds or '10m' (0: none)."
     )
     shutdown_timeout: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
+    stream_interval: int = Field(
+        1, ge=1, le=1024, description="Tokens per streamed chunk in `serve` after the first (1: every token; "
+        "more: less CPU per token on small machines)."
+    )
     api_key: SecretStr | None = Field(None, description="Bearer key required by `serve` (never printed).")
     api_key_file: Path | None = Field(None, description="File holding the API key (first line).")
     insecure: bool = Field(False, description="Allow `serve` on a non-loopback address without an API key.")

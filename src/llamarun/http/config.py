@@ -39,6 +39,7 @@ class HttpConfig:
       ``max_upload_bytes`` a model file uploaded to ``/api/blobs`` (the disk's free space
       is checked too), ``max_header_bytes`` the request line plus headers;
     - ``request_timeout`` (seconds, 0 = none) applies when a request sets none;
+    - ``stream_interval``: tokens per streamed chunk after the first (1: every token);
     - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT.
     """
 
@@ -53,6 +54,7 @@ class HttpConfig:
     max_header_bytes: int = 32 << 10
     request_timeout: float = 600.0
     shutdown_timeout: float = 30.0
+    stream_interval: int = 1
     default_model: str = "smollm2"
     version: str = field(default_factory=lambda: _version())
 
@@ -71,6 +73,9 @@ class HttpConfig:
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}", key=name)
+        if not 1 <= self.stream_interval <= 1024:
+            raise ConfigError(f"stream_interval must be between 1 and 1024, got {self.stream_interval}",
+                              key="stream_interval")
         if self.request_timeout < 0 or self.shutdown_timeout < 0:
             raise ConfigError("timeouts must be >= 0", key="request_timeout")
 
@@ -84,7 +89,7 @@ class HttpConfig:
             "host": settings.host, "port": settings.port, "api_key": settings.resolved_api_key(),
             "insecure": settings.insecure, "cors_origins": tuple(settings.cors_origins),
             "request_timeout": settings.request_timeout, "shutdown_timeout": settings.shutdown_timeout,
-            "default_model": settings.default_model,
+            "stream_interval": settings.stream_interval, "default_model": settings.default_model,
         }
         values.update({k: v for k, v in changes.items() if v is not None})
         return cls(**values)

@@ -191,7 +191,8 @@ def openai_router(service: Service) -> APIRouter:
             top = (body.top_logprobs or 1) if body.logprobs else 0
             max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
             specs = [openai_request(body, plan.prompt, max_tokens=max_tokens, grammar=plan.grammar, timeout=timeout,
-                                    logprobs=top, seed_offset=i, add_special=False, parse_special=True)
+                                    logprobs=top, seed_offset=i, add_special=False, parse_special=True,
+                                    stream_interval=service.stream_interval(body.stream))
                      for i in range(body.n)]
             job = _Job(service, lease, await submit_all(request, lease, specs), model=body.model,
                        prefix="chatcmpl", timeout=timeout)
@@ -301,7 +302,8 @@ def openai_router(service: Service) -> APIRouter:
             grammar = await service.blocking(response_format_grammar, body.response_format)
             max_tokens = 16 if body.max_tokens is None else body.max_tokens
             specs = [openai_request(body, prompt, max_tokens=max_tokens, grammar=grammar, timeout=timeout,
-                                    logprobs=body.logprobs or 0, seed_offset=i) for i in range(body.n)]
+                                    logprobs=body.logprobs or 0, seed_offset=i,
+                                    stream_interval=service.stream_interval(body.stream)) for i in range(body.n)]
             job = _Job(service, lease, await submit_all(request, lease, specs), model=body.model, prefix="cmpl",
                        timeout=timeout)
         except BaseException:

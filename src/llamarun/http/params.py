@@ -34,7 +34,7 @@ def ollama_load_options(options: Options | None) -> LoadOptions:
 
 def ollama_request(prompt: str | Sequence[int], options: Options | None, *, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, truncate: bool = False,
-                   add_special: bool = True, parse_special: bool = True) -> GenerationRequest:
+                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
     """Ollama's options (defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64)."""
     opts = options or Options()
     values: dict[str, Any] = {k: getattr(opts, k) for k in _OLLAMA_SAMPLING if getattr(opts, k) is not None}
@@ -46,13 +46,13 @@ def ollama_request(prompt: str | Sequence[int], options: Options | None, *, gram
     return GenerationRequest(
         prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=stops(opts.stop),
         ignore_eos=bool(opts.ignore_eos), add_special=add_special, parse_special=parse_special, timeout=timeout,
-        truncate=truncate, n_keep=max(0, opts.num_keep or 0), logprobs=logprobs,
+        truncate=truncate, n_keep=max(0, opts.num_keep or 0), logprobs=logprobs, stream_interval=stream_interval,
     )
 
 
 def openai_request(body: _Sampling, prompt: str | Sequence[int], *, max_tokens: int | None, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
-                   add_special: bool = True, parse_special: bool = True) -> GenerationRequest:
+                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
     """OpenAI's defaults: temperature 1, top_p 1, no top-k; llama-server's extensions when given."""
     seed = None if body.seed is None else body.seed + seed_offset
     bias = {int(k): float(v) for k, v in (body.logit_bias or {}).items()}
@@ -72,5 +72,5 @@ def openai_request(body: _Sampling, prompt: str | Sequence[int], *, max_tokens: 
     return GenerationRequest(
         prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=stops(body.stop), ignore_eos=body.ignore_eos,
         add_special=add_special, parse_special=parse_special, timeout=timeout, truncate=body.truncate,
-        logprobs=logprobs,
+        logprobs=logprobs, stream_interval=stream_interval,
     )

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..runtime import AsyncRequest, GenerationRequest, Runtime
 from ..runtime.manager import Lease, LoadOptions, ModelManager
+from ..runtime.request import MAX_STREAM_INTERVAL
 from ..types import Chunk, FinishReason, GenerationResult, TokenLogprob
 from .config import HttpConfig
 from .guard import ServerState
@@ -164,6 +165,11 @@ class Service:
             lease, lambda m: m.tokenize(text, add_special=add_special, parse_special=parse_special))
 
     # -- generation --------------------------------------------------------------
+
+    def stream_interval(self, stream: bool) -> int:
+        """Tokens per chunk a request's output reaches the event loop in: the configured interval when
+        streaming; otherwise only the first token and the end (no wake-up per token for nothing)."""
+        return self.config.stream_interval if stream else MAX_STREAM_INTERVAL
 
     @staticmethod
     def submit(lease: Lease, spec: GenerationRequest) -> AsyncRequest:

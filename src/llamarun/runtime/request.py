@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from ..errors import InvalidParameterError
 from ..types import SamplingParams
 
-__all__ = ["GenerationRequest", "RequestStatus"]
+__all__ = ["MAX_STREAM_INTERVAL", "GenerationRequest", "RequestStatus"]
 
 _MAX_STOPS = 16
 _MAX_STOP_LEN = 512
+MAX_STREAM_INTERVAL = 1 << 24  # as many tokens as any request may generate: only the first chunk and the end
 
 
 class RequestStatus(enum.IntEnum):
@@ -41,6 +42,9 @@ class GenerationRequest:
     deadline counted from submission.  ``truncate`` allows dropping the middle
     of an over-long prompt (keeping the first ``n_keep`` tokens and the most
     recent ones); without it an over-long prompt is a ContextOverflowError.
+    ``stream_interval`` is how many generated tokens one streamed chunk holds:
+    the first token comes alone and at once, later ones in chunks of that
+    many, and whatever is held goes out at the end (1: a chunk per token).
     """
 
     prompt: str | Sequence[int]
@@ -55,6 +59,7 @@ class GenerationRequest:
     truncate: bool = False
     n_keep: int = 0
     logprobs: int = 0
+    stream_interval: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, str):
@@ -74,5 +79,8 @@ class GenerationRequest:
             raise InvalidParameterError("priority must be between -1000 and 1000", field="priority")
         if not 0 <= self.n_keep <= 1 << 24:
             raise InvalidParameterError("n_keep must be >= 0", field="n_keep")
+        if isinstance(self.stream_interval, bool) or not 1 <= self.stream_interval <= MAX_STREAM_INTERVAL:
+            raise InvalidParameterError(f"stream_interval must be between 1 and {MAX_STREAM_INTERVAL}",
+                                        field="stream_interval")
         if not 0 <= self.logprobs <= 20:
             raise InvalidParameterError("logprobs must be between 0 and 20", field="logprobs")

@@ -67,6 +67,10 @@ class ActiveRequest:
         self.detok: Detokenizer | None = None
         self.stops = StopMatcher(spec.stop)
         self.max_new = spec.max_tokens
+        self._every = spec.stream_interval
+        self._held: list[Chunk] = []  # generated output not yet sent (stream_interval > 1)
+        self._held_tokens = 0
+        self._sent = False
 
     # -- ordering in the waiting queue: priority first, then arrival ------------
     def sort_key(self) -> tuple[int, int]:
@@ -81,11 +85,30 @@ class ActiveRequest:
     def decoding(self) -> bool:
         return self.remaining == 1 and bool(self.generated)
 
-    def emit(self, text: str, token_ids: tuple[int, ...], logprobs: tuple[TokenLogprob, ...] = ()) -> None:
-        if text or token_ids:
-            if text:
-                self.text_parts.append(text)
+    def emit(self, text: str, token_ids: tuple[int, ...], logprobs: tuple[TokenLogprob, ...] = (), *,
+             last: bool = False) -> None:
+        """Send generated output, or hold it until ``stream_interval`` tokens are together (``last``:
+        send everything held)."""
+        if text:
+            self.text_parts.append(text)
+        if self._every > 1 and (self._sent or last):
+            self._hold(Chunk(text=text, token_ids=token_ids, logprobs=logprobs), last)
+        elif text or token_ids:
+            self._sent = True
             self.sink(Chunk(text=text, token_ids=token_ids, logprobs=logprobs))
+
+    def _hold(self, chunk: Chunk, last: bool) -> None:
+        held = self._held
+        if chunk.text or chunk.token_ids:
+            held.append(chunk)
+            self._held_tokens += len(chunk.token_ids)
+        if not held or (not last and self._held_tokens < self._every):
+            return
+        self._held, self._held_tokens = [], 0
+        self._sent = True
+        self.sink(held[0] if len(held) == 1 else Chunk(
+            text="".join(c.text for c in held), token_ids=tuple(t for c in held for t in c.token_ids),
+            logprobs=tuple(lp for c in held for lp in c.logprobs)))
 
     def timings(self, now: float) -> Timings:
         c = self.clock
@@ -107,7 +130,7 @@ class ActiveRequest:
         if error is None and self.detok is not None:
             tail = self.detok.flush()
             text, hit = self.stops.push(tail)
-            self.emit(text + ("" if hit else self.stops.flush()), ())
+            self.emit(text + ("" if hit else self.stops.flush()), (), last=True)
         if self.sampler is not None:
             self.sampler.close()
             self.sampler = None
