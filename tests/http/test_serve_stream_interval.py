@@ -41,6 +41,19 @@ def test_openai_stream_in_groups_with_the_same_text(server: Server) -> None:
     assert parts[-1].usage.completion_tokens == N
 
 
+def test_streamed_completion_logprobs_keep_their_text_offsets(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+    parts = list(client.completions.create(model="tiny", prompt="hello", max_tokens=N, seed=5, logprobs=1,
+                                           stream=True, extra_body={"ignore_eos": True}))
+    tokens, offsets = [], []
+    for p in parts:
+        if p.choices and p.choices[0].logprobs:
+            tokens += p.choices[0].logprobs.tokens
+            offsets += p.choices[0].logprobs.text_offset
+    assert len(tokens) == N
+    assert offsets == [sum(len(t) for t in tokens[:i]) for i in range(N)]
+
+
 def test_ollama_stream_in_groups_with_the_same_text(server: Server) -> None:
     client = ollama.Client(host=server.url, timeout=120)
     options = {"num_predict": N, "seed": 5, "temperature": 0.9, "ignore_eos": True}

@@ -8,7 +8,8 @@ import pytest
 
 from llamarun.errors import InvalidParameterError
 from llamarun.runtime import AsyncClient, GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from llamarun.types import Chunk, FinishReason, SamplingParams
+from llamarun.runtime.sequence import ActiveRequest
+from llamarun.types import Chunk, FinishReason, GenerationResult, SamplingParams
 
 SAMPLED = SamplingParams(temperature=0.9, seed=11)
 
@@ -61,7 +62,36 @@ def test_async_client_gets_the_same_chunks(runtime) -> None:
     assert [len(c.token_ids) for c in chunks if c.token_ids] == [1, 3, 3, 3]
 
 
-@pytest.mark.parametrize("value", [0, -1, True, 1 << 25])
+def _active(every: int) -> tuple[ActiveRequest, list]:
+    events: list = []
+    return ActiveRequest(req(8, stream_interval=every), events.append), events
+
+
+def test_output_held_before_an_error_is_sent_before_the_error() -> None:
+    active, events = _active(4)
+    for i, text in enumerate("ABC"):
+        active.emit(text, (i,))
+    failure = RuntimeError("boom")
+    active.finish(FinishReason.ERROR, 0.0, failure)
+    assert [e.text for e in events[:-1]] == ["A", "BC"] and events[-1] is failure
+
+
+def test_tokens_without_text_do_not_start_the_grouping() -> None:
+    """Part of a UTF-8 character, or a held stop-string prefix, is not the first text: until some text
+    is out every token goes at once, so grouping never delays the first visible text."""
+    active, events = _active(8)
+    active.emit("", (1,))
+    active.emit("", (2,))
+    active.emit("w", (3,))
+    for i in range(4, 8):
+        active.emit("x", (i,))
+    assert [(e.text, e.token_ids) for e in events] == [("", (1,)), ("", (2,)), ("w", (3,))]
+    active.finish(FinishReason.LENGTH, 0.0)
+    assert events[3].text == "xxxx" and events[3].token_ids == (4, 5, 6, 7)
+    assert isinstance(events[-1], GenerationResult) and events[-1].text == "wxxxx"
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.0, "4", 1 << 25])
 def test_out_of_range_interval_is_a_typed_error(value) -> None:
     with pytest.raises(InvalidParameterError) as info:
         req(4, stream_interval=value)

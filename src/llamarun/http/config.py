@@ -73,7 +73,7 @@ class HttpConfig:
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}", key=name)
-        if not 1 <= self.stream_interval <= 1024:
+        if type(self.stream_interval) is not int or not 1 <= self.stream_interval <= 1024:
             raise ConfigError(f"stream_interval must be between 1 and 1024, got {self.stream_interval}",
                               key="stream_interval")
         if self.request_timeout < 0 or self.shutdown_timeout < 0:

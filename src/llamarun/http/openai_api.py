@@ -345,6 +345,7 @@ def openai_router(service: Service) -> APIRouter:
                     "choices": [{"index": index, "text": text, "logprobs": lp, "finish_reason": finish}]}
 
         text_chunks = [SseTemplate(completion_chunk(i, SseTemplate.hole())) for i in range(len(job.requests))]
+        offsets = [0] * len(job.requests)  # text_offset of each choice's next token
 
         def chunk(index: int, text: str, finish: str | None = None, lp: Any = None) -> bytes:
             if finish is None and lp is None:
@@ -357,8 +358,9 @@ def openai_router(service: Service) -> APIRouter:
                     if event.text or event.logprobs:
                         lp = None
                         if logprobs and event.logprobs:
-                            lp = _completion_logprobs(event.logprobs,
-                                                      await token_pieces(service, job.lease, event.logprobs))
+                            lp = _completion_logprobs(event.logprobs, await token_pieces(
+                                service, job.lease, event.logprobs), offsets[index])
+                            offsets[index] = lp["text_offset"][-1] + len(lp["tokens"][-1])
                         yield chunk(index, event.text, lp=lp)
                     continue
                 check_finished(event, job.timeout)

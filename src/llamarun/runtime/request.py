@@ -79,7 +79,7 @@ class GenerationRequest:
             raise InvalidParameterError("priority must be between -1000 and 1000", field="priority")
         if not 0 <= self.n_keep <= 1 << 24:
             raise InvalidParameterError("n_keep must be >= 0", field="n_keep")
-        if isinstance(self.stream_interval, bool) or not 1 <= self.stream_interval <= MAX_STREAM_INTERVAL:
+        if type(self.stream_interval) is not int or not 1 <= self.stream_interval <= MAX_STREAM_INTERVAL:
             raise InvalidParameterError(f"stream_interval must be between 1 and {MAX_STREAM_INTERVAL}",
                                         field="stream_interval")
         if not 0 <= self.logprobs <= 20:

@@ -70,7 +70,7 @@ class ActiveRequest:
         self._every = spec.stream_interval
         self._held: list[Chunk] = []  # generated output not yet sent (stream_interval > 1)
         self._held_tokens = 0
-        self._sent = False
+        self._shown = False  # some text has been sent (stream_interval > 1 holds output only after that)
 
     # -- ordering in the waiting queue: priority first, then arrival ------------
     def sort_key(self) -> tuple[int, int]:
@@ -91,21 +91,31 @@ class ActiveRequest:
         send everything held)."""
         if text:
             self.text_parts.append(text)
-        if self._every > 1 and (self._sent or last):
-            self._hold(Chunk(text=text, token_ids=token_ids, logprobs=logprobs), last)
-        elif text or token_ids:
-            self._sent = True
-            self.sink(Chunk(text=text, token_ids=token_ids, logprobs=logprobs))
+        if self._every == 1:
+            if text or token_ids:
+                self.sink(Chunk(text=text, token_ids=token_ids, logprobs=logprobs))
+        else:
+            self._group(Chunk(text=text, token_ids=token_ids, logprobs=logprobs), last)
 
-    def _hold(self, chunk: Chunk, last: bool) -> None:
+    def _group(self, chunk: Chunk, last: bool) -> None:
+        if not (chunk.text or chunk.token_ids):
+            if last:
+                self._flush()
+            return
+        if not self._shown:  # until the first text is out, send at once: that text is the time to first token
+            self._shown = bool(chunk.text)
+            self.sink(chunk)
+            return
+        self._held.append(chunk)
+        self._held_tokens += len(chunk.token_ids)
+        if last or self._held_tokens >= self._every:
+            self._flush()
+
+    def _flush(self) -> None:
         held = self._held
-        if chunk.text or chunk.token_ids:
-            held.append(chunk)
-            self._held_tokens += len(chunk.token_ids)
-        if not held or (not last and self._held_tokens < self._every):
+        if not held:
             return
         self._held, self._held_tokens = [], 0
-        self._sent = True
         self.sink(held[0] if len(held) == 1 else Chunk(
             text="".join(c.text for c in held), token_ids=tuple(t for c in held for t in c.token_ids),
             logprobs=tuple(lp for c in held for lp in c.logprobs)))
@@ -131,6 +141,8 @@ class ActiveRequest:
             tail = self.detok.flush()
             text, hit = self.stops.push(tail)
             self.emit(text + ("" if hit else self.stops.flush()), (), last=True)
+        else:
+            self._flush()  # what was generated before the error still goes out, then the error
         if self.sampler is not None:
             self.sampler.close()
             self.sampler = None
