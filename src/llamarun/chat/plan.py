@@ -95,7 +95,7 @@ class ChatStreamParser:
                           if plan.thinking_markers or plan.starts_in_thinking else None)
         self._text: list[str] = []
         self._held = ""  # content not yet sent
-        self._sent = ""
+        self._sent: list[str] = []  # content sent so far, in pieces (joined once, at the end)
         self._holding_all = False
 
     def feed(self, text: str) -> ChatDelta:
@@ -113,7 +113,8 @@ class ChatStreamParser:
             out = self._safe_prefix()
         else:
             out, self._held = self._held, ""
-        self._sent += out
+        if out:
+            self._sent.append(out)
         return out
 
     def _safe_prefix(self) -> str:
@@ -144,7 +145,8 @@ class ChatStreamParser:
         self._held += content
         output = self._plan.parse("".join(self._text))
         if output.tool_calls:
-            rest = output.content[len(self._sent.strip()):] if output.content.startswith(self._sent.strip()) else ""
+            sent = "".join(self._sent).strip()
+            rest = output.content[len(sent):] if output.content.startswith(sent) else ""
         else:
             rest = self._held
         self._held = ""
