@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import ClientDisconnected
 
-__all__ = ["SseTemplate", "WatchedStreamingResponse", "ndjson", "sse", "until_disconnect"]
+__all__ = ["SseTemplate", "WatchedStreamingResponse", "line_json", "ndjson", "sse", "until_disconnect"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +89,31 @@ class WatchedStreamingResponse(StreamingResponse):
                     logger.exception("cleanup after a stream failed")
 
 
+# Characters JSON leaves as they are but Python's str.splitlines() breaks lines at (the rest of its
+# line breaks are control characters, which JSON escapes).  httpx's iter_lines()/aiter_lines() split
+# there, and so do the clients built on them (the official `ollama` client reads NDJSON that way):
+# a model that writes U+2028 would cut a streamed line in two.
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def line_json(obj: Any) -> str:
+    """Compact JSON (UTF-8 kept) that stays on one line for any line splitter."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        for char in _LINE_BREAKS:
+            if char in text:
+                text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
 def ndjson(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return line_json(obj).encode() + b"\n"
 
 
 def sse(obj: Any) -> bytes:
     if isinstance(obj, str):
         return f"data: {obj}\n\n".encode()
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + line_json(obj).encode() + b"\n\n"
 
 
 _HOLE = "\x00llamarun-hole\x00"
@@ -111,7 +128,7 @@ class SseTemplate:
     """
 
     def __init__(self, obj: Any) -> None:
-        head, tail = sse(obj).split(json.dumps(_HOLE).encode())  # exactly one hole, or this raises
+        head, tail = sse(obj).split(line_json(_HOLE).encode())  # exactly one hole, or this raises
         self._head, self._tail = head, tail
 
     @staticmethod
@@ -120,4 +137,4 @@ class SseTemplate:
         return _HOLE
 
     def render(self, text: str) -> bytes:
-        return self._head + json.dumps(text, ensure_ascii=False).encode() + self._tail
+        return self._head + line_json(text).encode() + self._tail
