@@ -26,7 +26,7 @@ $(WHEELHOUSE)/.built: | $(BIN)/python
 		--no-binary llama-cpp-python -w $(WHEELHOUSE) '$(LLAMA_CPP_PIN)'
 	touch $@
 
-$(STAMP): pyproject.toml $(WHEELHOUSE)/.built | $(BIN)/python
+$(STAMP): pyproject.toml setup.py src/llamarun/engine/_fastdraw.c $(WHEELHOUSE)/.built | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) '$(LLAMA_CPP_PIN)'
 	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[test]'
 	touch $(STAMP)
@@ -46,4 +46,4 @@ bench: model
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info src/llamarun/engine/_fastdraw.*.so

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import sys
 
 import numpy as np
 import pytest
 from llama_cpp import llama_cpp as lc  # the oracle (src/ reaches llama.cpp only through engine/)
 
 from llamarun.engine import Batch, Context, DrawBuffer, Model, SamplerChain, sample_rows
-from llamarun.engine.fastdist import FastDist, draw_rows
+from llamarun.engine import fastdist
+from llamarun.engine.fastdist import FastDist, draw_rows, native_draw
 from llamarun.errors import ClosedHandleError
 from llamarun.types import ContextOptions, SamplingParams
 
@@ -81,8 +83,9 @@ def test_logit_bias_and_seed():
     assert [a.sample(logits) for _ in range(5)] == [b2.sample(logits) for _ in range(5)]
 
 
-def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_model_path):
-    params = SamplingParams(temperature=0.9, top_k=0, top_p=0.95, seed=11)
+@pytest.mark.parametrize("top_p", [0.95, 1.0])
+def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_model_path, draw_path, top_p):
+    params = SamplingParams(temperature=0.9, top_k=0, top_p=top_p, seed=11)
     with Model(tiny_model_path) as model, Context(model, ContextOptions(n_ctx=256, n_threads=2)) as ctx:
         runs = []
         for _ in range(2):
@@ -92,6 +95,7 @@ def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_mod
                 ctx.decode(batch)
                 runs.append([chain.sample(ctx, index) for _ in range(5)])
                 assert chain._fast is not None
+                assert chain._native == (top_p == 1.0 and draw_path == "native")
         assert runs[0] == runs[1]
 
 
@@ -108,9 +112,61 @@ def test_rows_drawn_together_draw_what_each_would_alone():
         assert together == alone
         assert together[4] == int(np.argmax(logits[4])) and together[5] < 500
     assert draw_rows(logits[:1], [1.0], [0.0], buffer) == [int(np.argmax(logits[0] > -np.inf))]
+    with pytest.raises(ValueError, match="DrawBuffer"):
+        draw_rows(logits[:, :999], temperatures, uniforms, buffer)
 
 
-def test_sample_rows_picks_what_each_chain_picks_alone(tiny_model_path):
+@pytest.fixture(params=["native", "numpy"])
+def draw_path(request, monkeypatch):
+    """Runs a test with the C draw (when built) and with numpy's."""
+    if request.param == "numpy":
+        monkeypatch.setattr(fastdist, "_native_draw", None)
+    elif not native_draw():
+        pytest.skip("built without the C draw")
+    return request.param
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="other platforms may install without a C compiler")
+def test_the_c_draw_is_built_on_linux():
+    assert native_draw()
+
+
+@pytest.mark.skipif(not native_draw(), reason="built without the C draw")
+def test_c_draw_draws_what_numpy_draws():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.choice([1, 7, 255, 256, 257, 1000, N_VOCAB]))
+        logits = (rng.standard_normal(n) * rng.uniform(0.05, 30)).astype(np.float32)
+        logits[rng.random(n) < 0.1] = -np.inf  # tokens of zero weight are never drawn
+        logits[rng.integers(n)] = 1.0
+        temperature = float(rng.choice([1.0, 0.8, 0.3, 2.0, 1e-35]))
+        scale = min(1.0 / temperature, 1e30)
+        u = float(rng.uniform(1e-6, 1 - 1e-6))  # at 0 and 1, only weights under 1e-7 of the total decide
+        native = fastdist._native_draw(logits.ctypes.data, n, scale, u)
+        assert native == draw_rows(logits[None, :], [temperature], [u], DrawBuffer(n))[0]
+        for u in (0.0, 1.0 - 2 ** -53):  # never a token of zero weight
+            assert logits[fastdist._native_draw(logits.ctypes.data, n, scale, u)] > -np.inf
+
+
+@pytest.mark.skipif(not native_draw(), reason="built without the C draw")
+def test_c_draw_follows_the_distribution_and_checks_its_arguments():
+    logits = np.array([0.0, 1.0, 2.0, -1.0, -50.0, 3.0], dtype=np.float32)
+    rng = np.random.default_rng(3)
+    counts = np.bincount([fastdist._native_draw(logits.ctypes.data, 6, 1 / 0.7, float(u)) for u in rng.random(60000)],
+                         minlength=6) / 60000
+    expected = np.exp(logits / 0.7) / np.exp(logits / 0.7).sum()
+    assert np.abs(counts - expected).max() < 0.01
+    nan = np.full(4, np.nan, dtype=np.float32)
+    assert 0 <= fastdist._native_draw(nan.ctypes.data, 4, 1.0, 0.5) < 4  # garbage in, a token id out
+    for bad in [(0, 6, 1.0, 0.5), (logits.ctypes.data, 0, 1.0, 0.5), (logits.ctypes.data, 6, 0.0, 0.5),
+                (logits.ctypes.data, 6, 1.0, 1.0), (logits.ctypes.data, 1 << 25, 1.0, 0.5)]:
+        with pytest.raises(ValueError):
+            fastdist._native_draw(*bad)
+    with pytest.raises(TypeError):
+        fastdist._native_draw(logits.ctypes.data, 6, 1.0)
+
+
+def test_sample_rows_picks_what_each_chain_picks_alone(tiny_model_path, draw_path):
     params = [SamplingParams(temperature=0.9, top_k=0, top_p=1.0, seed=s) for s in (1, 2, 3)] + [
         SamplingParams(temperature=0.0), SamplingParams(temperature=0.8, top_k=0, top_p=0.9, seed=4),
         SamplingParams(temperature=0.7, top_k=5, seed=5)]

@@ -48,10 +48,12 @@ def _versions() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "llama_cpp_system_info": None,
+        "native_draw": None,
     }
     try:
-        from ..engine import system_info
+        from ..engine import native_draw, system_info
 
+        info["native_draw"] = native_draw()
         info["llama_cpp_system_info"] = system_info()
     except Exception as exc:  # noqa: BLE001 - a broken llama.cpp build must not hide the versions
         info["llama_cpp_error"] = f"{type(exc).__name__}: {exc}"
@@ -69,6 +71,7 @@ def version(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     typer.echo(f"python {info['python']} ({info['platform']})")
     if info["llama_cpp_system_info"] is not None:
         typer.echo(f"llama.cpp {info['llama_cpp_system_info']}")
+        typer.echo(f"sampling draw in {'C' if info['native_draw'] else 'numpy (llamarun was built without a C compiler)'}")
     else:
         typer.echo(f"llama.cpp unavailable: {info.get('llama_cpp_error')}")
 

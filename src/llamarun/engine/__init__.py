@@ -10,7 +10,7 @@ from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
 from .model import Model, ModelInfo
-from .fastdist import DrawBuffer
+from .fastdist import DrawBuffer, native_draw
 from .sampler import SamplerChain, sample_rows
 from .system import BackendDevice, backend_devices, max_devices, supports_gpu_offload, system_info
 from .templates import apply_builtin_template, builtin_template_names
@@ -31,6 +31,7 @@ __all__ = [
     "builtin_template_names",
     "default_threads",
     "max_devices",
+    "native_draw",
     "sample_rows",
     "supports_gpu_offload",
     "system_info",

@@ -153,7 +153,7 @@ class Context(NativeHandle):
 
     def logits_view(self, index: int) -> np.ndarray:
         """Logits of the token at batch ``index`` without a copy: valid only until the next decode."""
-        return self._floats(self._logits_address(index), self.model.vocab.n_tokens)
+        return self._floats(self.logits_address(index), self.model.vocab.n_tokens)
 
     def logits_rows(self, indices: Sequence[int]) -> np.ndarray:
         """Logits of the tokens at batch ``indices`` as ``[len(indices), n_vocab]``.
@@ -162,13 +162,14 @@ class Context(NativeHandle):
         a batch's outputs in order), else a copy; valid only until the next decode.
         """
         n = self.model.vocab.n_tokens
-        addresses = [self._logits_address(i) for i in indices]
+        addresses = [self.logits_address(i) for i in indices]
         row = n * ctypes.sizeof(ctypes.c_float)
         if all(a == addresses[0] + r * row for r, a in enumerate(addresses)):
             return self._floats(addresses[0], n * len(addresses)).reshape(len(addresses), n)
         return np.stack([self._floats(a, n) for a in addresses])
 
-    def _logits_address(self, index: int) -> int:
+    def logits_address(self, index: int) -> int:
+        """Address of the ``n_vocab`` float32 logits of the token at batch ``index`` (valid until the next decode)."""
         ptr = lib().llama_get_logits_ith(self.ptr, index)
         if not ptr:
             raise DecodeError(f"no logits for batch index {index}")

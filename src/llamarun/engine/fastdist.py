@@ -11,18 +11,33 @@ sorting is limited to the tokens a cut can keep.  With a top-k, llama.cpp's own
 chain is as fast and is used instead.  Random numbers come from numpy's PCG64,
 seeded per request.
 
-Requests that draw from the whole vocabulary (no cut, no bias) are drawn
-together, one numpy pass per stage over all their rows (:func:`draw_rows`):
-right after a decode every numpy call is slow (the model's weights have
-pushed everything else out of the caches), so fewer calls per step is what
-counts.  Each row draws exactly what it would draw alone.
+Requests that draw from the whole vocabulary (no cut, no bias) are the common
+case (OpenAI clients at a temperature), and right after a decode every numpy
+call and view is slow: the model's weights have pushed everything else out of
+the caches.  Those draws go to a small C module (``_fastdraw``, built with the
+package when a C compiler is at hand) that reads llama.cpp's logits buffer in
+place: in the server, 0.09 ms per token at one stream instead of 0.25-0.3 ms,
+and 0.3 ms per step at eight instead of 0.75 ms.
+Without it they are drawn together, one numpy pass per stage over all their
+rows (:func:`draw_rows`).  Both take the same steps in the same precision, and
+each row draws exactly what it would draw alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DrawBuffer", "FastDist", "draw_rows"]
+try:
+    from ._fastdraw import draw as _native_draw
+except ImportError:  # built without a C compiler: numpy draws
+    _native_draw = None
+
+__all__ = ["DrawBuffer", "FastDist", "draw_rows", "native_draw"]
+
+
+def native_draw() -> bool:
+    """True when whole-vocabulary draws run in C (:meth:`FastDist.draw_at`)."""
+    return _native_draw is not None
 
 _BLOCK = 256  # the cumulative sum for a draw over the whole vocabulary goes block by block
 
@@ -51,6 +66,12 @@ class FastDist:
     def uniform(self) -> float:
         """The next number of this sampler's generator (one per draw)."""
         return float(self._rng.random())
+
+    def draw_at(self, address: int, n: int) -> int:
+        """Draw from the whole vocabulary: the ``n`` float32 logits at ``address`` (needs :func:`native_draw`)."""
+        if _native_draw is None:
+            raise RuntimeError("llamarun was installed without its C draw; use sample()")
+        return _native_draw(address, n, min(1.0 / self.temperature, 1e30), self.uniform())
 
     def reset(self) -> None:
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
@@ -129,6 +150,7 @@ class DrawBuffer:
     """Scratch rows for :func:`draw_rows`, padded to whole blocks with zeros that stay zero."""
 
     def __init__(self, n_vocab: int) -> None:
+        self.n_vocab = n_vocab
         self._data = np.zeros((1, -(-n_vocab // _BLOCK) * _BLOCK), dtype=np.float32)
 
     def rows(self, k: int) -> np.ndarray:
@@ -146,6 +168,8 @@ def draw_rows(logits: np.ndarray, temperatures: list[float], uniforms: list[floa
     then searches its own sums.  A huge 1/temperature only sends more weights to 0.
     """
     k, n = logits.shape
+    if n != buffer.n_vocab:  # the padding past n must be zeros that no other width has written to
+        raise ValueError(f"a draw over {n} tokens needs a DrawBuffer of {n}, not {buffer.n_vocab}")
     rows = buffer.rows(k)
     weights = rows[:, :n]
     with np.errstate(over="ignore", under="ignore"):

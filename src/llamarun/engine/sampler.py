@@ -14,7 +14,7 @@ from ..types import SamplingParams
 from ._handle import NativeHandle
 from ._lib import lib
 from .context import Context
-from .fastdist import DrawBuffer, FastDist, draw_rows
+from .fastdist import DrawBuffer, FastDist, draw_rows, native_draw
 from .model import Model
 
 __all__ = ["SamplerChain", "sample_rows"]
@@ -158,6 +158,9 @@ class SamplerChain(NativeHandle):
         self._argmax = p.is_greedy and not p.logit_bias and p.repeat_penalty == 1.0 and not (
             p.presence_penalty or p.frequency_penalty) and self._grammar is None
         self._fast = _fast_dist(self.params) if self._grammar is None else None
+        # whole-vocabulary draws read the logits in place, in C, when the package has its C draw
+        self._native = self._fast is not None and self._fast.whole_vocabulary and native_draw()
+        self._n_vocab = model.vocab.n_tokens
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
@@ -166,6 +169,8 @@ class SamplerChain(NativeHandle):
             return int(np.argmax(context.logits_view(index)))
         if self._fast is not None:
             self.ptr  # raises once closed  # noqa: B018
+            if self._native:
+                return self._fast.draw_at(context.logits_address(index), self._n_vocab)
             return self._fast.sample(context.logits_view(index))
         if self._grammar is None:
             return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
@@ -226,13 +231,15 @@ def sample_rows(chains: Sequence[SamplerChain], context: Context, indices: Seque
                 buffer: DrawBuffer) -> list[int | Exception]:
     """Pick the next token of each chain from the logits at the matching batch index.
 
-    Chains that draw from the whole vocabulary draw together (one numpy pass
-    per stage, see :mod:`.fastdist`); each draws what it would alone.  The
-    others sample one by one.  A chain that fails gets its exception in its
-    place, so one request's failure is kept to that request.
+    Without the C draw (see :mod:`.fastdist`), chains that draw from the whole
+    vocabulary draw together, one numpy pass per stage; each draws what it
+    would alone.  The others (and all, with the C draw) sample one by one.  A
+    chain that fails gets its exception in its place, so one request's failure
+    is kept to that request.
     """
     picked: list[int | Exception | None] = [None] * len(chains)
-    together = [(r, fast) for r, chain in enumerate(chains) if (fast := chain._whole_vocabulary_draw()) is not None]
+    together = [] if native_draw() else [
+        (r, fast) for r, chain in enumerate(chains) if (fast := chain._whole_vocabulary_draw()) is not None]
     try:
         logits = context.logits_rows([indices[r] for r, _ in together]) if len(together) > 1 else None
     except Exception:  # noqa: BLE001 - each chain then meets the error on its own below
