@@ -29,6 +29,7 @@ class Vocab:
         self.eot: int = int(llama.llama_vocab_eot(ptr))
         self.add_bos: bool = bool(llama.llama_vocab_get_add_bos(ptr))
         self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._eog: dict[int, bool] = {}  # asked once per token id: the answer cannot change
 
     @property
     def ptr(self) -> Any:
@@ -37,7 +38,12 @@ class Vocab:
 
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, <|im_end|> ...)."""
-        return bool(lib().llama_vocab_is_eog(self.ptr, token))
+        known = self._eog.get(token)
+        if known is None:
+            known = self._eog[token] = bool(lib().llama_vocab_is_eog(self.ptr, token))
+        else:
+            self._model.ptr  # raises ClosedHandleError once the model is closed  # noqa: B018
+        return known
 
     def is_control(self, token: int) -> bool:
         return bool(lib().llama_vocab_is_control(self.ptr, token))

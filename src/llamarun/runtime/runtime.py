@@ -221,8 +221,9 @@ class Runtime:
                     except BaseException as exc:  # noqa: BLE001 - returned to the caller
                         future.set_exception(exc)
             if loop.has_work():
-                loop.step()
-            loop.update_gauges()
+                loop.step()  # updates the gauges before its decode
+            if not loop.has_work():
+                loop.update_gauges()  # idle from here: the gauges show what the last step finished
             self._forget_finished()
 
     def _forget_finished(self) -> None:
