@@ -99,6 +99,14 @@ def test_sampler_chain_uses_it_without_top_k_and_reproduces_with_a_seed(tiny_mod
         assert runs[0] == runs[1]
 
 
+def test_random_numbers_are_the_generators_in_order_and_start_again_on_reset():
+    dist = FastDist(temperature=0.8, seed=21)
+    expected = np.random.Generator(np.random.PCG64(21)).random(150).tolist()
+    assert [dist.uniform() for _ in range(150)] == expected
+    dist.reset()
+    assert [dist.uniform() for _ in range(70)] == expected[:70]
+
+
 def test_rows_drawn_together_draw_what_each_would_alone():
     rng = np.random.default_rng(4)
     logits = (rng.standard_normal((6, 1000)) * np.array([[0.1], [1], [3], [10], [30], [1]])).astype(np.float32)
