@@ -57,7 +57,8 @@ def test_version():
     assert data["llamarun"] == llamarun.__version__
     assert data["llama_cpp_python"]
     assert "CPU" in data["llama_cpp_system_info"]
-    assert data["native_draw"] is True and "sampling draw in C" in text.stdout  # built by the install
+    if sys.platform.startswith("linux"):  # built by the install (optional elsewhere)
+        assert data["native_draw"] is True and "sampling draw in C" in text.stdout
 
 
 @pytest.mark.parametrize("command", OWN_COMMANDS)

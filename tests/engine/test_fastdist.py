@@ -164,8 +164,12 @@ def test_c_draw_follows_the_distribution_and_checks_its_arguments():
                          minlength=6) / 60000
     expected = np.exp(logits / 0.7) / np.exp(logits / 0.7).sum()
     assert np.abs(counts - expected).max() < 0.01
-    nan = np.full(4, np.nan, dtype=np.float32)
-    assert 0 <= fastdist._native_draw(nan.ctypes.data, 4, 1.0, 0.5) < 4  # garbage in, a token id out
+    some_nan = np.array([np.nan, 0.0, 5.0, np.nan], dtype=np.float32)  # NaN tokens are never drawn
+    assert {fastdist._native_draw(some_nan.ctypes.data, 4, 1.0, u) for u in (0.0, 0.3, 0.999)} == {1, 2}
+    for broken in ([np.nan] * 4, [0.0, np.inf, 1.0], [-np.inf] * 3):  # no finite largest logit: an error
+        x = np.array(broken, dtype=np.float32)
+        with pytest.raises(ValueError, match="finite"):
+            fastdist._native_draw(x.ctypes.data, len(x), 1.0, 0.5)
     for bad in [(0, 6, 1.0, 0.5), (logits.ctypes.data, 0, 1.0, 0.5), (logits.ctypes.data, 6, 0.0, 0.5),
                 (logits.ctypes.data, 6, 1.0, 1.0), (logits.ctypes.data, 1 << 25, 1.0, 0.5)]:
         with pytest.raises(ValueError):

@@ -71,7 +71,7 @@ def version(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     typer.echo(f"python {info['python']} ({info['platform']})")
     if info["llama_cpp_system_info"] is not None:
         typer.echo(f"llama.cpp {info['llama_cpp_system_info']}")
-        typer.echo(f"sampling draw in {'C' if info['native_draw'] else 'numpy (llamarun was built without a C compiler)'}")
+        typer.echo(f"sampling draw in {'C' if info['native_draw'] else 'numpy (the C draw was not built)'}")
     else:
         typer.echo(f"llama.cpp unavailable: {info.get('llama_cpp_error')}")
 

@@ -10,14 +10,19 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
+/* No fused multiply-adds: the weights must not depend on which instruction set runs the code. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("O3", "fp-contract=off")
 #endif
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+/* Wider vectors where the CPU has them (GCC 11 names these levels; ifunc needs glibc). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__GLIBC__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
@@ -46,10 +51,11 @@ static inline float exp_neg(float a) {
     return a >= -87.0f ? u.f : 0.0f;
 }
 
+/* The largest value (NaN is never larger; -INFINITY when all are NaN or -inf). */
 CLONES static float max_of(const float *x, Py_ssize_t n) {
     float m[16];
     Py_ssize_t i = 0;
-    for (int j = 0; j < 16; j++) m[j] = x[0];
+    for (int j = 0; j < 16; j++) m[j] = -INFINITY;
     for (; i + 16 <= n; i += 16)
         for (int j = 0; j < 16; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
     float r = m[0];
@@ -70,8 +76,11 @@ CLONES static float weight_sum(const float *x, Py_ssize_t n, float m, float scal
     return r;
 }
 
+/* The token drawn, or -1 when there is no finite largest logit (NaN, infinities). */
 static Py_ssize_t draw_row(const float *x, Py_ssize_t n, float scale, double u, double *outer) {
     float m = max_of(x, n);
+    if (!(m > -INFINITY && m < INFINITY))
+        return -1;
     Py_ssize_t nb = (n + BLOCK - 1) / BLOCK, b = 0, i;
     double run = 0.0, target, rest, acc = 0.0;
     for (Py_ssize_t k = 0; k < nb; k++) {
@@ -93,7 +102,8 @@ static Py_ssize_t draw_row(const float *x, Py_ssize_t n, float scale, double u, 
 
 PyDoc_STRVAR(draw_doc,
 "draw(address, n, scale, u) -> int\n\n"
-"The token at fraction u of softmax(x * scale) over the n float32 logits at address.");
+"The token at fraction u of softmax(x * scale) over the n float32 logits at address.\n"
+"ValueError when the logits have no finite largest value.");
 
 static PyObject *draw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
@@ -102,10 +112,16 @@ static PyObject *draw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     void *address = PyLong_AsVoidPtr(args[0]);
+    if (address == NULL && PyErr_Occurred())
+        return NULL;
     Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
     double scale = PyFloat_AsDouble(args[2]);
+    if (scale == -1.0 && PyErr_Occurred())
+        return NULL;
     double u = PyFloat_AsDouble(args[3]);
-    if (PyErr_Occurred())
+    if (u == -1.0 && PyErr_Occurred())
         return NULL;
     if (address == NULL || n < 1 || n > MAX_TOKENS || !(scale > 0.0) || !(u >= 0.0 && u < 1.0)) {
         PyErr_SetString(PyExc_ValueError, "draw needs a logits address, 1 <= n <= 2**24, scale > 0 and 0 <= u < 1");
@@ -119,6 +135,10 @@ static PyObject *draw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t token = draw_row((const float *)address, n, fscale, u, outer);
     if (outer != stack)
         free(outer);
+    if (token < 0) {
+        PyErr_SetString(PyExc_ValueError, "the logits have no finite largest value (the model produced NaN or infinity)");
+        return NULL;
+    }
     return PyLong_FromSsize_t(token);
 }
 
@@ -127,9 +147,16 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},  /* a pure function: safe without the GIL */
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fastdraw", "The whole-vocabulary draw in C (see fastdist).", 0, methods,
-    NULL, NULL, NULL, NULL,
+    slots, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__fastdraw(void) { return PyModuleDef_Init(&module); }

@@ -160,7 +160,6 @@ class SamplerChain(NativeHandle):
         self._fast = _fast_dist(self.params) if self._grammar is None else None
         # whole-vocabulary draws read the logits in place, in C, when the package has its C draw
         self._native = self._fast is not None and self._fast.whole_vocabulary and native_draw()
-        self._n_vocab = model.vocab.n_tokens
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""
@@ -170,7 +169,7 @@ class SamplerChain(NativeHandle):
         if self._fast is not None:
             self.ptr  # raises once closed  # noqa: B018
             if self._native:
-                return self._fast.draw_at(context.logits_address(index), self._n_vocab)
+                return self._fast.draw_at(context.logits_address(index), context.model.vocab.n_tokens)
             return self._fast.sample(context.logits_view(index))
         if self._grammar is None:
             return int(lib().llama_sampler_sample(self.ptr, context.ptr, index))
