@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llamarun.engine import Batch, Context, Model
-from llamarun.runtime.slots import SlotTable
+from llamarun.runtime.slots import SlotTable, common_prefix
 from llamarun.types import ContextOptions
 
 PROMPTS = [[10, 11, 12, 13, 14], [20, 21, 22, 23], [30, 31, 32, 33, 34, 35]]
@@ -29,6 +29,20 @@ def fill(ctx: Context, table: SlotTable, prompt: list[int]):
         ctx.decode(batch)
     table.commit(slot, prompt[reused:])
     return slot
+
+
+@pytest.mark.parametrize("length", [0, 1, 255, 256, 257, 600, 1024])
+def test_common_prefix_in_blocks_and_token_by_token(length):
+    base = list(range(1024))
+    for cut in sorted({0, 1, length // 2, max(0, length - 1), length}):
+        if cut > length:
+            continue
+        other = base[:length]
+        if cut < length:
+            other[cut] = -1
+        assert common_prefix(base[:length], other) == cut
+        assert common_prefix(other, base) == cut  # shorter one first
+        assert common_prefix(tuple(other), base[:length]) == cut  # mixed types: token by token
 
 
 def test_new_requests_take_the_lowest_free_slot(ctx):

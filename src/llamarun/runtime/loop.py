@@ -139,13 +139,16 @@ class EngineLoop:
             admitted.append(heapq.heappop(self.waiting)[1])
         if not admitted:
             return
+        caches = self.slots.best_caches([r.tokens for r in admitted])
         if len(admitted) > 1 and not self.config.kv_unified:
             # Shorter prompts take lower slots.  llama.cpp splits a batch over per-slot KV streams
             # into passes that each take the same number of tokens from a run of consecutive
             # sequence ids; with lengths rising along the slots that is one pass per distinct
             # length, where mixed lengths cost an extra pass over the model for every gap.
-            admitted.sort(key=lambda r: len(r.tokens) - self.slots.reusable(r.tokens))
-        for req, (slot, reused) in zip(admitted, self.slots.acquire_all([r.tokens for r in admitted]), strict=True):
+            order = sorted(range(len(admitted)), key=lambda i: len(admitted[i].tokens) - caches[i][1])
+            admitted, caches = [admitted[i] for i in order], [caches[i] for i in order]
+        placed = self.slots.acquire_all([r.tokens for r in admitted], caches)
+        for req, (slot, reused) in zip(admitted, placed, strict=True):
             req.slot = slot.seq_id
             req.n_past = reused
             if req.clock.started is None:

@@ -42,9 +42,15 @@ def _int(value: object, default: int) -> int:
         return default
 
 
+_PREFIX_BLOCK = 256  # tokens compared at a time by common_prefix
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
+    if type(a) is type(b):  # whole blocks first: comparing two slices runs in C
+        while i + _PREFIX_BLOCK <= n and a[i:i + _PREFIX_BLOCK] == b[i:i + _PREFIX_BLOCK]:
+            i += _PREFIX_BLOCK
     while i < n and a[i] == b[i]:
         i += 1
     return i
@@ -86,15 +92,16 @@ class SlotTable:
     def cells_used(self) -> int:
         return sum(len(s.cached) for s in self.slots)
 
-    def reusable(self, prompt: Sequence[int]) -> int:
-        """The most cached tokens any slot holds for ``prompt`` (an estimate of what :meth:`acquire` reuses)."""
-        return self._best_cache(prompt)[1]
+    def best_caches(self, prompts: Sequence[Sequence[int]]) -> list[tuple[Slot, int]]:
+        """For each prompt, the slot holding its longest prefix and that length (see :meth:`acquire_all`)."""
+        return [self._best_cache(p) for p in prompts]
 
     def acquire(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """Take a free slot for ``prompt``; returns it and how many tokens are reused."""
         return self.acquire_all([prompt])[0]
 
-    def acquire_all(self, prompts: Sequence[Sequence[int]]) -> list[tuple[Slot, int]]:
+    def acquire_all(self, prompts: Sequence[Sequence[int]],
+                    caches: Sequence[tuple[Slot, int]] | None = None) -> list[tuple[Slot, int]]:
         """Take free slots for prompts admitted together; ``(slot, reused)`` for each, in order.
 
         With one KV stream per slot they take the lowest free slots (in the order given, so
@@ -102,12 +109,14 @@ class SlotTable:
         their prefixes or were used longest ago.  Either way a prompt whose longest cached
         prefix sits in one of those free slots takes that slot itself, and every copy from a
         cache runs before any slot is cut back, so no prompt loses a prefix another one in
-        the same step is given.
+        the same step is given.  ``caches`` is :meth:`best_caches` of ``prompts`` when the
+        caller has it already.
         """
         free = [s for s in self.slots if not s.busy]
         if len(prompts) > len(free):
             raise RuntimeError("no free slot")  # the caller checks free_count() first
-        caches = [self._best_cache(p) for p in prompts]
+        if caches is None:
+            caches = self.best_caches(prompts)
         pool = free if self._unified else free[:len(prompts)]
         claimed = self._claim(caches, pool, self._min_copy)
         rest = iter(sorted((s for s in pool if s not in claimed.values()), key=self._preference))
@@ -153,8 +162,12 @@ class SlotTable:
 
     def _best_cache(self, prompt: Sequence[int]) -> tuple[Slot, int]:
         """The slot holding the longest prefix of ``prompt`` (a free one on a tie) and its length."""
-        best = max(self.slots, key=lambda s: (_prefix(s, prompt), not s.busy))
-        return best, _prefix(best, prompt)
+        best, best_key = self.slots[0], (-1, False)
+        for slot in self.slots:  # the first of the best, as max() would take
+            key = (_prefix(slot, prompt), not slot.busy)
+            if key > best_key:
+                best, best_key = slot, key
+        return best, best_key[0]
 
     @staticmethod
     def _claim(caches: Sequence[tuple[Slot, int]], pool: Sequence[Slot], least: int) -> dict[int, Slot]:
