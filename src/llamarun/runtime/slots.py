@@ -48,7 +48,9 @@ _PREFIX_BLOCK = 256  # tokens compared at a time by common_prefix
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
-    if type(a) is type(b):  # whole blocks first: comparing two slices runs in C
+    if type(a) is type(b):  # comparing slices runs in C: all of it, then whole blocks
+        if a[:n] == b[:n]:
+            return n  # the usual case: a cached conversation that the prompt continues
         while i + _PREFIX_BLOCK <= n and a[i:i + _PREFIX_BLOCK] == b[i:i + _PREFIX_BLOCK]:
             i += _PREFIX_BLOCK
     while i < n and a[i] == b[i]:
