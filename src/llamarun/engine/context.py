@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +14,7 @@ from ..errors import ContextCreationError, DecodeAbortedError, DecodeError, KVCa
 from ..types import ContextOptions
 from ._handle import NativeHandle
 from ._lib import lib
+from ._libc import libc
 from .batch import Batch
 from .model import Model
 
@@ -47,9 +46,7 @@ class _AbortFlag:
 
     def __init__(self, callback_type: Any) -> None:
         self._buf = ctypes.create_string_buffer(2)
-        libc_name = "msvcrt" if sys.platform == "win32" else ctypes.util.find_library("c")
-        libc = ctypes.CDLL(libc_name)
-        address = ctypes.cast(libc.strlen, ctypes.c_void_p).value
+        address = ctypes.cast(libc().strlen, ctypes.c_void_p).value
         self.callback = callback_type(address)
         self.data = ctypes.cast(self._buf, ctypes.c_void_p)
 

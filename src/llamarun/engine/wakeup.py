@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
+
+from ._libc import libc
 
 __all__ = ["WakeupFd", "wakeup_fd"]
 
@@ -28,8 +29,7 @@ class WakeupFd:
     """A non-blocking eventfd: :meth:`set` from any thread (GIL kept), :meth:`clear` from the reader."""
 
     def __init__(self) -> None:
-        libc = ctypes.PyDLL(ctypes.util.find_library("c"))  # PyDLL: the call keeps the GIL
-        self._write = libc.write
+        self._write = libc().write  # PyDLL: the call keeps the GIL
         self._write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
         self._write.restype = ctypes.c_ssize_t
         self._one = ctypes.c_uint64(1)
