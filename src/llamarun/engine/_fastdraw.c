@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* No fused multiply-adds: the weights must not depend on which instruction set runs the code. */
 #if defined(__clang__)
@@ -51,6 +50,9 @@ static inline float exp_neg(float a) {
     return a >= -87.0f ? u.f : 0.0f;
 }
 
+/* The weight of logit x: e^((x - m) * scale) for the largest logit m. */
+static inline float weight(float x, float m, float scale) { return exp_neg((x - m) * scale); }
+
 /* The largest value (NaN is never larger; -INFINITY when all are NaN or -inf). */
 CLONES static float max_of(const float *x, Py_ssize_t n) {
     float m[16];
@@ -69,10 +71,10 @@ CLONES static float weight_sum(const float *x, Py_ssize_t n, float m, float scal
     float s[16] = {0};
     Py_ssize_t i = 0;
     for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) s[j] += exp_neg((x[i + j] - m) * scale);
+        for (int j = 0; j < 16; j++) s[j] += weight(x[i + j], m, scale);
     float r = 0.0f;
     for (int j = 0; j < 16; j++) r += s[j];
-    for (; i < n; i++) r += exp_neg((x[i] - m) * scale);
+    for (; i < n; i++) r += weight(x[i], m, scale);
     return r;
 }
 
@@ -93,10 +95,10 @@ static Py_ssize_t draw_row(const float *x, Py_ssize_t n, float scale, double u, 
     rest = target - (b ? outer[b - 1] : 0.0);
     Py_ssize_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
     for (i = lo; i < hi - 1; i++) {
-        acc += exp_neg((x[i] - m) * scale);
+        acc += weight(x[i], m, scale);
         if (acc > rest) break;
     }
-    while (i > 0 && exp_neg((x[i] - m) * scale) == 0.0f) i--;  /* never a token of zero weight */
+    while (i > 0 && weight(x[i], m, scale) == 0.0f) i--;  /* never a token of zero weight */
     return i;
 }
 

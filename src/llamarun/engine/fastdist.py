@@ -79,7 +79,7 @@ class FastDist:
         """Draw from the whole vocabulary: the ``n`` float32 logits at ``address`` (needs :func:`native_draw`)."""
         if _native_draw is None:
             raise RuntimeError("llamarun was installed without its C draw; use sample()")
-        return _native_draw(address, n, min(1.0 / self.temperature, 1e30), self.uniform())
+        return _native_draw(address, n, 1.0 / self.temperature, self.uniform())  # C caps the scale at 1e30
 
     def reset(self) -> None:
         self._rng = np.random.Generator(np.random.PCG64(self.seed))

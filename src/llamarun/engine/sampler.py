@@ -159,7 +159,7 @@ class SamplerChain(NativeHandle):
             p.presence_penalty or p.frequency_penalty) and self._grammar is None
         self._fast = _fast_dist(self.params) if self._grammar is None else None
         # whole-vocabulary draws read the logits in place, in C, when the package has its C draw
-        self._native = self._fast is not None and self._fast.whole_vocabulary and native_draw()
+        self._native = native_draw() and self._whole_vocabulary_draw() is not None
 
     def sample(self, context: Context, index: int = -1) -> int:
         """Pick the next token from the logits at batch ``index`` and accept it."""

@@ -38,11 +38,10 @@ class Vocab:
 
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, <|im_end|> ...)."""
+        ptr = self.ptr  # raises ClosedHandleError once the model is closed
         known = self._eog.get(token)
         if known is None:
-            known = self._eog[token] = bool(lib().llama_vocab_is_eog(self.ptr, token))
-        else:
-            self._model.ptr  # raises ClosedHandleError once the model is closed  # noqa: B018
+            known = self._eog[token] = bool(lib().llama_vocab_is_eog(ptr, token))
         return known
 
     def is_control(self, token: int) -> bool:
