@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from common import ROOT, dump, llama_tools, median, model_path, percentile
@@ -105,11 +106,15 @@ def start_lcpp_server(python: str, path: Path, threads: int, ctx: int) -> Target
     return Target("llama-cpp-python server", proc, url, {"logit_bias": EOG_BIAS})
 
 
+def chat_body(target: Target, model: str, question: str, seed: int, **extra: Any) -> dict:
+    """The streamed OpenAI chat completion every benchmark here sends: N_GEN tokens at temperature 0.8."""
+    return {"model": model, "stream": True, "max_tokens": N_GEN, "temperature": 0.8, "seed": seed,
+            "messages": [{"role": "user", "content": question}], **extra, **target.extra}
+
+
 async def one_request(client: httpx.AsyncClient, target: Target, model: str, i: int, level: int) -> dict:
     question = f"Write a long story about {TOPICS[i % len(TOPICS)]} (story {level}.{i})."  # never fully cached
-    body = {"model": model, "stream": True, "max_tokens": N_GEN, "temperature": 0.8, "seed": i,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": question}], **target.extra}
+    body = chat_body(target, model, question, i, stream_options={"include_usage": True})
     start = time.perf_counter()
     first = None
     tokens = 0

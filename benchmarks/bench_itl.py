@@ -20,14 +20,12 @@ import sys
 import time
 
 import httpx
-from bench_http import TOPICS, Target, llama_tools, model_path, start_llama_server, start_llamarun, stop
+from bench_http import TOPICS, Target, chat_body, llama_tools, model_path, start_llama_server, start_llamarun, stop
 from common import median
 
 
 async def one_request(client: httpx.AsyncClient, target: Target, model: str, seed: int) -> dict[str, float]:
-    body = {"model": model, "stream": True, "max_tokens": 128, "temperature": 0.8, "seed": seed,
-            "messages": [{"role": "user", "content": f"Write a long story about {TOPICS[seed % 16]} ({seed})."}],
-            **target.extra}
+    body = chat_body(target, model, f"Write a long story about {TOPICS[seed % len(TOPICS)]} ({seed}).", seed)
     start = time.perf_counter()
     times: list[float] = []
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
