@@ -9,11 +9,14 @@ rounds interleave them level by level (this host's speed drifts by +-30% within 
 best round of each is reported (tokens/s and its TTFTs), with the median of the per-round ratios
 and the number of rounds at least as fast as llama-server next to it, and the median TTFT p95
 over all rounds.  The order of the levels matters: llama-server's first token at 1 client takes
-0.15 s right after a 16-client level and 0.06-0.08 s otherwise (`--levels 1,8` shows the latter).
+0.15 s right after a 16-client level and 0.06-0.08 s otherwise (`--levels 1,8` shows the latter);
+part of that is its prompt cache in RAM (`--cache-ram`, on by default), which it fills and
+searches as slots change hands.
 
     python benchmarks/bench_http.py [--model smollm2] [--threads 2] [--levels 1,8,16]
         [--parallel 16] [--rounds 3] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
-        [--stream-interval 4]
+        [--stream-interval 4] [--json out.json]
+    python benchmarks/bench_http.py --pool a.json --pool b.json   # one report over the rounds of several runs
 
 ``--stream-interval N`` adds a second llamarun that streams N tokens per chunk after the first
 (fewer wake-ups for the server and the client: throughput on a small machine, at the cost of
@@ -194,7 +197,14 @@ def main() -> None:
     parser.add_argument("--stream-interval", type=int, default=0,
                         help="also run a llamarun with `serve --stream-interval N` (N tokens per chunk)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--pool", action="append", default=[],
+                        help="report over the rounds of earlier --json files instead of running (repeatable)")
     args = parser.parse_args()
+    if args.pool:
+        runs, args.rounds = pooled(args.pool)
+        print(f"pooled over {len(args.pool)} runs (model, threads and context as given here: the files do not say)")
+        report(runs, sorted({level for rows in runs.values() for level in rows}), args)
+        return
     levels = [int(x) for x in args.levels.split(",")]
     path = model_path(args.model)
     targets: list[Target] = []
@@ -215,6 +225,15 @@ def main() -> None:
             stop(target)
     report(runs, levels, args)
     dump(args.json, {name: {str(k): v for k, v in rows.items()} for name, rows in runs.items()})
+
+
+def pooled(paths: list[str]) -> tuple[dict[str, dict[int, list[dict]]], int]:
+    """The rounds of several ``--json`` files, run after run (servers and levels that every run has)."""
+    loaded = [json.loads(Path(p).read_text()) for p in paths]
+    names = [n for n in loaded[0] if all(n in data for data in loaded)]
+    levels = [lv for lv in loaded[0][names[0]] if all(lv in data[n] for data in loaded for n in names)]
+    runs = {n: {int(lv): [row for data in loaded for row in data[n][lv]] for lv in levels} for n in names}
+    return runs, min(len(rows) for by_level in runs.values() for rows in by_level.values())
 
 
 def report(runs: dict[str, dict[int, list[dict]]], levels: list[int], args: argparse.Namespace) -> None:
