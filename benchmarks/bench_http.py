@@ -231,7 +231,9 @@ def pooled(paths: list[str]) -> tuple[dict[str, dict[int, list[dict]]], int]:
     """The rounds of several ``--json`` files, run after run (servers and levels that every run has)."""
     loaded = [json.loads(Path(p).read_text()) for p in paths]
     names = [n for n in loaded[0] if all(n in data for data in loaded)]
-    levels = [lv for lv in loaded[0][names[0]] if all(lv in data[n] for data in loaded for n in names)]
+    levels = [lv for lv in loaded[0][names[0]] if all(lv in data[n] for data in loaded for n in names)] if names else []
+    if not levels:
+        sys.exit("the runs have no server and level in common")
     runs = {n: {int(lv): [row for data in loaded for row in data[n][lv]] for lv in levels} for n in names}
     return runs, min(len(rows) for by_level in runs.values() for rows in by_level.values())
 
