@@ -234,6 +234,9 @@ def pooled(paths: list[str]) -> tuple[dict[str, dict[int, list[dict]]], int]:
     levels = [lv for lv in loaded[0][names[0]] if all(lv in data[n] for data in loaded for n in names)] if names else []
     if not levels:
         sys.exit("the runs have no server and level in common")
+    for path, data in zip(paths, loaded, strict=True):  # rounds pair up by position within each run
+        if any(len({len(data[n][lv]) for n in names}) > 1 for lv in levels):
+            sys.exit(f"{path}: the servers have different numbers of rounds")
     runs = {n: {int(lv): [row for data in loaded for row in data[n][lv]] for lv in levels} for n in names}
     return runs, min(len(rows) for by_level in runs.values() for rows in by_level.values())
 
