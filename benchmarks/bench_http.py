@@ -201,9 +201,12 @@ def main() -> None:
                         help="report over the rounds of earlier --json files instead of running (repeatable)")
     args = parser.parse_args()
     if args.pool:
-        runs, args.rounds = pooled(args.pool)
+        runs = pooled(args.pool)
+        first = next(iter(runs.values()))
+        levels = sorted(first)
+        args.rounds = len(first[levels[0]])  # every server has as many rounds at every level
         print(f"pooled over {len(args.pool)} runs (model, threads and context as given here: the files do not say)")
-        report(runs, sorted({level for rows in runs.values() for level in rows}), args)
+        report(runs, levels, args)
         return
     levels = [int(x) for x in args.levels.split(",")]
     path = model_path(args.model)
@@ -227,7 +230,7 @@ def main() -> None:
     dump(args.json, {name: {str(k): v for k, v in rows.items()} for name, rows in runs.items()})
 
 
-def pooled(paths: list[str]) -> tuple[dict[str, dict[int, list[dict]]], int]:
+def pooled(paths: list[str]) -> dict[str, dict[int, list[dict]]]:
     """The rounds of several ``--json`` files, run after run (servers and levels that every run has)."""
     loaded = [json.loads(Path(p).read_text()) for p in paths]
     names = [n for n in loaded[0] if all(n in data for data in loaded)]
@@ -237,8 +240,7 @@ def pooled(paths: list[str]) -> tuple[dict[str, dict[int, list[dict]]], int]:
     for path, data in zip(paths, loaded, strict=True):  # rounds pair up by position within each run
         if any(len({len(data[n][lv]) for n in names}) > 1 for lv in levels):
             sys.exit(f"{path}: the servers have different numbers of rounds")
-    runs = {n: {int(lv): [row for data in loaded for row in data[n][lv]] for lv in levels} for n in names}
-    return runs, min(len(rows) for by_level in runs.values() for rows in by_level.values())
+    return {n: {int(lv): [row for data in loaded for row in data[n][lv]] for lv in levels} for n in names}
 
 
 def report(runs: dict[str, dict[int, list[dict]]], levels: list[int], args: argparse.Namespace) -> None:
