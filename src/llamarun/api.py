@@ -138,7 +138,7 @@ class LoadedModel:
                             response_format=response_format, grammar=options.pop("grammar", None), think=think)
         if plan.grammar:
             options["grammar"] = plan.grammar
-        request = build_request(plan.prompt, max_tokens, {"add_special": False, "parse_special": True, **options})
+        request = build_request(plan.prompt_input, max_tokens, {"add_special": False, "parse_special": True, **options})
         if stream:
             return self._stream(request)
         result = self._client.generate(request)

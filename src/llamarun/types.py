@@ -14,6 +14,7 @@ __all__ = [
     "ContextOptions",
     "FinishReason",
     "GenerationResult",
+    "PromptSegments",
     "SamplingParams",
     "Timings",
     "TokenLogprob",
@@ -30,6 +31,28 @@ class FinishReason(str, enum.Enum):
     CANCELLED = "cancelled"
     DEADLINE = "deadline"
     ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PromptSegments:
+    """Prompt text in parts that are tokenized separately and concatenated.
+
+    ``special`` parts (a chat template's own text) are tokenized with
+    control-token parsing, so ``<|im_start|>`` written by the template is that
+    token; the other parts (text a client supplied) never are: there
+    ``<|im_start|>`` is plain text.  ``text`` is the whole prompt.
+    """
+
+    parts: tuple[tuple[str, bool], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    @property
+    def has_plain(self) -> bool:
+        """Whether some part is tokenized without control-token parsing."""
+        return any(not special for _, special in self.parts)
 
 
 def _check_range(name: str, value: float, lo: float, hi: float) -> None:

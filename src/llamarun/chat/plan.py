@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 from ..grammar import GrammarLimits, check_gbnf, response_format_grammar
+from ..types import PromptSegments
 from .template import ChatTemplate
 from .thinking import ThinkingSplitter, split_thinking
 from .toolcalls import ToolCall, parse_tool_calls
@@ -56,15 +57,27 @@ class ChatDelta:
 
 @dataclass(frozen=True)
 class ChatPlan:
-    """What to generate (``prompt``, ``grammar``) and how to read the result."""
+    """What to generate (``prompt``, ``grammar``) and how to read the result.
+
+    ``segments`` is ``prompt`` split for tokenizing (the template's text with
+    control-token parsing, client text that contains control-token text
+    without): generate from it, not from ``prompt``.  It is None only when the
+    template was built without the vocabulary's control tokens.
+    """
 
     prompt: str
     grammar: str | None = None
+    segments: PromptSegments | None = None
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
     tool_format: ToolCallFormat = ToolCallFormat.JSON
     thinking_markers: tuple[str, str] | None = None
     starts_in_thinking: bool = False
+
+    @property
+    def prompt_input(self) -> PromptSegments | str:
+        """What to tokenize: ``segments`` (``prompt`` when the template knows no control tokens)."""
+        return self.segments if self.segments is not None else self.prompt
 
     @property
     def parses_tool_calls(self) -> bool:
@@ -177,8 +190,9 @@ def prepare_chat(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], 
     if think is not None:
         template_kwargs.setdefault("enable_thinking", think)
     shown = tool_list if choice.mode != "none" else ()  # tool_choice "none": the model does not see them
-    prompt = template.render(messages, add_generation_prompt=add_generation_prompt, tools=shown or None,
-                             documents=documents, **template_kwargs)
+    segments = template.render_segments(messages, add_generation_prompt=add_generation_prompt, tools=shown or None,
+                                        documents=documents, **template_kwargs)
+    prompt = segments.text
     fmt = template.tool_call_format if template.supports_tools else ToolCallFormat.JSON
     if choice.forces_call:
         chosen = tool_call_grammar(tool_list, choice, fmt, parallel=parallel_tool_calls, limits=limits)
@@ -189,5 +203,6 @@ def prepare_chat(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], 
         chosen = response_format_grammar(response_format, limits=limits)
     markers = template.thinking_markers
     starts = bool(markers) and prompt.rstrip().endswith(markers[0]) if markers else False
-    return ChatPlan(prompt=prompt, grammar=chosen, tools=tool_list, tool_choice=choice, tool_format=fmt,
+    return ChatPlan(prompt=prompt, grammar=chosen, segments=segments if template.client_text is not None else None,
+                    tools=tool_list, tool_choice=choice, tool_format=fmt,
                     thinking_markers=markers, starts_in_thinking=starts)

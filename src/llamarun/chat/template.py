@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TemplateError
+from ..types import PromptSegments
+from .clienttext import ClientText
 from .messages import fold_tool_messages, merge_system_into_user, normalize_messages, prepend_system
 from .sandbox import RenderLimits, SandboxEnvironment
 from .thinking import thinking_markers
@@ -75,11 +77,18 @@ class ChatTemplate:
     not compile falls back to the built-in llama.cpp recognises in it, else to
     ``fallback``.  Rendering is bounded by ``limits``; every failure is a
     :class:`~llamarun.errors.TemplateError` (HTTP 400).
+
+    ``control_texts`` are the texts of the vocabulary's control tokens
+    (:meth:`for_model` reads them from a loaded model): with them,
+    :meth:`render_segments` keeps every client string from becoming a control
+    token (see :mod:`llamarun.chat.clienttext`).
     """
 
     def __init__(self, source: str | None, *, trusted: bool = False, bos_token: str = "", eos_token: str = "",
-                 fallback: str = "chatml", limits: RenderLimits | None = None) -> None:
+                 fallback: str = "chatml", limits: RenderLimits | None = None,
+                 control_texts: Collection[str] | None = None) -> None:
         self.limits = limits or RenderLimits()
+        self.client_text = ClientText(control_texts) if control_texts is not None else None
         self.bos_token, self.eos_token = bos_token, eos_token
         self.source = source
         self._env: SandboxEnvironment | None = None
@@ -146,13 +155,15 @@ class ChatTemplate:
                 known = ", ".join(cls.variants(info)) or "none"
                 raise TemplateError(f"the model has no chat template named {variant!r} (variants: {known})",
                                     field="template")
+        control_texts = None
         if vocab is not None:
+            control_texts = vocab.control_texts()
             if bos_token is None and 0 <= vocab.bos < vocab.n_tokens:
                 bos_token = vocab.piece(vocab.bos, special=True).decode("utf-8", "replace")
             if eos_token is None and 0 <= vocab.eos < vocab.n_tokens:
                 eos_token = vocab.piece(vocab.eos, special=True).decode("utf-8", "replace")
         return cls(source, trusted=True, bos_token=bos_token or "", eos_token=eos_token or "", fallback=fallback,
-                   limits=limits)
+                   limits=limits, control_texts=control_texts)
 
     @staticmethod
     def variants(info: ModelInfo) -> tuple[str, ...]:
@@ -230,6 +241,15 @@ class ChatTemplate:
         """The prompt for ``messages`` (OpenAI or Ollama shape), ending with the
         assistant's turn header when ``add_generation_prompt``.  Extra keyword
         arguments reach the template (``enable_thinking=False`` ...)."""
+        return self.render_segments(messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                                    documents=documents, **extra).text
+
+    def render_segments(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                        tools: Sequence[Tool | Mapping[str, Any]] | None = None,
+                        documents: Sequence[Any] | None = None, **extra: Any) -> PromptSegments:
+        """As :meth:`render`, split into the template's own text (tokenized with control-token
+        parsing) and client text that would otherwise become control tokens (tokenized plain).
+        Without ``control_texts`` the whole prompt is one part parsed with specials."""
         clash = _RESERVED & extra.keys()
         if clash:
             raise TemplateError(f"template variables {sorted(clash)} cannot be overridden", field="messages")
@@ -239,11 +259,16 @@ class ChatTemplate:
         if documents and (self.is_builtin or "documents" not in (self.source or "")):
             msgs = prepend_system(msgs, _documents_text(documents))
             documents = None
-        if self.is_builtin:
-            return _apply_builtin(self.builtin_name or "chatml", msgs, add_generation_prompt)
-        if any(m["role"] == "system" for m in msgs) and not self.supports_system_role:
+        if not self.is_builtin and any(m["role"] == "system" for m in msgs) and not self.supports_system_role:
             msgs = merge_system_into_user(msgs)
-        return self._render_jinja(msgs, tool_list if native_tools else None, documents, add_generation_prompt, extra)
+        shown = tool_list if native_tools else None
+
+        def run(mark: Callable[[Any], Any]) -> str:
+            if self.is_builtin:
+                return _apply_builtin(self.builtin_name or "chatml", mark(msgs), add_generation_prompt)
+            return self._render_jinja(msgs, shown, documents, add_generation_prompt, extra, mark=mark)
+
+        return (self.client_text or ClientText(())).render(run)
 
     def _adapt_tools(self, msgs: list[dict[str, Any]], tools: tuple[Tool, ...]) -> tuple[list[dict[str, Any]], bool]:
         """Fold what the template cannot show into plain text; returns (messages, tools shown natively).
@@ -264,10 +289,11 @@ class ChatTemplate:
 
     def _render_jinja(self, messages: list[dict[str, Any]], tools: Sequence[Tool] | None,
                       documents: Sequence[Any] | None, add_generation_prompt: bool, extra: Mapping[str, Any], *,
-                      limits: RenderLimits | None = None) -> str:
+                      limits: RenderLimits | None = None, mark: Callable[[Any], Any] = lambda v: v) -> str:
         assert self._env is not None and self._template is not None
-        context = {**extra, "messages": messages, "tools": [t.to_dict() for t in tools] if tools else None,
-                   "documents": list(documents) if documents else None,
+        context = {**mark(dict(extra)), "messages": mark(messages),
+                   "tools": mark([t.to_dict() for t in tools]) if tools else None,
+                   "documents": mark(list(documents)) if documents else None,
                    "add_generation_prompt": add_generation_prompt,
                    "bos_token": self.bos_token, "eos_token": self.eos_token}
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["Vocab"]
 
 _MAX_TEXT_BYTES = 64 << 20  # refuse to tokenize more than 64 MiB at once
+_PARSED_ONLY_AS_SPECIAL = (1 << 0) | (1 << 3)  # LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_CONTROL
 
 
 class Vocab:
@@ -30,6 +32,7 @@ class Vocab:
         self.add_bos: bool = bool(llama.llama_vocab_get_add_bos(ptr))
         self._pieces: dict[tuple[int, bool], bytes] = {}
         self._eog: dict[int, bool] = {}  # asked once per token id: the answer cannot change
+        self._control_texts: frozenset[str] | None = None
 
     @property
     def ptr(self) -> Any:
@@ -67,6 +70,36 @@ class Vocab:
         if n < 0:
             raise InvalidParameterError("text could not be tokenized", field="prompt")
         return list(buf[:n])
+
+    def tokenize_parts(self, parts: Sequence[tuple[str, bool]], *, add_special: bool = True) -> list[int]:
+        """Token ids of ``(text, parse_special)`` parts, each tokenized on its own, concatenated.
+
+        ``add_special`` adds BOS (and EOS where the model wants one) around the whole, once.
+        """
+        if len(parts) == 1:
+            return self.tokenize(parts[0][0], add_special=add_special, parse_special=parts[0][1])
+        tokens: list[int] = []
+        for text, special in parts:
+            tokens += self.tokenize(text, add_special=False, parse_special=special)
+        if add_special:
+            ends = self.tokenize("", add_special=True)  # [BOS], [EOS], [BOS, EOS] or []
+            head = [self.bos] if self.add_bos and ends[:1] == [self.bos] else []
+            tokens = head + tokens + ends[len(head):]
+        return tokens
+
+    def control_texts(self) -> frozenset[str]:
+        """The text of every token that tokenizing makes only when parsing special tokens
+        (control and unknown tokens: ``<|im_start|>``, ``</s>`` ...).  Read once per model."""
+        if self._control_texts is None:
+            llama, ptr = lib(), self.ptr
+            texts = set()
+            for token in range(self.n_tokens):
+                if llama.llama_vocab_get_attr(ptr, token) & _PARSED_ONLY_AS_SPECIAL:
+                    text = self.piece(token, special=True).decode("utf-8", "replace")
+                    if text:
+                        texts.add(text)
+            self._control_texts = frozenset(texts)
+        return self._control_texts
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token (may be part of a UTF-8 character)."""

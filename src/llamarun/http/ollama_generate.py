@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from ..errors import InvalidParameterError, UnsupportedFeatureError
 from ..runtime.manager import Lease
+from ..types import PromptSegments
 from .ollama_schemas import ChatRequest, GenerateRequest, Message, Options
 from .ollama_stream import now_rfc3339, respond
 from .ollama_turn import Prepared, run_turn
@@ -48,7 +49,7 @@ def generation_router(service: Service) -> APIRouter:
             plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], tools=body.tools or None,
                                               tool_choice="auto" if body.tools else None,
                                               response_format=body.format, think=_think(body.think, lease))
-            return Prepared(plan.prompt, plan.grammar, plan)
+            return Prepared(plan.prompt_input, plan.grammar, plan)
 
         return await run_turn(service, request, body, chat=True, started=started, prepare=prepare)
 
@@ -68,11 +69,11 @@ async def _prepare_generate(service: Service, lease: Lease, body: GenerateReques
             {"role": "user", "content": body.prompt}]
         plan = await service.prepare_chat(lease, messages, response_format=body.format,
                                           think=_think(body.think, lease))
-        prompt, grammar = plan.prompt, plan.grammar
-    tokens: str | list[int] = prompt
-    if body.context:
-        context = [*body.context, *await service.tokenize(lease, prompt, add_special=not body.context,
-                                                          parse_special=True)]
+        prompt, grammar = plan.prompt_input, plan.grammar
+    tokens: str | PromptSegments | list[int] = prompt
+    if body.context:  # a raw prompt is the client's whole prompt: its control-token text is parsed
+        parts = prompt.parts if isinstance(prompt, PromptSegments) else ((prompt, True),)
+        context = [*body.context, *await service.tokenize_parts(lease, parts, add_special=False)]
         tokens = context
     return Prepared(tokens, grammar, plan, context=context, add_special=body.raw)
 

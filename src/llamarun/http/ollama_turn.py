@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from ..errors import LlamarunError
 from ..runtime import AsyncRequest
 from ..runtime.manager import Lease
-from ..types import Chunk, GenerationResult, TokenLogprob
+from ..types import Chunk, GenerationResult, PromptSegments, TokenLogprob
 from .ollama_schemas import ChatRequest, GenerateRequest
 from .ollama_stream import NDJSON, nanoseconds, now_rfc3339
 from .params import ollama_load_options, ollama_request
@@ -66,7 +66,7 @@ def _final_fields(result: GenerationResult, lease: Lease, started: float) -> dic
 class Prepared:
     """What a handler built on its lease: the prompt (text or token ids) and how to read the output."""
 
-    prompt: str | list[int]
+    prompt: str | PromptSegments | list[int]
     grammar: str | None
     plan: Any = None  # the chat plan (parses thinking and tool calls); None for raw prompts
     context: list[int] | None = None  # /api/generate's context: returned extended by the answer

@@ -190,7 +190,7 @@ def openai_router(service: Service) -> APIRouter:
                 parallel_tool_calls=bool(body.parallel_tool_calls), response_format=body.response_format)
             top = (body.top_logprobs or 1) if body.logprobs else 0
             max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-            specs = [openai_request(body, plan.prompt, max_tokens=max_tokens, grammar=plan.grammar, timeout=timeout,
+            specs = [openai_request(body, plan.prompt_input, max_tokens=max_tokens, grammar=plan.grammar, timeout=timeout,
                                     logprobs=top, seed_offset=i, add_special=False, parse_special=True,
                                     stream_interval=service.stream_interval(body.stream))
                      for i in range(body.n)]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..runtime import GenerationRequest
 from ..runtime.manager import LoadOptions
-from ..types import SamplingParams
+from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import _Sampling
 
@@ -32,7 +32,7 @@ def ollama_load_options(options: Options | None) -> LoadOptions:
                        n_gpu_layers=options.num_gpu)
 
 
-def ollama_request(prompt: str | Sequence[int], options: Options | None, *, grammar: str | None,
+def ollama_request(prompt: str | Sequence[int] | PromptSegments, options: Options | None, *, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, truncate: bool = False,
                    add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
     """Ollama's options (defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64)."""
@@ -50,7 +50,7 @@ def ollama_request(prompt: str | Sequence[int], options: Options | None, *, gram
     )
 
 
-def openai_request(body: _Sampling, prompt: str | Sequence[int], *, max_tokens: int | None, grammar: str | None,
+def openai_request(body: _Sampling, prompt: str | Sequence[int] | PromptSegments, *, max_tokens: int | None, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
                    add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
     """OpenAI's defaults: temperature 1, top_p 1, no top-k; llama-server's extensions when given."""

@@ -164,6 +164,11 @@ class Service:
         return await self.engine_call(
             lease, lambda m: m.tokenize(text, add_special=add_special, parse_special=parse_special))
 
+    async def tokenize_parts(self, lease: Lease, parts: Sequence[tuple[str, bool]], *,
+                             add_special: bool) -> list[int]:
+        """Token ids of (text, parse_special) parts (a chat prompt's segments)."""
+        return await self.engine_call(lease, lambda m: m.vocab.tokenize_parts(parts, add_special=add_special))
+
     # -- generation --------------------------------------------------------------
 
     def stream_interval(self, stream: bool) -> int:

@@ -24,7 +24,7 @@ from ..errors import (
     KVCacheFullError,
     LlamarunError,
 )
-from ..types import ContextOptions, FinishReason, TokenLogprob
+from ..types import ContextOptions, FinishReason, PromptSegments, TokenLogprob
 from .config import RuntimeConfig
 from .metrics import RuntimeMetrics
 from .request import RequestStatus
@@ -106,6 +106,8 @@ class EngineLoop:
         spec, vocab = req.spec, self.model.vocab
         if isinstance(spec.prompt, str):
             tokens = vocab.tokenize(spec.prompt, add_special=spec.add_special, parse_special=spec.parse_special)
+        elif isinstance(spec.prompt, PromptSegments):
+            tokens = vocab.tokenize_parts(spec.prompt.parts, add_special=spec.add_special)
         else:
             tokens = list(spec.prompt)
             for token in tokens:

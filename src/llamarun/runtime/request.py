@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidParameterError
-from ..types import SamplingParams
+from ..types import PromptSegments, SamplingParams
 
 __all__ = ["MAX_STREAM_INTERVAL", "GenerationRequest", "RequestStatus"]
 
@@ -35,7 +35,11 @@ class RequestStatus(enum.IntEnum):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: a prompt (text or token ids) and how to continue it.
+    """One generation: a prompt (text, token ids or segments) and how to continue it.
+
+    A text prompt is tokenized with ``parse_special``; a
+    :class:`~llamarun.types.PromptSegments` prompt (a chat template's output)
+    part by part, each with its own flag, and ``parse_special`` is not used.
 
     ``max_tokens=None`` generates until an end-of-generation token, a stop
     string, or the end of the request's context.  ``timeout`` (seconds) sets a
@@ -47,7 +51,7 @@ class GenerationRequest:
     many, and whatever is held goes out at the end (1: a chunk per token).
     """
 
-    prompt: str | Sequence[int]
+    prompt: str | Sequence[int] | PromptSegments
     max_tokens: int | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: tuple[str, ...] = ()
@@ -62,7 +66,7 @@ class GenerationRequest:
     stream_interval: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.prompt, str):
+        if isinstance(self.prompt, (str, PromptSegments)):
             pass
         elif not all(isinstance(t, int) and not isinstance(t, bool) for t in self.prompt):
             raise InvalidParameterError("prompt must be a string or a list of token ids", field="prompt")
