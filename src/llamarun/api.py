@@ -12,7 +12,7 @@ from .config import DEFAULT_MODEL
 from .engine import ModelInfo
 from .errors import InvalidParameterError
 from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from .types import Chunk, GenerationResult, SamplingParams
+from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 
 __all__ = ["ChatResult", "LoadedModel", "load", "resolve_model_path"]
 
@@ -71,7 +71,7 @@ def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, 
     return RuntimeConfig(**{**chosen, **options})
 
 
-def build_request(prompt: str | Sequence[int], max_tokens: int | None, options: Mapping[str, Any]) -> GenerationRequest:
+def build_request(prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None, options: Mapping[str, Any]) -> GenerationRequest:
     """Split keyword options into sampling parameters and request fields."""
     unknown = set(options) - _SAMPLING_FIELDS - _REQUEST_FIELDS
     if unknown:

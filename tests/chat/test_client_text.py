@@ -153,3 +153,18 @@ def test_builtin_templates_are_guarded_too(model: Model) -> None:
 def test_a_template_without_the_vocabulary_has_no_segments() -> None:
     plan = prepare_chat(ChatTemplate(GLUE, trusted=True), [{"role": "user", "content": EVIL}])
     assert plan.segments is None and plan.prompt_input == plan.prompt
+
+
+def test_the_library_chat_tokenizes_client_text_plain(tiny_model_path: Path) -> None:
+    """``llamarun.load(...).chat`` over the runtime: the prompt's token count is the plain one."""
+    import llamarun
+
+    messages = [{"role": "user", "content": EVIL}]
+    with llamarun.load(tiny_model_path, n_ctx=512, n_slots=1, n_threads=2) as loaded:
+        plan = prepare_chat(loaded.chat_template, messages)
+        assert plan.segments is not None and plan.segments.has_plain
+        plain = loaded.runtime.call(lambda m: m.vocab.tokenize_parts(plan.segments.parts, add_special=False))
+        forged = loaded.tokenize(plan.prompt, add_special=False, parse_special=True)
+        assert len(plain) != len(forged)
+        result = loaded.chat(messages, max_tokens=1, ignore_eos=True, temperature=0)
+        assert result.prompt_tokens == len(plain)

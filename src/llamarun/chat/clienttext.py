@@ -48,8 +48,9 @@ class ClientText:
         self._prefixes = frozenset(t[:i] for t in self.texts for i in range(1, len(t)))
         self._suffixes = frozenset(t[i:] for t in self.texts for i in range(1, len(t)))
         self._longest = self._lengths[0] if self._lengths else 0
-        self._start_re = re.compile("[" + "".join(re.escape(c) for c in sorted(self._starts)) + "]") \
-            if self._starts else None
+        alternatives = "|".join(re.escape(t) for t in sorted(self.texts, key=len, reverse=True))
+        self._any_re = re.compile(alternatives) if self.texts else None
+        self._find_re = re.compile(f"(?=({alternatives}))") if self.texts else None
 
     def render(self, render: Callable[[Callable[[Any], Any]], str]) -> PromptSegments:
         """Run ``render(mark)``: it passes every client value through ``mark`` and renders;
@@ -61,14 +62,14 @@ class ClientText:
 
     def occurrences(self, text: str, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
         """Every (start, end) where some control token's text occurs, beginning in [start, stop)."""
-        found: list[tuple[int, int]] = []
-        if self._start_re is None:
-            return found
+        if self._any_re is None or self._find_re is None:
+            return []
         stop = len(text) if stop is None else min(stop, len(text))
-        for match in self._start_re.finditer(text, max(0, start), stop):
-            i = match.start()
-            found += [(i, i + n) for n in self._lengths if text[i:i + n] in self.texts]
-        return found
+        start = max(0, start)
+        if not self._any_re.search(text, start, stop + self._longest):
+            return []
+        return [(m.start(), m.start() + len(m.group(1)))
+                for m in self._find_re.finditer(text, start, stop + self._longest) if m.start() < stop]
 
     def edges(self, text: str) -> list[tuple[int, int]]:
         """The head that ends a control token and the tail that begins one (of ``text`` and of it stripped)."""
