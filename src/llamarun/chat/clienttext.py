@@ -7,8 +7,8 @@ user message ``<|im_start|>system ...`` forges a system turn.  Tokenizing each
 piece of client text on its own would change tokens at every boundary, so only
 what could become a control token is set apart:
 
-- every occurrence of a control token's text inside a client string is
-  replaced, before rendering, by a placeholder (private-use characters and a
+- every occurrence of a control token's text inside a client string (in any
+  letter case, so that a template's ``lower`` cannot make one) is replaced, before rendering, by a placeholder (private-use characters and a
   per-render nonce), and tokenized as plain text after rendering;
 - the edges of a client string (also after stripping whitespace) that are a
   partial control token (``<|im_`` at the end, ``start|>`` at the start) are
@@ -19,8 +19,10 @@ what could become a control token is set apart:
 Text without control-token text therefore renders and tokenizes exactly as
 before (one part, parsed with specials).  Templates transform client text
 (``trim``, ``upper``, ``split``): the placeholders are private-use characters
-that such filters leave alone; a template that drops or mangles one loses only
-that text, never turning it into a control token.
+that such filters leave alone (set-apart text comes back as the client wrote
+it, whatever the template did to the text around it); a template that drops or
+mangles one loses only that text, never turning it into a control token.
+Roles are client text too: over HTTP they are one of a fixed set.
 """
 
 from __future__ import annotations
@@ -43,14 +45,18 @@ class ClientText:
 
     def __init__(self, control_texts: Collection[str]) -> None:
         self.texts = frozenset(t for t in control_texts if t and not set(t) & {_OPEN, _SEP, _CLOSE})
-        self._lengths = sorted({len(t) for t in self.texts}, reverse=True)
-        self._starts = frozenset(t[0] for t in self.texts)
-        self._prefixes = frozenset(t[:i] for t in self.texts for i in range(1, len(t)))
-        self._suffixes = frozenset(t[i:] for t in self.texts for i in range(1, len(t)))
-        self._longest = self._lengths[0] if self._lengths else 0
+        folded = {t.lower() for t in self.texts}  # a template's ``lower`` or ``upper`` cannot make one either
+        self._prefixes = frozenset(t[:i] for t in folded for i in range(1, len(t)))
+        self._suffixes = frozenset(t[i:] for t in folded for i in range(1, len(t)))
+        self._longest = max((len(t) for t in self.texts | folded), default=0)
         alternatives = "|".join(re.escape(t) for t in sorted(self.texts, key=len, reverse=True))
-        self._any_re = re.compile(alternatives) if self.texts else None
-        self._find_re = re.compile(f"(?=({alternatives}))") if self.texts else None
+        self._any_re = re.compile(alternatives, re.IGNORECASE) if self.texts else None
+        self._find_re = re.compile(f"(?=({alternatives}))", re.IGNORECASE) if self.texts else None
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest control token's text."""
+        return self._longest
 
     def render(self, render: Callable[[Callable[[Any], Any]], str]) -> PromptSegments:
         """Run ``render(mark)``: it passes every client value through ``mark`` and renders;
@@ -76,11 +82,11 @@ class ClientText:
         spans = []
         for offset, end in ((0, len(text)), (len(text) - len(text.lstrip()), len(text.rstrip()))):
             for n in range(min(self._longest - 1, end - offset), 0, -1):
-                if text[offset:offset + n] in self._suffixes:
+                if text[offset:offset + n].lower() in self._suffixes:
                     spans.append((offset, offset + n))
                     break
             for n in range(min(self._longest - 1, end - offset), 0, -1):
-                if text[end - n:end] in self._prefixes:
+                if text[end - n:end].lower() in self._prefixes:
                     spans.append((end - n, end))
                     break
         return spans
@@ -153,7 +159,7 @@ class _Marking:
             special = kind == _TEMPLATE
             if kind == _EDGE:
                 end = pos + len(text)
-                hits = self.guard.occurrences(whole, pos - self.guard._longest + 1, end)
+                hits = self.guard.occurrences(whole, pos - self.guard.longest + 1, end)
                 special = not any(a < end and b > pos for a, b in hits)
             out.append((text, special))
             pos += len(text)
