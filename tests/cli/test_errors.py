@@ -1,0 +1,69 @@
+"""What the CLI prints when something fails: one line that leads somewhere, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from clitools import cli
+
+# A real failure inside a command: the store's list() breaks the way a bug would, then the real main() runs.
+_BROKEN_LIST = """
+import sys
+import llamarun.store
+from llamarun.cli.main import main
+
+def broken(self, *args, **kwargs):
+    raise RuntimeError("the disk exploded")
+
+llamarun.store.ModelStore.list = broken
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _broken(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "LLAMARUN_HOME": str(home), "NO_COLOR": "1", **(env or {})}
+    if not env or "LLAMARUN_DEBUG" not in env:
+        full.pop("LLAMARUN_DEBUG", None)
+    return subprocess.run([sys.executable, "-c", _BROKEN_LIST, *args], capture_output=True, text=True,
+                          timeout=120, env=full)
+
+
+def test_an_unexpected_error_is_one_line_with_the_way_to_details(home: Path):
+    proc = _broken("list", home=home)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "`llamarun list` failed unexpectedly: RuntimeError: the disk exploded" in lines[0]
+    assert "--debug" in lines[0] and "LLAMARUN_DEBUG=1" in lines[0]
+
+
+def test_debug_flag_and_environment_print_the_traceback(home: Path):
+    for args, env in ((("--debug", "list"), None), (("list",), {"LLAMARUN_DEBUG": "1"})):
+        proc = _broken(*args, home=home, env=env)
+        assert proc.returncode == 1
+        assert "Traceback (most recent call last)" in proc.stderr
+        assert "RuntimeError: the disk exploded" in proc.stderr
+        assert proc.stderr.count("Traceback (most recent call last)") == 1  # the handler itself does not crash
+
+
+def test_usage_errors_still_exit_2_without_a_traceback(home: Path):
+    proc = cli("list", "--no-such-flag", home=home)
+    assert proc.returncode == 2
+    assert "No such option" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_on_a_taken_port_says_so_and_exits_1(home: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli("serve", "--host", "127.0.0.1", "--port", str(port), home=home, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr
+    assert "--port 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Errno" not in proc.stderr
