@@ -67,3 +67,26 @@ def test_serve_on_a_taken_port_says_so_and_exits_1(home: Path):
     assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr
     assert "--port 0" in proc.stderr
     assert "Traceback" not in proc.stderr and "Errno" not in proc.stderr
+
+
+def _run_env(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("LLAMARUN_")}, "LLAMARUN_HOME": str(home),
+            "NO_COLOR": "1", "COLUMNS": "200", **env}
+    return subprocess.run([sys.executable, "-m", "llamarun", *args], capture_output=True, text=True, timeout=300,
+                          env=full, stdin=subprocess.DEVNULL)
+
+
+def test_run_memory_advice_names_run_flags_and_force_loads(tiny_home: Path):
+    refused = _run_env("run", "tiny", "Hello", "-n", "2", home=tiny_home, LLAMARUN_MEMORY_BUDGET="1MiB")
+    assert refused.returncode == 1
+    assert "--ctx" in refused.stderr and "--force" in refused.stderr
+    assert "--parallel" not in refused.stderr  # `run` has no such flag
+    forced = _run_env("run", "tiny", "Hello", "-n", "2", "--force", home=tiny_home, LLAMARUN_MEMORY_BUDGET="1MiB")
+    assert forced.returncode == 0, forced.stderr  # --force loads it (it failed advising --force)
+    assert "Error" not in forced.stderr
+
+
+def test_setting_errors_from_flags_name_the_flag_the_user_typed(home: Path):
+    proc = _run_env("serve", "--ctx", "99999999", "--port", "0", home=home)
+    assert proc.returncode == 1
+    assert "flag --ctx" in proc.stderr and "--n-ctx" not in proc.stderr

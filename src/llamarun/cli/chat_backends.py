@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
-__all__ = ["ChatBackend", "LocalChat", "RemoteChat", "TurnStats", "format_count", "open_local", "open_remote"]
+__all__ = ["RUN_FLAGS", "ChatBackend", "LocalChat", "RemoteChat", "TurnStats", "format_count", "open_local", "open_remote"]
 
 Messages = Sequence[Mapping[str, Any]]
+
+# The flags of `llamarun run` that the memory advice may name (it has no --parallel: one conversation).
+RUN_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--ctx", "force": "--force"})
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,9 @@ def format_count(n: int) -> str:
 
 
 def _bytes(n: int) -> str:
-    from rich.filesize import decimal
+    from ..units import format_bytes
 
-    return decimal(n)
+    return format_bytes(n)
 
 
 class LocalChat:
@@ -172,8 +176,8 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
     settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers})
     plan = plan_resources(read_model_facts(path), detect_hardware(),
                           ResourceRequest.from_settings(settings, parallel=1))
-    check_fits(plan, force=force, model_name=label)
-    model = llamarun.load(path, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
+    check_fits(plan, force=force, model_name=label, names=RUN_FLAGS)  # `run` has one sequence: no --parallel
+    model = llamarun.load(path, force=force, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
                           n_gpu_layers=plan.n_gpu_layers)
     return LocalChat(model, label, plan.reasons)
 

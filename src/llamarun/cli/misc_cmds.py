@@ -107,7 +107,7 @@ def _processor(size: Any, vram: Any) -> str:
 
 
 def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    from rich.filesize import decimal
+    from ..units import format_bytes
 
     rows = []
     for m in models:
@@ -115,7 +115,7 @@ def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         digest = str(m.get("digest") or "").removeprefix("sha256:")[:12] or "-"
         ctx = m.get("context_length")
         rows.append((str(m.get("name") or m.get("model") or "?"), digest,
-                     decimal(size) if isinstance(size, int) else "-", _processor(size, m.get("size_vram")),
+                     format_bytes(size) if isinstance(size, int) else "-", _processor(size, m.get("size_vram")),
                      str(ctx) if ctx else "-", _until(m.get("expires_at"))))
     return rows
 

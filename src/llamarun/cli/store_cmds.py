@@ -46,19 +46,14 @@ class _PullBar:
     """Renders :class:`PullProgress` events: a bar (bytes, rate, ETA) per transfer, a line per step."""
 
     def __init__(self, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from .progress_columns import BytesColumn, RateColumn
 
         self.quiet = quiet
         self.tasks: dict[str, Any] = {}
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=_err_console())
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), BytesColumn(),
+                                 RateColumn(), TimeRemainingColumn(), console=_err_console())
 
     def __enter__(self) -> _PullBar:
         if not self.quiet:
@@ -98,9 +93,9 @@ def pull(
 
 
 def _size(n: int) -> str:
-    from ..store.blobs import human_bytes
+    from ..units import format_bytes
 
-    return human_bytes(n)
+    return format_bytes(n)
 
 
 def _ago(when: dt.datetime | None) -> str:
