@@ -15,7 +15,9 @@ Examples:
 
   llamarun run                                   # chat with the default model (smollm2)
 
-  llamarun run smollm2 "Why is the sky blue?"    # one answer, then exit
+  llamarun run smollm2 "Why is the sky blue?"    # one answer, then exit (a catalog model is pulled first)
+
+  llamarun run "What is 2+2?"                    # not a model name: a prompt for the default model
 
   echo "Hi" | llamarun run smollm2               # the prompt from stdin
 
@@ -72,7 +74,8 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
 
 
 def run(
-    model: Optional[str] = typer.Argument(None, help="Store name or GGUF path (default: smollm2).",
+    model: Optional[str] = typer.Argument(None, help="Store name, catalog name (pulled first) or GGUF path "
+                                          "(default: smollm2); text that cannot be a name is the prompt.",
                                           autocompletion=complete_model),
     prompt: Optional[list[str]] = typer.Argument(None, help="Prompt; without one, read stdin or start a chat."),
     system: Optional[str] = typer.Option(None, "--system", "-s", help="System message."),
@@ -88,12 +91,17 @@ def run(
 ) -> None:
     """Answer a prompt with a model, or chat with it interactively."""
     from .chat_params import validate_options
+    from .model_names import could_be_model, ensure_local_model
     from .repl import ChatSession, chat_repl, stream_answer
 
     from ..config import load_settings
 
+    if model is not None and not could_be_model(model):  # `run "What is 2+2?"`: a prompt for the default model
+        model, prompt = None, [model, *(prompt or [])]
     text = _read_prompt(prompt)
     name = model or load_settings().default_model
+    if not host:
+        ensure_local_model(name)
     options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
     if seed is not None:
         options["seed"] = seed

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["pull_bar", "register"]
 
 PULL_HELP = """Download a model into the store, verified.
 
@@ -74,6 +74,9 @@ class _PullBar:
                                  description=event.status)
         else:
             self.progress.console.print(event.status, highlight=False)
+
+
+pull_bar = _PullBar  # `run` pulls a catalog model with the same progress display
 
 
 def pull(
