@@ -182,12 +182,12 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
     return LocalChat(model, label, plan.reasons)
 
 
-def open_remote(host: str, name: str | None, *, preload: bool) -> RemoteChat:
+def open_remote(host: str, name: str | None, *, preload: bool, api_key: str | None = None) -> RemoteChat:
     """Talk to the server at ``host``; with ``preload`` the model is loaded now (a bad name fails early)."""
     from ..config import DEFAULT_MODEL
     from .ollama_client import OllamaClient
 
-    client = OllamaClient(host)
+    client = OllamaClient(host, api_key=api_key)
     try:
         if preload:
             client.load(name or DEFAULT_MODEL)

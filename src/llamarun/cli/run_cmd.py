@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -57,12 +58,14 @@ def _read_prompt(prompt: list[str] | None) -> str | None:
     return text
 
 
-def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, Any]) -> Any:
+def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, Any],
+          key: tuple[str | None, Path | None]) -> Any:
     from .chat_backends import open_local, open_remote
+    from .ollama_client import client_api_key
 
     def opening() -> Any:
         if host:
-            return open_remote(host, model, preload=interactive)
+            return open_remote(host, model, preload=interactive, api_key=client_api_key(*key))
         return open_local(model, **load_opts)
 
     if not (interactive and sys.stderr.isatty()):
@@ -87,6 +90,9 @@ def run(
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
     force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
     host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Key for a --host server that requires one "
+                                          "(also LLAMARUN_API_KEY; prefer --api-key-file)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is that key."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print prompt and generation speeds and TTFT."),
 ) -> None:
     """Answer a prompt with a model, or chat with it interactively."""
@@ -108,7 +114,7 @@ def run(
     validate_options(options)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
-                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force})
+                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force}, (api_key, api_key_file))
     try:
         if verbose:
             typer.echo(f"{backend.label} ready in {time.perf_counter() - started:.2f} s", err=True)
