@@ -1,4 +1,5 @@
-"""Help texts as a person reads them: nothing leaked, columns aligned, markup characters shown."""
+"""Help texts and listings as a person reads them: nothing leaked, columns aligned, markup characters
+shown, one size convention (binary units) in `list`, `show` and `/show info`."""
 
 from __future__ import annotations
 
@@ -29,9 +30,13 @@ def test_pull_help_lists_sources_aligned_with_their_brackets():
         assert text in proc.stdout  # rich markup ate these
 
 
-def test_set_parameter_list_is_aligned(tiny_home: Path):
+def test_set_parameter_list_is_aligned_and_sizes_agree(tiny_home: Path):
+    listed = cli("list", home=tiny_home).stdout.splitlines()[1]
+    size = re.search(r"\s(\d+\.\d (?:KiB|MiB))\s", listed).group(1)
+    assert re.search(rf"size\s+{re.escape(size)}$", cli("show", "tiny", home=tiny_home).stdout, re.M)
     child = spawn("run", "tiny", home=tiny_home)
     child.expect_exact(PROMPT)
+    assert re.search(rf"size\s+{re.escape(size)}", command(child, "/show info"))
     listing = command(child, "/set parameter")
     rows = [line for line in listing.splitlines() if line.strip().startswith("/set parameter ")]
     assert len(rows) >= 10, listing

@@ -60,6 +60,16 @@ def _bytes(n: int) -> str:
     return format_bytes(n)
 
 
+def _file_size(path: Any) -> str:
+    """The GGUF file's size, as `list` and `show` print it (the weights alone are a little smaller)."""
+    import os
+
+    try:
+        return _bytes(os.path.getsize(path))
+    except OSError:
+        return "-"
+
+
 class LocalChat:
     """A model loaded in this process (``llamarun.load``)."""
 
@@ -95,7 +105,7 @@ class LocalChat:
         rows = [
             ("model", self.name), ("path", i.path), ("architecture", i.architecture),
             ("parameters", f"{format_count(i.n_params)} ({i.n_params:,})"), ("quantization", i.quantization),
-            ("size", _bytes(i.size_bytes)), ("context length", f"{i.n_ctx_train} (trained)"),
+            ("size", _file_size(i.path)), ("weights", _bytes(i.size_bytes)), ("context length", f"{i.n_ctx_train} (trained)"),
             ("context in use", str(self.model.runtime.config.n_ctx)), ("embedding length", str(i.n_embd)),
             ("layers", str(i.n_layer)), ("attention heads", f"{i.n_head} ({i.n_head_kv} for keys/values)"),
             ("vocabulary", f"{i.n_vocab:,} tokens"),
