@@ -90,3 +90,11 @@ def test_setting_errors_from_flags_name_the_flag_the_user_typed(home: Path):
     proc = _run_env("serve", "--ctx", "99999999", "--port", "0", home=home)
     assert proc.returncode == 1
     assert "flag --ctx" in proc.stderr and "--n-ctx" not in proc.stderr
+
+
+def test_bench_memory_advice_names_bench_flags(tiny_model_path: Path, home: Path):
+    proc = _run_env("bench", str(tiny_model_path), "-r", "1", "-l", "2", "-p", "8", "-n", "2", home=home,
+                    LLAMARUN_MEMORY_BUDGET="1KiB")
+    assert proc.returncode == 1
+    assert "--levels" in proc.stderr and "--prompt-tokens" in proc.stderr
+    assert "--force" not in proc.stderr and "--ctx" not in proc.stderr and "--parallel" not in proc.stderr
