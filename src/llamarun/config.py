@@ -51,6 +51,8 @@ CONFIG_ENV = "LLAMARUN_CONFIG"
 HOME_ENV = "LLAMARUN_HOME"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout")
+_SIZE_FIELDS = ("memory_budget",)
 
 
 # -- value parsers (public: the HTTP layer parses keep_alive the same way) ------------
@@ -222,7 +224,7 @@ class Settings(BaseSettings):
     def _size(cls, value: Any) -> Any:
         return parse_size(_auto(value, 0))
 
-    @field_validator("keep_alive", "request_timeout", "shutdown_timeout", mode="before")
+    @field_validator(*_DURATION_FIELDS, mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -278,6 +280,13 @@ class Settings(BaseSettings):
         if not key:
             raise ConfigError(f"api_key_file {str(self.api_key_file)!r} is empty", key="api_key_file")
         return key
+
+    def written_values(self) -> dict[str, str]:
+        """Durations and sizes as a user writes them (``keep_alive`` -> ``"5m"``, ``8GiB``)."""
+        from .units import format_duration, format_size_setting
+
+        texts = {key: format_duration(getattr(self, key)) for key in _DURATION_FIELDS}
+        return texts | {key: format_size_setting(getattr(self, key)) for key in _SIZE_FIELDS}
 
     def display_values(self) -> dict[str, Any]:
         """JSON-friendly effective values, with secrets masked."""
@@ -343,8 +352,12 @@ def _read_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+# Settings whose command-line flag is not the setting's name with dashes (`--ctx`, not `--n-ctx`).
+_FLAG_NAMES = {"n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "cors_origins": "--cors-origin"}
+
+
 def _flag_name(key: str) -> str:
-    return "--" + key.replace("_", "-")
+    return _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:

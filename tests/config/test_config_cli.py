@@ -60,3 +60,17 @@ def test_config_show_table_and_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_config_bad_set_syntax_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "--set", "port"]) == 1
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_config_show_durations_and_sizes_as_written() -> None:
+    env = {"LLAMARUN_MEMORY_BUDGET": "8GiB", "LLAMARUN_SHUTDOWN_TIMEOUT": "90"}
+    table = run_cli(["config", "show"], {**env, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.stdout.splitlines()
+            if line.count("│") >= 3}
+    assert rows["keep_alive"] == "5m" and rows["request_timeout"] == "10m"
+    assert rows["shutdown_timeout"] == "1m30s" and rows["memory_budget"] == "8GiB"
+    assert "300.0" not in table.stdout and "600.0" not in table.stdout
+    out = json.loads(run_cli(["config", "show", "--json"], env).stdout)["settings"]
+    assert out["keep_alive"] == {"value": 300.0, "source": "default", "text": "5m"}  # numbers stay numbers
+    assert out["memory_budget"]["value"] == 8 << 30 and out["memory_budget"]["text"] == "8GiB"

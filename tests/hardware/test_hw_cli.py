@@ -66,3 +66,15 @@ def test_hw_unknown_model_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["hw", "--model", str(not_gguf)]) == 1
     err = capsys.readouterr().err
     assert "GGUF" in err and str(not_gguf) in err
+
+
+def test_hw_model_that_does_not_fit_exits_1(smollm2_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LLAMARUN_")}, "LLAMARUN_MEMORY_BUDGET": "1MiB"}
+    for extra in ((), ("--json",)):
+        done = subprocess.run([sys.executable, "-m", "llamarun", "hw", "--model", str(smollm2_path), *extra],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "does not fit" in done.stderr
+    shown = json.loads(done.stdout)["plan"]  # the plan is still printed for scripts
+    assert shown["fits"] is False
+    assert "does NOT fit" in " ".join(shown["reasons"])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Optional
 
 import typer
 
 from .run_cmd import complete_model
 
-__all__ = ["register"]
+__all__ = ["BENCH_FLAGS", "register"]
 
 EXAMPLES = """
 Measures, through llamarun's runtime: pp512 (prompt processing of 512 tokens, tokens/s) and tg128
@@ -74,6 +76,20 @@ def _print_table(result: Any) -> None:
     console.print(multi)
 
 
+# What bench's memory advice may name: its context is --prompt-tokens + --gen-tokens, its slots --levels.
+BENCH_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--prompt-tokens/--gen-tokens", "parallel": "--levels"})
+
+
+def _check_fits(path: Any, name: str, n_ctx: int, parallel: int, threads: int) -> None:
+    """Refuse a benchmark that will not fit, naming bench's own flags (the library names no flags of bench)."""
+    from ..config import load_settings
+    from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+
+    request = ResourceRequest.from_settings(load_settings(), n_ctx=n_ctx, parallel=parallel, threads=threads)
+    plan = plan_resources(read_model_facts(path), detect_hardware(), request)
+    check_fits(plan, model_name=name, names=BENCH_FLAGS)
+
+
 def bench(
     model: Optional[str] = typer.Argument(None, help="Store name or GGUF path (default: smollm2).",
                                           autocompletion=complete_model),
@@ -94,10 +110,12 @@ def bench(
     settings = BenchSettings(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, reps=reps, levels=_levels(levels))
     name = model or load_settings().default_model
     n_threads, n_ctx = _threads(threads), context_size(settings)
+    path = resolve_model_path(name)
+    _check_fits(path, name, n_ctx, max(settings.levels), n_threads)
     from rich.console import Console
 
     with Console(stderr=True).status(f"loading {name} ...") as status, \
-            llamarun.load(resolve_model_path(name), n_ctx=n_ctx, n_slots=max(settings.levels), n_threads=n_threads,
+            llamarun.load(path, n_ctx=n_ctx, n_slots=max(settings.levels), n_threads=n_threads,
                           max_queue=max(64, max(settings.levels))) as loaded:
         pp, tg, conc = run_bench(loaded, settings, lambda text: status.update(f"{name}: {text} ..."))
         info = loaded.info

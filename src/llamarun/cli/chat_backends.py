@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
-__all__ = ["ChatBackend", "LocalChat", "RemoteChat", "TurnStats", "format_count", "open_local", "open_remote"]
+__all__ = ["RUN_FLAGS", "ChatBackend", "LocalChat", "RemoteChat", "TurnStats", "format_count", "open_local", "open_remote"]
 
 Messages = Sequence[Mapping[str, Any]]
+
+# The flags of `llamarun run` that the memory advice may name (it has no --parallel: one conversation).
+RUN_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--ctx", "force": "--force"})
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,19 @@ def format_count(n: int) -> str:
 
 
 def _bytes(n: int) -> str:
-    from rich.filesize import decimal
+    from ..units import format_bytes
 
-    return decimal(n)
+    return format_bytes(n)
+
+
+def _file_size(path: Any) -> str:
+    """The GGUF file's size, as `list` and `show` print it (the weights alone are a little smaller)."""
+    import os
+
+    try:
+        return _bytes(os.path.getsize(path))
+    except OSError:
+        return "-"
 
 
 class LocalChat:
@@ -91,7 +105,7 @@ class LocalChat:
         rows = [
             ("model", self.name), ("path", i.path), ("architecture", i.architecture),
             ("parameters", f"{format_count(i.n_params)} ({i.n_params:,})"), ("quantization", i.quantization),
-            ("size", _bytes(i.size_bytes)), ("context length", f"{i.n_ctx_train} (trained)"),
+            ("size", _file_size(i.path)), ("weights", _bytes(i.size_bytes)), ("context length", f"{i.n_ctx_train} (trained)"),
             ("context in use", str(self.model.runtime.config.n_ctx)), ("embedding length", str(i.n_embd)),
             ("layers", str(i.n_layer)), ("attention heads", f"{i.n_head} ({i.n_head_kv} for keys/values)"),
             ("vocabulary", f"{i.n_vocab:,} tokens"),
@@ -172,18 +186,18 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
     settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers})
     plan = plan_resources(read_model_facts(path), detect_hardware(),
                           ResourceRequest.from_settings(settings, parallel=1))
-    check_fits(plan, force=force, model_name=label)
-    model = llamarun.load(path, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
+    check_fits(plan, force=force, model_name=label, names=RUN_FLAGS)  # `run` has one sequence: no --parallel
+    model = llamarun.load(path, force=force, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
                           n_gpu_layers=plan.n_gpu_layers)
     return LocalChat(model, label, plan.reasons)
 
 
-def open_remote(host: str, name: str | None, *, preload: bool) -> RemoteChat:
+def open_remote(host: str, name: str | None, *, preload: bool, api_key: str | None = None) -> RemoteChat:
     """Talk to the server at ``host``; with ``preload`` the model is loaded now (a bad name fails early)."""
     from ..config import DEFAULT_MODEL
     from .ollama_client import OllamaClient
 
-    client = OllamaClient(host)
+    client = OllamaClient(host, api_key=api_key)
     try:
         if preload:
             client.load(name or DEFAULT_MODEL)

@@ -69,8 +69,10 @@ _FIXED_AT_LOAD = {"num_ctx": "--ctx", "num_thread": "--threads", "num_gpu": "--g
 def parameter_help() -> str:
     """The ``/set parameter`` help text."""
     lines = ["Available parameters:"]
+    usages = {p.name: f"/set parameter {p.name} {p.kind}" for p in PARAMETERS.values()}
+    width = max(len(u) for u in usages.values())
     for p in PARAMETERS.values():
-        lines.append(f"  /set parameter {p.name} {p.kind:<14} {p.help}")
+        lines.append(f"  {usages[p.name]:<{width}}  {p.help}")
     lines.append("  (max_tokens is another name for num_predict)")
     return "\n".join(lines)
 

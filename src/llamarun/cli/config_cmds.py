@@ -11,6 +11,8 @@ __all__ = ["register"]
 
 EXAMPLES = """
 Precedence: defaults < config file < LLAMARUN_* environment variables < flags.
+Durations and sizes show as you would write them (5m, 30s, 8GiB); with --json each of them has
+"value" in seconds or bytes and "text" as shown.
 
 Examples:
 
@@ -48,17 +50,27 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 _AUTO = {"threads": 0, "n_ctx": 0, "parallel": 0, "memory_budget": 0, "n_gpu_layers": -1}
 
 
-def _shown(key: str, value: Any) -> str:
+def _shown(key: str, value: Any, written: dict[str, str]) -> str:
     if value is None:
         return ""
     if _AUTO.get(key, object()) == value:
         return f"auto ({value})"
+    if key in written:
+        return written[key]
     return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _rows(settings: Any) -> list[tuple[str, Any, str]]:
     values = settings.display_values()
     return [(key, values[key], str(origin)) for key, origin in settings.origins.items()]
+
+
+def _json_entry(key: str, value: Any, source: str, written: dict[str, str]) -> dict[str, Any]:
+    """``value`` stays a number in base units (seconds, bytes); durations and sizes add the ``text`` shown."""
+    entry: dict[str, Any] = {"value": value, "source": source}
+    if key in written:
+        entry["text"] = written[key]
+    return entry
 
 
 @config_app.command("show", epilog=EXAMPLES)
@@ -72,10 +84,11 @@ def show(
 
     settings = load_settings(_parse_sets(sets or []), config_file=config_file)
     rows = _rows(settings)
+    written = settings.written_values()
     if as_json:
         out = {
             "config_file": str(settings.config_file) if settings.config_file else None,
-            "settings": {key: {"value": value, "source": source} for key, value, source in rows},
+            "settings": {key: _json_entry(key, value, source, written) for key, value, source in rows},
         }
         typer.echo(json.dumps(out, indent=2))
         return
@@ -86,7 +99,7 @@ def show(
     for column in ("setting", "value", "source"):
         table.add_column(column)
     for key, value, source in rows:
-        table.add_row(key, _shown(key, value), source, style=None if source == "default" else "bold")
+        table.add_row(key, _shown(key, value, written), source, style=None if source == "default" else "bold")
     Console().print(table)
 
 

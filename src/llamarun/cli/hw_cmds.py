@@ -98,7 +98,7 @@ def hw(
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context per sequence for --model (0: auto)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
 ) -> None:
-    """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one."""
+    """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
     from ..hardware import detect_hardware, recommend_model
 
     profile = detect_hardware()
@@ -111,13 +111,17 @@ def hw(
         if advice is not None:
             data["recommendation"] = dataclasses.asdict(advice)
         typer.echo(json.dumps(_finite(data), indent=2))
-        return
-    _print_profile(profile)
-    if plan is not None:
-        _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.parallel} sequences, "
-                       f"{plan.threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
-    if advice is not None:
-        _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
+    else:
+        _print_profile(profile)
+        if plan is not None:
+            _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.parallel} sequences, "
+                           f"{plan.threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
+        if advice is not None:
+            _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
+    if plan is not None and not plan.fits:
+        typer.echo(f"{model} does not fit this machine as planned: use a smaller --ctx or --parallel, "
+                   "or a smaller model", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

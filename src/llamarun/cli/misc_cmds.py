@@ -1,10 +1,11 @@
-"""``llamarun version`` and ``llamarun ps``."""
+"""``llamarun version``, ``llamarun ps`` and ``llamarun stop``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import platform
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -28,6 +29,17 @@ Examples:
 
   llamarun ps --json                         # the server's answer, for scripts
 """
+
+
+STOP_EXAMPLES = """
+Examples:
+
+  llamarun stop smollm2                              # unload it from the server on 127.0.0.1:11434
+
+  llamarun stop smollm2 --host http://10.0.0.5:11434 --api-key-file ~/.llamarun-key
+"""
+
+API_KEY_HELP = "Key for a server that requires one (also LLAMARUN_API_KEY; prefer --api-key-file)."
 
 
 def _package_version(name: str) -> str | None:
@@ -107,7 +119,7 @@ def _processor(size: Any, vram: Any) -> str:
 
 
 def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    from rich.filesize import decimal
+    from ..units import format_bytes
 
     rows = []
     for m in models:
@@ -115,7 +127,7 @@ def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         digest = str(m.get("digest") or "").removeprefix("sha256:")[:12] or "-"
         ctx = m.get("context_length")
         rows.append((str(m.get("name") or m.get("model") or "?"), digest,
-                     decimal(size) if isinstance(size, int) else "-", _processor(size, m.get("size_vram")),
+                     format_bytes(size) if isinstance(size, int) else "-", _processor(size, m.get("size_vram")),
                      str(ctx) if ctx else "-", _until(m.get("expires_at"))))
     return rows
 
@@ -123,11 +135,14 @@ def _ps_rows(models: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 def ps(
     host: Optional[str] = typer.Option(None, "--host", help="Server URL (default: the configured host and port)."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's JSON answer."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help=API_KEY_HELP),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is the key."),
 ) -> None:
     """List the models a running `llamarun serve` has loaded."""
-    from .ollama_client import OllamaClient, default_host
+    from .ollama_client import OllamaClient, client_api_key, default_host
 
-    with OllamaClient(host or default_host(), read_timeout=10.0) as client:
+    with OllamaClient(host or default_host(), read_timeout=10.0,
+                      api_key=client_api_key(api_key, api_key_file)) as client:
         data = client.ps()
     models = data.get("models") if isinstance(data, dict) else None
     models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
@@ -140,6 +155,35 @@ def ps(
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
+def _loaded_names(models: list[dict[str, Any]]) -> set[str]:
+    names = {str(m.get(key)) for m in models for key in ("name", "model") if m.get(key)}
+    return names | {n.removesuffix(":latest") for n in names}
+
+
+def stop(
+    model: str = typer.Argument(..., help="The loaded model to unload (as `llamarun ps` names it)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Server URL (default: the configured host and port)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help=API_KEY_HELP),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is the key."),
+) -> None:
+    """Unload a model from a running `llamarun serve` now (its memory is freed once its requests finish)."""
+    from ..errors import ModelNotFoundError
+    from .ollama_client import OllamaClient, client_api_key, default_host
+
+    with OllamaClient(host or default_host(), read_timeout=30.0,
+                      api_key=client_api_key(api_key, api_key_file)) as client:
+        data = client.ps()
+        models = data.get("models") if isinstance(data, dict) else None
+        loaded = _loaded_names([m for m in models if isinstance(m, dict)] if isinstance(models, list) else [])
+        if model not in loaded:
+            shown = ", ".join(sorted(n for n in loaded if not n.endswith(":latest"))) or "none"
+            raise ModelNotFoundError(f'model "{model}" is not loaded on {client.base_url} (loaded: {shown}); '
+                                     "see `llamarun ps`")
+        client.unload(model)
+    typer.echo(f"stopped {model}")
+
+
 def register(app: typer.Typer) -> None:
     app.command(help="Print versions and llama.cpp build information.", epilog=VERSION_EXAMPLES)(version)
     app.command(help="List the models loaded by a running server.", epilog=PS_EXAMPLES)(ps)
+    app.command(help="Unload a model from a running server now.", epilog=STOP_EXAMPLES)(stop)

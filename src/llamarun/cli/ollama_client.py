@@ -9,6 +9,7 @@ status code, or a final ``{"error"}`` line mid-stream.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 from ..errors import (InvalidParameterError, LlamarunError, ModelNotFoundError, OverloadedError,
                       RemoteServerError, RequestCancelledError)
 
-__all__ = ["DEFAULT_PORT", "OllamaClient", "default_host", "normalize_host"]
+__all__ = ["DEFAULT_PORT", "OllamaClient", "client_api_key", "default_host", "normalize_host"]
 
 DEFAULT_PORT = 11434
 _STATUS_ERRORS: dict[int, type[LlamarunError]] = {
@@ -51,6 +52,13 @@ def default_host() -> str:
     return normalize_host(f"{host}:{settings.port}")
 
 
+def client_api_key(api_key: str | None = None, api_key_file: str | os.PathLike[str] | None = None) -> str | None:
+    """The key a client command sends: --api-key, --api-key-file, else the api_key settings (env, file)."""
+    from ..config import load_settings
+
+    return load_settings({"api_key": api_key, "api_key_file": api_key_file}).resolved_api_key()
+
+
 def _error_text(body: bytes) -> str:
     try:
         data = json.loads(body)
@@ -64,12 +72,15 @@ def _error_text(body: bytes) -> str:
 class OllamaClient:
     """Blocking calls to one server. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float | None = 30.0) -> None:
+    def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float | None = 30.0,
+                 api_key: str | None = None) -> None:
         import httpx  # deferred: keeps `llamarun --help` fast
 
         self.base_url = normalize_host(base_url)
         self._httpx = httpx
-        self._http = httpx.Client(base_url=self.base_url, trust_env=False,
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._keyed = bool(api_key)
+        self._http = httpx.Client(base_url=self.base_url, trust_env=False, headers=headers,
                                   timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
 
     # -- plumbing ----------------------------------------------------------------
@@ -83,6 +94,12 @@ class OllamaClient:
     def _raise_for(self, status: int, body: bytes, what: str) -> None:
         if status < 400:
             return
+        if status == 401:
+            raise RemoteServerError(
+                f"the server at {self.base_url} refused the API key it was sent (HTTP {status}); check --api-key, "
+                "--api-key-file or LLAMARUN_API_KEY" if self._keyed else
+                f"the server at {self.base_url} requires an API key (HTTP {status}): pass --api-key-file FILE, "
+                "--api-key KEY or set LLAMARUN_API_KEY")
         message = _error_text(body) or f"HTTP {status}"
         cls = _STATUS_ERRORS.get(status, RemoteServerError)
         raise cls(f"{what}: {message}" if cls is RemoteServerError else message)
@@ -130,6 +147,10 @@ class OllamaClient:
     def load(self, model: str) -> None:
         """Ask the server to load ``model`` (a chat with no messages), so a bad name fails early."""
         self._json("POST", "/api/chat", {"model": model, "messages": [], "stream": False})
+
+    def unload(self, model: str) -> None:
+        """Unload ``model`` now, as ``ollama stop`` does: an empty generate with ``keep_alive`` 0."""
+        self._json("POST", "/api/generate", {"model": model, "prompt": "", "keep_alive": 0, "stream": False})
 
     def show(self, model: str) -> dict[str, Any]:
         return self._json("POST", "/api/show", {"model": model})

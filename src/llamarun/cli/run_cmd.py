@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -15,7 +16,9 @@ Examples:
 
   llamarun run                                   # chat with the default model (smollm2)
 
-  llamarun run smollm2 "Why is the sky blue?"    # one answer, then exit
+  llamarun run smollm2 "Why is the sky blue?"    # one answer, then exit (a catalog model is pulled first)
+
+  llamarun run "What is 2+2?"                    # not a model name: a prompt for the default model
 
   echo "Hi" | llamarun run smollm2               # the prompt from stdin
 
@@ -55,12 +58,14 @@ def _read_prompt(prompt: list[str] | None) -> str | None:
     return text
 
 
-def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, Any]) -> Any:
+def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, Any],
+          key: tuple[str | None, Path | None]) -> Any:
     from .chat_backends import open_local, open_remote
+    from .ollama_client import client_api_key
 
     def opening() -> Any:
         if host:
-            return open_remote(host, model, preload=interactive)
+            return open_remote(host, model, preload=interactive, api_key=client_api_key(*key))
         return open_local(model, **load_opts)
 
     if not (interactive and sys.stderr.isatty()):
@@ -72,7 +77,8 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
 
 
 def run(
-    model: Optional[str] = typer.Argument(None, help="Store name or GGUF path (default: smollm2).",
+    model: Optional[str] = typer.Argument(None, help="Store name, catalog name (pulled first) or GGUF path "
+                                          "(default: smollm2); text that cannot be a name is the prompt.",
                                           autocompletion=complete_model),
     prompt: Optional[list[str]] = typer.Argument(None, help="Prompt; without one, read stdin or start a chat."),
     system: Optional[str] = typer.Option(None, "--system", "-s", help="System message."),
@@ -84,23 +90,31 @@ def run(
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
     force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
     host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Key for a --host server that requires one "
+                                          "(also LLAMARUN_API_KEY; prefer --api-key-file)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is that key."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print prompt and generation speeds and TTFT."),
 ) -> None:
     """Answer a prompt with a model, or chat with it interactively."""
     from .chat_params import validate_options
+    from .model_names import could_be_model, ensure_local_model
     from .repl import ChatSession, chat_repl, stream_answer
 
     from ..config import load_settings
 
+    if model is not None and not could_be_model(model):  # `run "What is 2+2?"`: a prompt for the default model
+        model, prompt = None, [model, *(prompt or [])]
     text = _read_prompt(prompt)
     name = model or load_settings().default_model
+    if not host:
+        ensure_local_model(name)
     options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
     if seed is not None:
         options["seed"] = seed
     validate_options(options)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
-                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force})
+                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force}, (api_key, api_key_file))
     try:
         if verbose:
             typer.echo(f"{backend.label} ready in {time.perf_counter() - started:.2f} s", err=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -83,6 +85,7 @@ def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_b
 
     config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes,
                                       max_upload_bytes=max_upload_bytes)
+    sock = _bind(config.host, config.port)  # before loading anything: a taken port fails at once
     store = ModelStore(settings.home)
     manager = ModelManager(ManagerConfig.from_settings(settings, wait_timeout=settings.request_timeout or 600.0),
                            resolve=store_resolver(store))
@@ -101,12 +104,35 @@ def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_b
                             shutdown_timeout=settings.shutdown_timeout, on_started=started,
                             on_drain=lambda: manager.close(0.0))
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         manager.close(0.0)
+        sock.close()
     if not server.started:
         raise typer.Exit(code=3)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or an error that says what to do when the address is taken or wrong."""
+    from ..errors import InvalidParameterError
+
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = min(found, key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
+        return socket.create_server(address, family=family, backlog=2048)
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidParameterError(f"port {port} on {host} is already in use (another `llamarun serve` or "
+                                        f"`ollama serve`?); stop it, choose another with --port N, or use "
+                                        "--port 0 for any free port", field="port") from None
+        if exc.errno == errno.EACCES:
+            raise InvalidParameterError(f"not allowed to listen on {shown} (ports below 1024 need privileges); "
+                                        "choose another with --port N, or --port 0 for any free port",
+                                        field="port") from None
+        raise InvalidParameterError(f"cannot listen on {shown}: {exc.strerror or exc}; check --host and --port",
+                                    field="host") from None
+
+
 def register(app: typer.Typer) -> None:
-    app.command(help="Serve Ollama's and OpenAI's APIs over HTTP." + EXAMPLES)(serve)
+    app.command(help="Serve Ollama's and OpenAI's APIs over HTTP.", epilog=EXAMPLES)(serve)

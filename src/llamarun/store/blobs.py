@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from ..errors import DigestMismatchError, DiskFullError, DownloadError, GGUFFormatError
 from ..ggufcheck import GGUFInfo, check_gguf
+from ..units import format_bytes
 from .layout import StoreLayout
 
 __all__ = [
@@ -45,12 +46,7 @@ class BlobInfo:
     gguf: GGUFInfo
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+human_bytes = format_bytes  # one size convention for users: binary units (llamarun.units)
 
 
 def ensure_free_space(layout: StoreLayout, needed: int, what: str, *, reserve: int = 0) -> None:

@@ -1,0 +1,35 @@
+"""What `llamarun run` makes of its first argument: a typo, a catalog model to pull, or a question."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clitools import cli
+
+
+def test_a_typo_suggests_the_close_match_not_a_pull_that_fails(smollm2_home: Path):
+    proc = cli("run", "smolm2", "Hi", home=smollm2_home)
+    assert proc.returncode == 1
+    assert 'did you mean "smollm2"?' in proc.stderr
+    assert "pull smolm2" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_name_says_how_to_get_a_model(smollm2_home: Path):
+    proc = cli("run", "qqqqzzzz", "Hi", home=smollm2_home)
+    assert proc.returncode == 1
+    assert "not in the store or the catalog" in proc.stderr and "llamarun pull" in proc.stderr
+
+
+def test_a_question_as_first_argument_is_the_prompt_for_the_default_model(smollm2_home: Path):
+    proc = cli("run", "What is the capital of France? Answer in one word.", home=smollm2_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout
+
+
+def test_run_pulls_a_catalog_model_that_is_not_in_the_store(home: Path):
+    proc = cli("run", "smollm2", "What is the capital of France? Answer in one word.", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert "pulling it from the catalog" in proc.stderr and "MiB" in proc.stderr  # the pull's progress
+    assert "Paris" in proc.stdout
+    listed = cli("list", home=home)
+    assert "smollm2:latest" in listed.stdout and "93.8 MiB" in listed.stdout  # one size convention
