@@ -51,7 +51,7 @@ CONFIG_ENV = "LLAMARUN_CONFIG"
 HOME_ENV = "LLAMARUN_HOME"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout")
+_DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout", "header_timeout", "body_timeout")
 _SIZE_FIELDS = ("memory_budget",)
 
 
@@ -187,6 +187,15 @@ class Settings(BaseSettings):
         600.0, ge=0, description="Default per-request timeout in seconds or '10m' (0: none)."
     )
     shutdown_timeout: float = Field(30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM.")
+    header_timeout: float = Field(
+        10.0, ge=0, le=1e9, description="Seconds a `serve` client has to send its request headers (0: none)."
+    )
+    body_timeout: float = Field(
+        30.0, ge=0, le=1e9, description="Seconds a `serve` client may send no body bytes mid-body (0: none)."
+    )
+    max_connections_per_client: int = Field(
+        256, ge=0, le=1 << 20, description="Open connections `serve` accepts from one address (0: no bound)."
+    )
     stream_interval: int = Field(
         1, ge=1, le=1024, description="Tokens per streamed chunk in `serve` after the first (1: every token; "
         "more: less CPU per token on small machines)."

@@ -134,7 +134,8 @@ def test_errors_in_openai_shape(client: openai.OpenAI, smol_server: Server) -> N
     reply = client.chat.completions.create(model="tiny", messages=long, max_tokens=2,
                                            extra_body={"truncate": True})
     assert reply.usage.prompt_tokens < 2048
-    r = httpx.post(f"{smol_server.url}/v1/chat/completions", content=b"{not json")
+    r = httpx.post(f"{smol_server.url}/v1/chat/completions", content=b"{not json",
+                   headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 
 

@@ -111,7 +111,8 @@ def test_body_limits(keyed_server: Server) -> None:
             yield b"x" * 10_000
         yield b'"}'
 
-    r = httpx.post(f"{url}/api/generate", content=chunks(), headers=_auth())  # chunked, no Content-Length
+    r = httpx.post(f"{url}/api/generate", content=chunks(),  # chunked, no Content-Length
+                   headers={**_auth(), "Content-Type": "application/json"})
     assert r.status_code == 413
 
     r = httpx.post(f"{url}/api/generate", content=b"\x1f\x8b" + b"\x00" * 100,
@@ -209,7 +210,7 @@ def test_openai_numbers_are_range_checked(smol_server: Server, extra: dict, fiel
 
 def test_nan_and_unknown_keys(smol_server: Server) -> None:
     raw = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
-    r = httpx.post(f"{smol_server.url}/v1/chat/completions", content=raw)
+    r = httpx.post(f"{smol_server.url}/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "temperature" in r.json()["error"]["message"]
     r = httpx.post(f"{smol_server.url}/api/generate", json={
         "model": "tiny", "prompt": "hi", "raw": True, "stream": False,
@@ -228,5 +229,6 @@ def test_unknown_model_is_404_everywhere(smol_server: Server) -> None:
         ("POST", "/v1/completions", {"model": "ghost", "prompt": "hi"}),
         ("POST", "/v1/embeddings", {"model": "ghost", "input": "hi"}),
     ]:
-        r = httpx.request(method, f"{url}{path}", content=json.dumps(body))
+        r = httpx.request(method, f"{url}{path}", content=json.dumps(body),
+                          headers={"Content-Type": "application/json"})
         assert r.status_code == 404, (path, r.text)

@@ -38,6 +38,12 @@ def serve(
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Waiting requests per model before 503."),
     request_timeout: Optional[str] = typer.Option(None, "--request-timeout", help="Default timeout ('10m'; 0 none)."),
     shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="Drain time on SIGTERM."),
+    header_timeout: Optional[str] = typer.Option(None, "--header-timeout",
+                                                 help="Time a client has to send its headers ('10s'; 0 none)."),
+    body_timeout: Optional[str] = typer.Option(None, "--body-timeout",
+                                               help="Time a client may send no body bytes ('30s'; 0 none)."),
+    max_connections_per_client: Optional[int] = typer.Option(
+        None, "--max-connections-per-client", help="Open connections from one address (default 256; 0 no bound)."),
     stream_interval: Optional[int] = typer.Option(None, "--stream-interval",
                                                   help="Tokens per streamed chunk after the first (default 1)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LLAMARUN_API_KEY", show_envvar=True,
@@ -59,7 +65,8 @@ def serve(
         "host": host, "port": port, "parallel": parallel, "n_ctx": ctx, "threads": threads, "keep_alive": keep_alive,
         "max_loaded_models": max_loaded_models, "memory_budget": memory_budget, "max_queue": max_queue,
         "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
-        "stream_interval": stream_interval,
+        "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,
+        "max_connections_per_client": max_connections_per_client,
         "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
         "cors_origins": tuple(cors_origin) if cors_origin else None,
     }

@@ -39,6 +39,10 @@ class HttpConfig:
       ``max_upload_bytes`` a model file uploaded to ``/api/blobs`` (the disk's free space
       is checked too), ``max_header_bytes`` the request line plus headers;
     - ``request_timeout`` (seconds, 0 = none) applies when a request sets none;
+    - ``header_timeout``: seconds a client has to send its request line and headers,
+      ``body_timeout``: seconds a client may send no body bytes while its body is read
+      (0 = none for either), ``max_connections_per_client``: open connections from one
+      address (0 = no bound);
     - ``stream_interval``: tokens per streamed chunk after the first (1: every token);
     - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT.
     """
@@ -53,6 +57,9 @@ class HttpConfig:
     max_upload_bytes: int = 1 << 40
     max_header_bytes: int = 32 << 10
     request_timeout: float = 600.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections_per_client: int = 256
     shutdown_timeout: float = 30.0
     stream_interval: int = 1
     default_model: str = "smollm2"
@@ -76,8 +83,13 @@ class HttpConfig:
         if type(self.stream_interval) is not int or not 1 <= self.stream_interval <= 1024:
             raise ConfigError(f"stream_interval must be between 1 and 1024, got {self.stream_interval}",
                               key="stream_interval")
-        if self.request_timeout < 0 or self.shutdown_timeout < 0:
-            raise ConfigError("timeouts must be >= 0", key="request_timeout")
+        for name in ("request_timeout", "shutdown_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1e9:
+                raise ConfigError(f"{name} must be between 0 and 1e9 seconds, got {value}", key=name)
+        if type(self.max_connections_per_client) is not int or not 0 <= self.max_connections_per_client <= 1 << 20:
+            raise ConfigError("max_connections_per_client must be between 0 and 1048576, "
+                              f"got {self.max_connections_per_client}", key="max_connections_per_client")
 
     @property
     def loopback(self) -> bool:
@@ -90,6 +102,8 @@ class HttpConfig:
             "insecure": settings.insecure, "cors_origins": tuple(settings.cors_origins),
             "request_timeout": settings.request_timeout, "shutdown_timeout": settings.shutdown_timeout,
             "stream_interval": settings.stream_interval, "default_model": settings.default_model,
+            "header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout,
+            "max_connections_per_client": settings.max_connections_per_client,
         }
         values.update({k: v for k, v in changes.items() if v is not None})
         return cls(**values)

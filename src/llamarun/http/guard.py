@@ -8,6 +8,16 @@ A pure ASGI middleware (no buffering, streaming and disconnects pass through):
   rebinding (CVE-2024-28224);
 - with an API key, every request except ``GET /`` must carry
   ``Authorization: Bearer <key>`` (401 otherwise);
+- a state-changing request (any method but GET, HEAD, OPTIONS) from a browser page
+  of another origin is refused with 403: an ``Origin`` that is neither the server's
+  own nor one of ``cors_origins`` (``null`` included), or ``Sec-Fetch-Site:
+  cross-site``/``same-site`` without such an origin (CORS only hides the reply: the
+  request would run);
+- a body sent to the JSON APIs must say it is JSON (``application/json`` or
+  ``application/*+json``): anything else, the form and ``text/plain`` types a page can
+  send without a preflight included, is refused with 415; a blob upload may be
+  ``application/octet-stream`` (or JSON, which the ``ollama`` client sends) but not a
+  form or text type;
 - request bodies are capped (``Content-Length`` checked up front, chunked
   bodies counted as they arrive: 413) and compressed bodies refused (415), so a
   gzip bomb or an endless body cannot exhaust memory (CVE-2024-12886).
@@ -35,6 +45,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _OPEN_PATHS = {("GET", "/"), ("HEAD", "/")}
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CROSS_SITES = frozenset({"cross-site", "same-site"})  # same-site: another port of localhost is another origin
+_BROWSER_SIMPLE_TYPES = frozenset({"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"})
 _UPLOAD_PREFIX = "/api/blobs/"  # model files uploaded for /api/create: max_upload_bytes, not max_body_bytes
 
 
@@ -98,6 +111,7 @@ class Guard:
         self.config = config
         self.state = state
         self._allowed = {h.lower() for h in config.allowed_hosts}
+        self._origins = {o.strip().rstrip("/").lower() for o in config.cors_origins}
         self._key = config.api_key.encode() if config.api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,7 +123,7 @@ class Guard:
             status, message, headers = refusal
             await _send_error(send, scope["path"], status, message, headers)
             return
-        if scope["method"] in ("POST", "DELETE", "PUT") and scope["path"].startswith(("/api/", "/v1/")):
+        if scope["method"] not in _SAFE_METHODS and scope["path"].startswith(("/api/", "/v1/")):
             scope = _as_json(scope)
         self.state.enter()
         try:
@@ -126,6 +140,9 @@ class Guard:
         if self.state.draining:
             return 503, "the server is shutting down; retry on another instance", {"Retry-After": "5",
                                                                                       "Connection": "close"}
+        refused = self._cross_origin(scope) if scope["method"] not in _SAFE_METHODS else None
+        if refused is not None:
+            return refused
         if self._key is not None and (scope["method"], scope["path"]) not in _OPEN_PATHS:
             auth = _header(scope, b"authorization") or ""
             scheme, _, token = auth.partition(" ")
@@ -141,7 +158,28 @@ class Guard:
             limit = self._body_limit(scope)
             if int(length) > limit:
                 return 413, f"request body is larger than the limit of {limit} bytes", {}
-        return None
+        return _content_type_refusal(scope) if scope["method"] not in _SAFE_METHODS else None
+
+    def _cross_origin(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+        """403 for a state-changing request a browser sent from a page of another origin."""
+        origin = _header(scope, b"origin")
+        site = (_header(scope, b"sec-fetch-site") or "").strip().lower()
+        if origin is None:
+            if site in _CROSS_SITES:
+                return 403, (f"cross-origin request refused (Sec-Fetch-Site: {site}): a web page of another "
+                             "origin cannot change this server's state; allow it with --cors-origin"), {}
+            return None
+        if self._origin_allowed(scope, origin):
+            return None
+        return 403, (f"cross-origin request refused: origin {origin[:100]!r} is not allowed to change this "
+                     "server's state (allow it with --cors-origin)"), {}
+
+    def _origin_allowed(self, scope: Scope, origin: str) -> bool:
+        name = origin.strip().rstrip("/").lower()
+        if "*" in self._origins or name in self._origins:
+            return True
+        host = (_header(scope, b"host") or "").strip().lower()
+        return bool(host) and name == f"{scope.get('scheme', 'http')}://{host}"  # the server's own pages
 
     def _body_limit(self, scope: Scope) -> int:
         """Model files uploaded to ``/api/blobs`` have a limit of their own; other bodies are small."""
@@ -176,9 +214,35 @@ class Guard:
                 await _send_error(send, scope["path"], 413, str(exc.detail), {"Connection": "close"})
 
 
+def _has_body(scope: Scope) -> bool:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return _header(scope, b"transfer-encoding") is not None
+
+
+def _content_type_refusal(scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+    """415 for a body that is not JSON on the JSON APIs, or a form or text body on a blob upload."""
+    if not _has_body(scope):
+        return None
+    raw = _header(scope, b"content-type")
+    media = (raw or "").split(";", 1)[0].strip().lower()
+    shown = repr(raw[:100]) if raw is not None else "none"
+    if scope["path"].startswith(_UPLOAD_PREFIX):
+        if media in _BROWSER_SIMPLE_TYPES:
+            return 415, (f"a blob upload must be sent as Content-Type: application/octet-stream "
+                         f"(got {shown})"), {}
+        return None
+    kind, _, subtype = media.partition("/")
+    if kind == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return None
+    return 415, f"request bodies must be JSON: send Content-Type: application/json (got {shown})", {}
+
+
 def _as_json(scope: Scope) -> Scope:
-    """Request bodies of the APIs are JSON whatever the client says (``curl -d`` sends a form type).
-    Changes ``scope`` in place: outer middleware reads what routing adds to it."""
+    """Request bodies of the APIs are parsed as JSON (the content type was checked: any
+    ``application/*+json`` or charset reads the same way). Changes ``scope`` in place: outer
+    middleware reads what routing adds to it."""
     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"content-type"]
     scope["headers"] = [*headers, (b"content-type", b"application/json")]
     return scope

@@ -2,7 +2,9 @@
 
 - HTTP: ``llamarun_http_requests_total{method,route,status}`` and
   ``llamarun_http_request_duration_seconds{method,route}`` (until the last byte
-  of a streamed response), ``llamarun_http_requests_in_flight``;
+  of a streamed response), ``llamarun_http_requests_in_flight``; every label value
+  comes from a fixed set (a method that is not a standard one is ``other``, a path
+  is its route template or ``unmatched``), so made-up requests cannot grow the output;
 - runtime, per loaded model (read at scrape time from each runtime's
   snapshot): queue depth, running requests, slots, KV cells, token counters,
   prefix reuse, preemptions, outcomes, time to first token and inter-token
@@ -26,10 +28,22 @@ from .guard import ASGIApp, Message, Receive, Scope, Send, ServerState
 if TYPE_CHECKING:
     from ..runtime.manager import ModelManager
 
-__all__ = ["HttpMetrics", "MetricsMiddleware", "RuntimeCollector"]
+__all__ = ["HttpMetrics", "MetricsMiddleware", "RuntimeCollector", "method_label", "route_label"]
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _QUANTILES = (0.5, 0.9, 0.95, 0.99)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a label value: a standard method, else ``other``."""
+    return method if method in _METHODS else "other"
+
+
+def route_label(scope: Scope) -> str:
+    """The path template of the route that matched (``/api/blobs/{digest}``), else ``unmatched``."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
 
 
 class HttpMetrics:
@@ -70,8 +84,8 @@ class MetricsMiddleware:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                template = getattr(scope.get("route"), "path", None) or "unmatched"
-                self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
+                self.metrics.observe(method_label(scope["method"]), route_label(scope), status,
+                                     time.perf_counter() - start)
 
         async def send_status(message: Message) -> None:
             nonlocal status

@@ -1,4 +1,4 @@
-"""Running the app with uvicorn: port reporting, header limits and a graceful drain.
+"""Running the app with uvicorn: port reporting, header limits, slow clients and a graceful drain.
 
 On the first SIGTERM or SIGINT the server keeps listening but answers every
 new request with 503 (``Retry-After``), lets in-flight requests finish for up
@@ -22,6 +22,7 @@ import uvicorn
 
 from .config import HttpConfig
 from .guard import ServerState
+from .protocol import ConnectionLimits, guarded_protocol
 
 __all__ = ["DrainingServer", "uvicorn_config"]
 
@@ -32,8 +33,12 @@ _SAME_SIGNAL_S = 0.25  # `timeout` and terminals may deliver one signal to the p
 
 
 def uvicorn_config(app: Any, config: HttpConfig, *, log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn's settings, with an h11 protocol that enforces the read timeouts and the
+    connections per client address of ``config`` (:mod:`.protocol`)."""
+    limits = ConnectionLimits(header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                              max_connections_per_client=config.max_connections_per_client)
     return uvicorn.Config(
-        app, host=config.host, port=config.port, http="h11", loop="asyncio", lifespan="on",
+        app, host=config.host, port=config.port, http=guarded_protocol(limits), loop="asyncio", lifespan="on",
         h11_max_incomplete_event_size=config.max_header_bytes, log_level=log_level.lower(),
         timeout_graceful_shutdown=5, server_header=False, access_log=False, ws="none",
         timeout_keep_alive=5,
