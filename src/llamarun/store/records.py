@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidNameError, ModelNotFoundError, StoreError
+from ..errors import InvalidNameError, ModelfileError, ModelNotFoundError, StoreError
 from ..ggufcheck import GGUFInfo
 from .layout import StoreLayout
+from .modelfile import PARAMETERS, ModelDefaults
 from .names import ModelRef, normalize_digest
 
 __all__ = ["ModelDetails", "StoredModel", "get_model", "list_models", "load_model", "manifest_refs"]
@@ -54,6 +55,16 @@ class StoredModel:
         return facts if isinstance(facts, dict) else {}
 
     @property
+    def defaults(self) -> ModelDefaults:
+        """The model's defaults: its Modelfile's, else the parameters and system prompt of an Ollama pull."""
+        try:
+            if "modelfile" in self.manifest:
+                return ModelDefaults.from_manifest(self.manifest["modelfile"])
+            return _ollama_defaults(self.manifest.get("ollama"))
+        except ModelfileError as exc:
+            raise StoreError(f"the manifest of {self.ref} has invalid Modelfile defaults: {exc}") from None
+
+    @property
     def added(self) -> dt.datetime | None:
         try:
             return dt.datetime.fromisoformat(str(self.manifest.get("added")))
@@ -85,9 +96,25 @@ class ModelDetails:
                 self.model.manifest.get("ollama"), dict) else None
             if value is not None:
                 data.setdefault("ollama", {})[key] = value
+        if self.model.defaults:
+            data["modelfile"] = self.model.defaults.to_manifest()
         if verbose:
             data["metadata"] = self.gguf.metadata_json()
         return data
+
+
+def _ollama_defaults(extras: Any) -> ModelDefaults:
+    """An Ollama registry pull's params and system layers (its Go template is not used: the GGUF's is)."""
+    if not isinstance(extras, dict):
+        return ModelDefaults()
+    params = extras.get("params") if isinstance(extras.get("params"), dict) else {}
+    known = {k: v for k, v in params.items() if k in PARAMETERS}
+    system = extras.get("system") if isinstance(extras.get("system"), str) else None
+    try:
+        return ModelDefaults.build(parameters=known, system=system)
+    except ModelfileError as exc:
+        logger.warning("ignoring the Ollama parameters recorded for this model: %s", exc)
+        return ModelDefaults(system=system)
 
 
 def _modified(path: Path) -> dt.datetime | None:
