@@ -37,7 +37,7 @@ __all__ = [
 
 MAX_MODELFILE_CHARS = 256 * 1024
 MAX_MESSAGES = 256
-MAX_STOPS = 32
+MAX_STOPS = 16
 _MAX_STOP_CHARS = 512
 _ROLES = ("system", "user", "assistant")
 
@@ -47,9 +47,9 @@ PARAMETERS: dict[str, tuple[type, float, float]] = {
     "min_p": (float, 0.0, 1.0), "typical_p": (float, 0.0, 1.0), "repeat_penalty": (float, 0.0, 100.0),
     "repeat_last_n": (int, -1, 1 << 20), "presence_penalty": (float, -100.0, 100.0),
     "frequency_penalty": (float, -100.0, 100.0), "seed": (int, -(1 << 31), (1 << 63) - 1),
-    "num_predict": (int, -2, 1 << 20), "num_ctx": (int, 0, 1 << 21), "num_keep": (int, -1, 1 << 21),
-    "mirostat": (int, 0, 2), "mirostat_tau": (float, 0.0, 100.0), "mirostat_eta": (float, 0.0, 100.0),
-    "num_batch": (int, 1, 1 << 16), "num_thread": (int, 0, 4096), "num_gpu": (int, -1, 100_000),
+    "num_predict": (int, -2, 1 << 20), "num_ctx": (int, 16, 1 << 21), "num_keep": (int, -1, 1 << 21),
+    "mirostat": (int, 0, 2), "mirostat_tau": (float, 0.0, 100.0), "mirostat_eta": (float, 0.0, 10.0),
+    "num_batch": (int, 1, 1 << 16), "num_thread": (int, 0, 1024), "num_gpu": (int, -1, 100_000),
     "stop": (str, 0, 0),
 }
 
@@ -152,6 +152,17 @@ class ModelDefaults:
             raise ModelfileError(f"system, template and license must be text of at most {MAX_MODELFILE_CHARS} "
                                  "characters in all")
         return cls(params, system, template or None, msgs, licenses)
+
+    def conversation(self, messages: Any) -> list[Any]:
+        """``messages`` with the Modelfile's MESSAGE turns before them and its SYSTEM first, unless the
+        conversation brings its own system message (as Ollama does)."""
+        msgs = list(messages)
+        own_system = any(isinstance(m, Mapping) and m.get("role") == "system" for m in msgs)
+        head: list[Any] = [] if own_system or self.system is None else [{"role": "system", "content": self.system}]
+        examples = [dict(m) for m in self.messages if not (own_system and m["role"] == "system")]
+        if msgs and isinstance(msgs[0], Mapping) and msgs[0].get("role") == "system":
+            return [msgs[0], *examples, *msgs[1:]]
+        return [*head, *examples, *msgs]
 
     def over(self, base: ModelDefaults) -> ModelDefaults:
         """These defaults on top of a base model's: parameters merge, other given values replace."""
