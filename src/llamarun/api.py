@@ -14,7 +14,7 @@ from .errors import InvalidParameterError
 from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from .types import Chunk, GenerationResult, SamplingParams
 
-__all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model_path"]
+__all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
 
 
 class _DefaultMaxTokens(int):
@@ -37,10 +37,10 @@ _CONFIG_FIELDS = {f.name for f in fields(RuntimeConfig)}
 
 def resolve_model_path(name_or_path: str | os.PathLike[str] | None, *, store: Any = None) -> Path:
     """A GGUF path as given, or the blob of a stored model name (default: the default model)."""
-    return _resolve(name_or_path, store)[0]
+    return resolve_model(name_or_path, store)[0]
 
 
-def _resolve(name_or_path: str | os.PathLike[str] | None, store: Any) -> tuple[Path, Any]:
+def resolve_model(name_or_path: str | os.PathLike[str] | None, store: Any) -> tuple[Path, Any]:
     """The GGUF path and the stored model's Modelfile defaults (None for a path)."""
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
@@ -71,7 +71,7 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = Non
     unknown = set(options) - _CONFIG_FIELDS
     if unknown:
         raise InvalidParameterError(f"unknown load option(s): {', '.join(sorted(unknown))}")
-    path, defaults = _resolve(name_or_path, store)
+    path, defaults = resolve_model(name_or_path, store)
     name = str(name_or_path or DEFAULT_MODEL)
     options = {k: v for k, v in options.items() if v is not None}
     if defaults and "n_ctx" not in options and "num_ctx" in defaults.parameters:

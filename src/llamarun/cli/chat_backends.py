@@ -178,12 +178,12 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
                force: bool) -> LocalChat:
     """Load ``name`` in-process with sizes chosen for this machine (flags > env > config file)."""
     import llamarun
-    from ..api import _resolve
+    from ..api import resolve_model
     from ..config import DEFAULT_MODEL, load_settings
     from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
 
     label = name or DEFAULT_MODEL
-    path, defaults = _resolve(label, None)
+    path, defaults = resolve_model(label, None)
     if ctx is None and defaults:
         ctx = defaults.parameters.get("num_ctx")  # the Modelfile's, below --ctx
     settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers})
