@@ -14,7 +14,20 @@ from .errors import InvalidParameterError
 from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 
-__all__ = ["ChatResult", "LoadedModel", "load", "resolve_model_path"]
+__all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
+
+
+class _DefaultMaxTokens(int):
+    """The ``max_tokens`` a caller did not give (256, or the model's Modelfile ``num_predict``)."""
+
+
+DEFAULT_MAX_TOKENS: int = _DefaultMaxTokens(256)
+# Modelfile (Ollama) parameter names -> keyword options of generate/chat
+_FROM_MODELFILE = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+                   "typical_p": "typical_p", "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n",
+                   "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+                   "seed": "seed", "mirostat": "mirostat", "mirostat_tau": "mirostat_tau",
+                   "mirostat_eta": "mirostat_eta", "stop": "stop", "num_keep": "n_keep"}
 
 _SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 _REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs", "stream_interval",
@@ -24,17 +37,23 @@ _CONFIG_FIELDS = {f.name for f in fields(RuntimeConfig)}
 
 def resolve_model_path(name_or_path: str | os.PathLike[str] | None, *, store: Any = None) -> Path:
     """A GGUF path as given, or the blob of a stored model name (default: the default model)."""
+    return resolve_model(name_or_path, store)[0]
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] | None, store: Any) -> tuple[Path, Any]:
+    """The GGUF path and the stored model's Modelfile defaults (None for a path)."""
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
     text = os.fspath(name_or_path)
     candidate = Path(text).expanduser()
     if candidate.suffix == ".gguf" or os.sep in text or candidate.exists():
-        return candidate
+        return candidate, None
     if store is None:
         from .store import ModelStore
 
         store = ModelStore()
-    return store.get(text).path
+    stored = store.get(text)
+    return stored.path, stored.defaults
 
 
 def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = None, force: bool = False,
@@ -45,15 +64,20 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = Non
     ``n_ctx=4096, n_slots=4, n_threads=2, n_gpu_layers=0``.  Context size, slots,
     threads and GPU layers left out are chosen for this machine; a model that will
     not fit is refused with the numbers (:class:`InsufficientMemoryError`) unless
-    ``force=True``.
+    ``force=True``.  A stored model made from a Modelfile (``llamarun create -f``) brings its
+    defaults: its ``num_ctx`` when ``n_ctx`` is not given, and its parameters, system prompt,
+    example messages and template for every call that leaves them out.
     """
     unknown = set(options) - _CONFIG_FIELDS
     if unknown:
         raise InvalidParameterError(f"unknown load option(s): {', '.join(sorted(unknown))}")
-    path = resolve_model_path(name_or_path, store=store)
+    path, defaults = resolve_model(name_or_path, store)
     name = str(name_or_path or DEFAULT_MODEL)
-    config = plan_config(path, {k: v for k, v in options.items() if v is not None}, force=force, name=name)
-    return LoadedModel(Runtime(path, config, name=name))
+    options = {k: v for k, v in options.items() if v is not None}
+    if defaults and "n_ctx" not in options and "num_ctx" in defaults.parameters:
+        options["n_ctx"] = defaults.parameters["num_ctx"]
+    config = plan_config(path, options, force=force, name=name)
+    return LoadedModel(Runtime(path, config, name=name), defaults=defaults)
 
 
 def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
@@ -101,26 +125,41 @@ class ChatResult(GenerationResult):
 class LoadedModel:
     """A model being served by its own engine thread. Close it (or use ``with``) when done."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, defaults: Any = None) -> None:
+        from .store.modelfile import ModelDefaults
+
         self.runtime = runtime
+        self.defaults: ModelDefaults = defaults or ModelDefaults()  # the stored model's Modelfile defaults
         self._client = SyncClient(runtime)
         self._template: Any = None
+
+    def _options(self, max_tokens: int | None, options: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+        """The call's options over the Modelfile's parameters (an explicit value always wins)."""
+        params = self.defaults.parameters
+        merged = {_FROM_MODELFILE[k]: v for k, v in params.items() if k in _FROM_MODELFILE}
+        merged.update(options)
+        if max_tokens is DEFAULT_MAX_TOKENS and "num_predict" in params:
+            max_tokens = None if params["num_predict"] < 0 else params["num_predict"]
+        return max_tokens, merged
 
     @property
     def info(self) -> ModelInfo:
         return self.runtime.info
 
-    def generate(self, prompt: str | Sequence[int], *, max_tokens: int | None = 256, stream: bool = False,
-                 **options: Any) -> GenerationResult | Iterator[Chunk]:
+    def generate(self, prompt: str | Sequence[int], *, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+                 stream: bool = False, **options: Any) -> GenerationResult | Iterator[Chunk]:
         """Continue ``prompt`` (raw text, no chat template).
 
         Options: sampling (``temperature``, ``top_k``, ``top_p``, ``min_p``, ``seed``, ``grammar``, ...)
         and request fields (``stop``, ``ignore_eos``, ``timeout``, ``truncate``, ``logprobs``, ...).
+        Left out, they are the Modelfile's parameters (``max_tokens``: its ``num_predict``, else 256).
         """
+        max_tokens, options = self._options(max_tokens, options)
         request = build_request(prompt, max_tokens, {"add_special": True, "parse_special": False, **options})
         return self._run(request, stream)
 
-    def chat(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = 256, stream: bool = False,
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+             stream: bool = False,
              tools: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None,
              response_format: Any = None, think: bool | None = None,
              **options: Any) -> ChatResult | Iterator[Chunk]:
@@ -130,10 +169,13 @@ class LoadedModel:
         function forces a call whose arguments validate); ``response_format`` takes ``"json"``,
         a JSON Schema, or OpenAI's ``{"type": "json_object" | "json_schema", ...}``; ``grammar``
         (GBNF) constrains output directly.  The result carries ``content``, ``thinking`` and
-        ``tool_calls`` parsed from the text.  With ``stream=True`` chunks carry raw text.
+        ``tool_calls`` parsed from the text.  With ``stream=True`` chunks carry raw text.  A stored
+        model's Modelfile adds its SYSTEM (unless ``messages`` has one), MESSAGE turns and parameters.
         """
         from .chat import prepare_chat
 
+        max_tokens, options = self._options(max_tokens, options)
+        messages = self.defaults.conversation(messages)
         plan = prepare_chat(self.chat_template, messages, tools=tools, tool_choice=tool_choice,
                             response_format=response_format, grammar=options.pop("grammar", None), think=think)
         if plan.grammar:
@@ -152,7 +194,12 @@ class LoadedModel:
         if self._template is None:
             from .chat import ChatTemplate
 
-            self._template = self.runtime.call(ChatTemplate.for_model)
+            template = self.runtime.call(ChatTemplate.for_model)
+            if self.defaults.template:
+                from .chat.override import modelfile_template
+
+                template = modelfile_template(self.defaults.template, template)
+            self._template = template
         return self._template
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "LlamarunError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelfileError",
     "OverloadedError",
     "RedirectRefusedError",
     "RemoteServerError",
@@ -101,6 +102,14 @@ class TemplateError(InvalidParameterError):
 
 class GrammarError(InvalidParameterError):
     """A grammar or JSON schema is invalid, unsupported, or too large."""
+
+
+class ModelfileError(InvalidParameterError):
+    """A Modelfile (or ``/api/create`` field) we cannot honour; ``line`` is its 1-based line, 0 if none."""
+
+    def __init__(self, message: str, *, line: int = 0, field: str | None = None) -> None:
+        super().__init__(f"Modelfile line {line}: {message}" if line else message, field=field)
+        self.line = line
 
 
 class ModelNotFoundError(LlamarunError, LookupError):

@@ -128,10 +128,13 @@ def test_create_from_a_stored_model(client: ollama.Client) -> None:
     done = client.create(model="tiny-made", from_="tiny")
     assert done.status == "success"
     assert "tiny-made:latest" in {m.model for m in client.list().models}
+    client.create(model="tiny-sys", from_="tiny", system="You are terse.")  # a Modelfile default now
+    assert 'SYSTEM "You are terse."' in (client.show("tiny-sys").modelfile or "")
     with pytest.raises(ollama.ResponseError) as err:
-        client.create(model="tiny-sys", from_="tiny", system="You are terse.")
-    assert err.value.status_code == 400 and "system" in err.value.error
+        client.create(model="tiny-q", from_="tiny", quantize="q4_K_M")
+    assert err.value.status_code == 400 and "quantize" in err.value.error
     client.delete("tiny-made")
+    client.delete("tiny-sys")
 
 
 def test_num_ctx_reloads_the_model(client: ollama.Client) -> None:

@@ -82,8 +82,11 @@ class LocalChat:
     def stream(self, messages: Messages, options: Mapping[str, Any]) -> Iterator[str | TurnStats]:
         from .chat_params import to_local_kwargs
 
+        from ..api import DEFAULT_MAX_TOKENS
+
         kwargs = to_local_kwargs(options)
-        kwargs.setdefault("max_tokens", None)
+        kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS if "num_predict" in self.model.defaults.parameters
+                          else None)
         last = None
         with closing(self.model.chat(messages, stream=True, **kwargs)) as chunks:
             for chunk in chunks:
@@ -99,6 +102,10 @@ class LocalChat:
         rate = max(t.generated_tokens - 1, 0) / t.generate_s if t.generate_s > 0 else 0.0  # tokens after the first
         return TurnStats(t.prompt_tokens, t.cached_tokens, t.prompt_tokens_per_s, t.generated_tokens, rate,
                          t.ttft_s, t.total_s, last.finish_reason.value if last.finish_reason else "stop")
+
+    def modelfile_parameters(self) -> set[str]:
+        """Names of the parameters the stored model's Modelfile sets (the model applies them)."""
+        return set(self.model.defaults.parameters)
 
     def info(self) -> list[tuple[str, str]]:
         i = self.model.info
@@ -155,6 +162,14 @@ class RemoteChat:
                          (first - start) if first else None, time.perf_counter() - start,
                          str(final.get("done_reason") or "stop"))
 
+    def modelfile_parameters(self) -> set[str]:
+        """Names of the parameters the served model's Modelfile sets (``/api/show`` ``parameters``)."""
+        try:
+            text = self.client.show(self.name).get("parameters") or ""
+        except Exception:  # noqa: BLE001 - a server without /api/show parameters: none known
+            return set()
+        return {line.split()[0] for line in str(text).splitlines() if line.strip()}
+
     def info(self) -> list[tuple[str, str]]:
         data = self.client.show(self.name)
         details = data.get("details") or {}
@@ -177,17 +192,19 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
                force: bool) -> LocalChat:
     """Load ``name`` in-process with sizes chosen for this machine (flags > env > config file)."""
     import llamarun
-    from ..api import resolve_model_path
+    from ..api import resolve_model
     from ..config import DEFAULT_MODEL, load_settings
     from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
 
     label = name or DEFAULT_MODEL
-    path = resolve_model_path(label)
+    path, defaults = resolve_model(label, None)
+    if ctx is None and defaults:
+        ctx = defaults.parameters.get("num_ctx")  # the Modelfile's, below --ctx
     settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers})
     plan = plan_resources(read_model_facts(path), detect_hardware(),
                           ResourceRequest.from_settings(settings, parallel=1))
     check_fits(plan, force=force, model_name=label, names=RUN_FLAGS)  # `run` has one sequence: no --parallel
-    model = llamarun.load(path, force=force, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
+    model = llamarun.load(label, force=force, n_ctx=plan.n_ctx, n_slots=1, n_threads=plan.threads,
                           n_gpu_layers=plan.n_gpu_layers)
     return LocalChat(model, label, plan.reasons)
 

@@ -76,14 +76,19 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
         return opening()
 
 
+_RUN_DEFAULTS: dict[str, Any] = {"num_predict": 512, "temperature": 0.0}
+
+
 def run(
     model: Optional[str] = typer.Argument(None, help="Store name, catalog name (pulled first) or GGUF path "
                                           "(default: smollm2); text that cannot be a name is the prompt.",
                                           autocompletion=complete_model),
     prompt: Optional[list[str]] = typer.Argument(None, help="Prompt; without one, read stdin or start a chat."),
     system: Optional[str] = typer.Option(None, "--system", "-s", help="System message."),
-    max_tokens: int = typer.Option(512, "--max-tokens", "-n", min=-1, help="Most tokens per answer (-1: no limit)."),
-    temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, max=100.0, help="0 is greedy."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", min=-1, show_default=False, help=(
+        "Most tokens per answer (-1: no limit) [default: the Modelfile's num_predict, else 512].")),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, max=100.0, show_default=False,
+                                                help="0 is greedy [default: the Modelfile's, else 0]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (for temperature > 0)."),
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context size in tokens (default: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),
@@ -108,14 +113,15 @@ def run(
     name = model or load_settings().default_model
     if not host:
         ensure_local_model(name)
-    options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
-    if seed is not None:
-        options["seed"] = seed
+    given = {"num_predict": max_tokens, "temperature": temperature, "seed": seed}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     validate_options(options)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
                     {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force}, (api_key, api_key_file))
     try:
+        modelfile = getattr(backend, "modelfile_parameters", set)()  # the model applies those itself
+        options = {**{k: v for k, v in _RUN_DEFAULTS.items() if k not in modelfile}, **options}
         if verbose:
             typer.echo(f"{backend.label} ready in {time.perf_counter() - started:.2f} s", err=True)
         session = ChatSession(backend, name, system, options=options, verbose=verbose)

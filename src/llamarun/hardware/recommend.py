@@ -150,5 +150,22 @@ def recommend_model(
         + (f" and {format_bytes(gpu_free)} free GPU memory" if gpu_free else ""),
         speed,
         why,
+        *_passed_over(best, judged),
     ]
+    if not best.measured:
+        reasons.append(f"not in the store yet: `llamarun pull {best.name}` (the catalog's size is approximate; "
+                       "the pull verifies the digest and size the source's manifest gives)")
     return Recommendation(best.name, tuple(reasons), judged)
+
+
+def _passed_over(best: Candidate, judged: tuple[Candidate, ...]) -> list[str]:
+    """Why the next larger catalog models were not chosen (at most two)."""
+    size = _parameter_count(best.parameters) or best.size
+    larger = sorted((c for c in judged if (_parameter_count(c.parameters) or c.size) > size),
+                    key=lambda c: _parameter_count(c.parameters) or c.size)[:2]
+    out = []
+    for c in larger:
+        why = (f"needs ~{format_bytes(c.memory)}, more than fits" if not c.fits
+               else f"~{c.tokens_per_s:.0f} tokens/s, below {MIN_TOKENS_PER_S:.0f}")
+        out.append(f"passed over {c.name} ({c.parameters}): {why}")
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..types import PromptSegments
 from .ollama_schemas import ChatRequest, GenerateRequest, Message, Options
 from .ollama_stream import now_rfc3339, respond
 from .ollama_turn import Prepared, run_turn
-from .params import ollama_load_options
+from .params import ollama_load_options, with_modelfile_options
 from .service import Service
 
 __all__ = ["generation_router"]
@@ -27,12 +28,14 @@ def generation_router(service: Service) -> APIRouter:
     async def generate(body: GenerateRequest, request: Request) -> Response:
         started = time.monotonic()
         _check_unsupported(body.images, body.template, body.suffix)
+        defaults = await service.model_defaults(body.model)
+        body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
         if not body.prompt and not body.context:
             return respond(await _load_or_unload(service, body.model, body.keep_alive, request, False, body.options),
                            body.stream)
 
         async def prepare(lease: Lease) -> Prepared:
-            return await _prepare_generate(service, lease, body)
+            return await _prepare_generate(service, lease, body, defaults)
 
         return await run_turn(service, request, body, chat=False, started=started, prepare=prepare)
 
@@ -41,12 +44,15 @@ def generation_router(service: Service) -> APIRouter:
         started = time.monotonic()
         for m in body.messages:
             _check_unsupported(m.images, None)
+        defaults = await service.model_defaults(body.model)
+        body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
         if not body.messages:
             return respond(await _load_or_unload(service, body.model, body.keep_alive, request, True, body.options),
                            body.stream)
 
         async def prepare(lease: Lease) -> Prepared:
-            plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], tools=body.tools or None,
+            plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], defaults=defaults,
+                                              tools=body.tools or None,
                                               tool_choice="auto" if body.tools else None,
                                               response_format=body.format, think=_think(body.think, lease))
             return Prepared(plan.prompt_input, plan.grammar, plan)
@@ -56,9 +62,10 @@ def generation_router(service: Service) -> APIRouter:
     return router
 
 
-async def _prepare_generate(service: Service, lease: Lease, body: GenerateRequest) -> Prepared:
-    """A raw prompt (with its format's grammar), or the model's chat template around system + prompt;
-    with ``context``, the previous turn's tokens followed by this prompt's."""
+async def _prepare_generate(service: Service, lease: Lease, body: GenerateRequest, defaults: Any) -> Prepared:
+    """A raw prompt (with its format's grammar), or the model's chat template around system + prompt
+    (the Modelfile's SYSTEM and MESSAGEs when the request has none); with ``context``, the previous
+    turn's tokens followed by this prompt's (then without the Modelfile's MESSAGEs, as Ollama does)."""
     plan, prompt, context = None, body.prompt, None
     if body.raw:
         from ..grammar import response_format_grammar
@@ -67,7 +74,9 @@ async def _prepare_generate(service: Service, lease: Lease, body: GenerateReques
     else:
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
-        plan = await service.prepare_chat(lease, messages, response_format=body.format,
+        if body.context and defaults:
+            defaults = dataclasses.replace(defaults, messages=())
+        plan = await service.prepare_chat(lease, messages, defaults=defaults, response_format=body.format,
                                           think=_think(body.think, lease))
         prompt, grammar = plan.prompt_input, plan.grammar
     tokens: str | PromptSegments | list[int] = prompt

@@ -62,12 +62,13 @@ def models_router(service: Service) -> APIRouter:
 
 
 def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) -> Any:
-    """A new name for a stored model (``from``) or for one uploaded GGUF blob (``files``)."""
+    """A new model from a stored one (``from``) or one uploaded GGUF blob (``files``), with the
+    Modelfile defaults given (``system``, ``parameters``, ``template``, ``messages``, ``license``)."""
     store = service.store
-    for name in ("quantize", "adapters", "template", "system", "parameters", "messages", "modelfile"):
+    for name in ("quantize", "adapters"):
         if getattr(body, name):
-            raise UnsupportedFeatureError(f"create does not support {name!r}: a model is a stored GGUF file "
-                                          "under a new name", field=name)
+            raise UnsupportedFeatureError(f"create does not support {name!r}", field=name)
+    from_, defaults = _create_defaults(body)
     if body.files:
         if len(body.files) != 1:
             raise UnsupportedFeatureError("create takes exactly one GGUF file", field="files")
@@ -76,10 +77,36 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
         if not source.is_file():
             raise ModelNotFoundError(f"blob {digest} is not in the store: upload it first "
                                      f"(POST /api/blobs/{digest}) or pull it")
-        return store.create(body.model, source, progress=emit)
-    if body.from_:
-        return store.copy(body.from_, body.model)
+        model = store.create(body.model, source, progress=emit)
+        return store.create_with_defaults(body.model, body.model, defaults, progress=emit) if defaults else model
+    if from_:
+        from ..store.derived import is_path_like
+
+        if is_path_like(from_):
+            raise InvalidParameterError("'from' names a stored model, never a file on the server: upload the "
+                                        "GGUF (POST /api/blobs/<digest>) and pass it in 'files'", field="from")
+        if not defaults:
+            return store.copy(from_, body.model)
+        return store.create_with_defaults(body.model, from_, defaults, progress=emit)
     raise InvalidParameterError("create needs 'from' (a stored model) or 'files' (a blob digest)", field="from")
+
+
+def _create_defaults(body: CreateRequest) -> tuple[str | None, Any]:
+    """``from`` and the defaults of a create request (its ``modelfile`` text, then its fields over it)."""
+    from ..chat.override import check_modelfile_template
+    from ..store.modelfile import ModelDefaults, parse_modelfile
+
+    from_, base = body.from_, ModelDefaults()
+    if body.modelfile:
+        parsed = parse_modelfile(body.modelfile)
+        from_, base = from_ or parsed.from_, parsed.defaults
+    messages = [m.model_dump(include={"role", "content"}) for m in body.messages] if body.messages else None
+    given = ModelDefaults.build(parameters=body.parameters, system=body.system, template=body.template,
+                                messages=messages, license=body.license)
+    defaults = given.over(base)
+    if defaults.template:
+        check_modelfile_template(defaults.template)
+    return from_, defaults
 
 
 def _details(facts: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +160,13 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     template = gguf.chat_template or ""
     capabilities = _capabilities(pooling_type(gguf.metadata, summary.get("architecture") or ""), template)
     modified = details.model.modified
-    return {"license": gguf.license or "", "modelfile": f"# llamarun stored model\nFROM {details.model.path}\n",
-            "parameters": "", "template": template, "details": _details(summary), "model_info": info,
+    model = details.model
+    defaults = model.defaults
+    return {"license": "\n\n".join(defaults.license) or gguf.license or "",
+            "modelfile": model.modelfile(), "parameters": defaults.parameters_text(),
+            "template": defaults.template or template, "system": defaults.system or "",
+            "messages": [dict(m) for m in defaults.messages] or None,
+            "details": _details(summary), "model_info": info,
             "capabilities": capabilities, "modified_at": modified.isoformat() if modified else now_rfc3339()}
 
 

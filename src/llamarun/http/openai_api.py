@@ -22,7 +22,7 @@ from .errors import error_body, status_of
 from .ollama_embed import embed_texts
 from .ollama_turn import token_pieces
 from .openai_schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
-from .params import openai_request
+from .params import modelfile_load_options, openai_request, with_modelfile_sampling
 from .service import Collected, Service, check_finished, request_timeout
 from .streaming import SseTemplate, WatchedStreamingResponse, sse
 
@@ -183,10 +183,14 @@ def openai_router(service: Service) -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         timeout = request_timeout(body.timeout, request.headers, service.config.request_timeout)
         messages = [_message(m) for m in body.messages]
-        lease = await service.acquire(request.receive, body.model, None, _keep_alive(body.keep_alive))
+        defaults = await service.model_defaults(body.model)
+        body = with_modelfile_sampling(body, defaults.parameters, has_max=body.max_tokens is not None
+                                       or body.max_completion_tokens is not None)
+        lease = await service.acquire(request.receive, body.model, modelfile_load_options(defaults.parameters),
+                                      _keep_alive(body.keep_alive))
         try:
             plan = await service.prepare_chat(
-                lease, messages, tools=body.tools or None, tool_choice=body.tool_choice,
+                lease, messages, defaults=defaults, tools=body.tools or None, tool_choice=body.tool_choice,
                 parallel_tool_calls=bool(body.parallel_tool_calls), response_format=body.response_format)
             top = (body.top_logprobs or 1) if body.logprobs else 0
             max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -295,7 +299,10 @@ def openai_router(service: Service) -> APIRouter:
                                               field="prompt")
             prompt = prompt[0]
         timeout = request_timeout(body.timeout, request.headers, service.config.request_timeout)
-        lease = await service.acquire(request.receive, body.model, None, _keep_alive(body.keep_alive))
+        defaults = await service.model_defaults(body.model)
+        body = with_modelfile_sampling(body, defaults.parameters, has_max=body.max_tokens is not None)
+        lease = await service.acquire(request.receive, body.model, modelfile_load_options(defaults.parameters),
+                                      _keep_alive(body.keep_alive))
         try:
             from ..grammar import response_format_grammar
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..runtime import GenerationRequest
@@ -11,7 +11,8 @@ from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import _Sampling
 
-__all__ = ["ollama_load_options", "ollama_request", "openai_request", "stops"]
+__all__ = ["modelfile_load_options", "ollama_load_options", "ollama_request", "openai_request", "stops",
+           "with_modelfile_options", "with_modelfile_sampling"]
 
 _OLLAMA_SAMPLING = ("top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "temperature", "repeat_penalty",
                     "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "seed")
@@ -23,6 +24,36 @@ def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,) if value else ()
     return tuple(s for s in value if s)
+
+
+def with_modelfile_options(options: Options | None, params: Mapping[str, Any]) -> Options | None:
+    """A request's Ollama ``options`` with the Modelfile's parameters where the request gives none."""
+    if not params:
+        return options
+    base = options or Options()
+    return base.model_copy(update={k: v for k, v in params.items() if getattr(base, k, None) is None})
+
+
+_OPENAI_FROM_MODELFILE = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty",
+                          "presence_penalty", "frequency_penalty", "seed", "stop")
+
+
+def with_modelfile_sampling(body: Any, params: Mapping[str, Any], *, has_max: bool) -> Any:
+    """An OpenAI request body with the Modelfile's parameters where it gives none (``num_predict``
+    becomes ``max_tokens`` unless the request sets a limit: ``has_max``)."""
+    update = {k: params[k] for k in _OPENAI_FROM_MODELFILE if k in params and getattr(body, k) is None}
+    predict = params.get("num_predict")
+    if predict is not None and predict >= 0 and not has_max:
+        update["max_tokens"] = predict
+    return body.model_copy(update=update) if update else body
+
+
+def modelfile_load_options(params: Mapping[str, Any]) -> LoadOptions | None:
+    """Load settings a Modelfile gives (``num_ctx``...) for a request that gives none of its own."""
+    if not params:
+        return None
+    return LoadOptions(n_ctx=params.get("num_ctx"), n_threads=params.get("num_thread") or None,
+                       n_batch=params.get("num_batch"), n_gpu_layers=params.get("num_gpu"))
 
 
 def ollama_load_options(options: Options | None) -> LoadOptions:

@@ -140,7 +140,8 @@ class Service:
 
     # -- prompts -----------------------------------------------------------------
 
-    async def template(self, lease: Lease) -> Any:
+    async def template(self, lease: Lease, override: str | None = None) -> Any:
+        """The model's chat template, or the Modelfile's ``override`` (built with the model's BOS/EOS)."""
         runtime = lease.runtime
         template = self._templates.get(runtime)
         if template is None:
@@ -148,13 +149,31 @@ class Service:
 
             template = await self.engine_call(lease, ChatTemplate.for_model)
             self._templates[runtime] = template
+        if override:
+            from ..chat.override import modelfile_template
+
+            template = await self.blocking(modelfile_template, override, template)
         return template
 
-    async def prepare_chat(self, lease: Lease, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+    async def model_defaults(self, name: str) -> Any:
+        """The stored model's Modelfile defaults (empty for a name the store does not know: the
+        request then fails where the model is acquired, with its usual error)."""
+        from ..errors import InvalidNameError, ModelNotFoundError
+        from ..store.modelfile import ModelDefaults
+
+        try:
+            return (await self.blocking(self.store.get, name)).defaults
+        except (ModelNotFoundError, InvalidNameError):
+            return ModelDefaults()
+
+    async def prepare_chat(self, lease: Lease, messages: Sequence[Mapping[str, Any]], *, defaults: Any = None,
+                           **kwargs: Any) -> Any:
         """Render the chat prompt and pick its grammar (a :class:`llamarun.chat.ChatPlan`)."""
         from ..chat import prepare_chat
 
-        template = await self.template(lease)
+        if defaults:
+            messages = defaults.conversation(messages)
+        template = await self.template(lease, defaults.template if defaults else None)
         work = functools.partial(prepare_chat, template, messages, **kwargs)
         if template.is_builtin:  # llama.cpp renders built-in templates: its engine thread must do it
             return await self.engine_call(lease, lambda _model: work())

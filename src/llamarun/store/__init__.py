@@ -9,6 +9,7 @@ Progress arrives as :class:`PullProgress` events.
 from .catalog import CatalogEntry, load_catalog
 from .layout import StoreLayout
 from .maintenance import BlobCheck, GCReport, RemoveResult
+from .modelfile import ModelDefaults, Modelfile, parse_modelfile
 from .names import ModelRef, normalize_digest, parse_ref, parse_sha256
 from .progress import ProgressFn, PullProgress
 from .records import ModelDetails, StoredModel
@@ -20,7 +21,9 @@ __all__ = [
     "BlobCheck",
     "CatalogEntry",
     "GCReport",
+    "ModelDefaults",
     "ModelDetails",
+    "Modelfile",
     "ModelRef",
     "ModelStore",
     "ProgressFn",
@@ -31,6 +34,7 @@ __all__ = [
     "TransferPolicy",
     "load_catalog",
     "normalize_digest",
+    "parse_modelfile",
     "parse_ref",
     "parse_sha256",
     "parse_source",

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["CatalogEntry", "load_catalog"]
+__all__ = ["CatalogEntry", "find_entry", "load_catalog"]
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,21 @@ class CatalogEntry:
     parameters: str = ""
     quantization: str = ""
     license: str = ""
+    # True for registry entries: ``size`` is the library's published figure, for ``hw --recommend``
+    # only; a pull takes the digest and size from the registry manifest and verifies every byte.
+    size_approximate: bool = False
 
 
 def load_catalog() -> dict[str, CatalogEntry]:
+    """Catalog names (``smollm2``, ``llama3.2:1b``, ...) -> entries; keys starting with ``_`` are notes."""
     text = resources.files("llamarun.store").joinpath("catalog.json").read_text(encoding="utf-8")
-    return {name: CatalogEntry(name=name, **entry) for name, entry in json.loads(text).items()}
+    return {name: CatalogEntry(name=name, **entry) for name, entry in json.loads(text).items()
+            if not name.startswith("_")}
+
+
+def find_entry(catalog: dict[str, CatalogEntry], name: str, tag: str) -> CatalogEntry | None:
+    """The entry for ``name:tag`` (``llama3.2:1b``), or for ``name`` alone when the tag is ``latest``."""
+    entry = catalog.get(f"{name}:{tag}")
+    if entry is None and tag == "latest":
+        entry = catalog.get(name)
+    return entry

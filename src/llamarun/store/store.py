@@ -9,7 +9,9 @@ from pathlib import Path
 from ..config import home_dir
 from ..errors import ModelNotFoundError
 from ..ggufcheck import check_gguf
+from .derived import create_derived
 from .layout import StoreLayout
+from .modelfile import ModelDefaults, parse_modelfile
 from .maintenance import BlobCheck, GCReport, RemoveResult, collect_garbage, copy_model, remove_model, verify_store
 from .names import parse_ref
 from .progress import ProgressFn, no_progress
@@ -89,6 +91,20 @@ class ModelStore:
                progress: ProgressFn | None = None) -> StoredModel:
         """Add a local GGUF file as ``name``: copied into the store, or with ``link`` referenced in place."""
         return create_model(self.layout, name, path, link=link, policy=self.policy, emit=progress or no_progress)
+
+    def create_from_modelfile(self, name: str, modelfile: str, *, base_dir: str | os.PathLike[str] | None = None,
+                              progress: ProgressFn | None = None) -> StoredModel:
+        """Store ``name`` as a Modelfile describes it (``FROM`` a stored model or a GGUF path, relative
+        to ``base_dir``); its PARAMETER, SYSTEM, TEMPLATE, MESSAGE and LICENSE become the model's defaults."""
+        parsed = parse_modelfile(modelfile)
+        return self.create_with_defaults(name, parsed.from_, parsed.defaults, base_dir=base_dir, progress=progress)
+
+    def create_with_defaults(self, name: str, from_: str, defaults: ModelDefaults, *,
+                             base_dir: str | os.PathLike[str] | None = None,
+                             progress: ProgressFn | None = None) -> StoredModel:
+        """Store ``name`` as the model (or GGUF path) ``from_`` with ``defaults`` over its own."""
+        return create_derived(self.layout, name, from_, defaults, base_dir=base_dir, policy=self.policy,
+                              emit=progress or no_progress)
 
     def copy(self, source: str, destination: str) -> StoredModel:
         """A second name for a stored model (same blob)."""

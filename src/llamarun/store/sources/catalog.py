@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ...errors import ModelNotFoundError
-from ..catalog import load_catalog
+from ..catalog import find_entry, load_catalog
 from ..names import ModelRef
 from .base import FetchContext, PullPlan
 
@@ -21,7 +21,7 @@ class CatalogSource:
         from . import parse_source  # the entry's own source (pip:, https://, hf://)
 
         catalog = load_catalog()
-        entry = catalog.get(self.ref.name)
+        entry = find_entry(catalog, self.ref.name, self.ref.tag)
         if entry is None:
             raise ModelNotFoundError(
                 f'model "{self.ref.name}" is not in the catalog ({", ".join(sorted(catalog))}); pull a URL, '
@@ -31,5 +31,8 @@ class CatalogSource:
         if isinstance(inner, CatalogSource):
             raise ModelNotFoundError(f"catalog entry {entry.name} points to another catalog name")
         plan = inner.plan(ctx)
+        extra = {**plan.extra, "catalog": entry.name}
+        if not entry.sha256:  # a registry entry: its manifest's digest and size are authoritative
+            return dataclasses.replace(plan, default_name=str(self.ref), extra=extra)
         return dataclasses.replace(plan, default_name=str(self.ref), sha256=entry.sha256, size=entry.size,
-                                   verified_by="catalog", extra={**plan.extra, "catalog": entry.name})
+                                   verified_by="catalog", extra=extra)

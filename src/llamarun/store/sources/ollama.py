@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import DigestMismatchError, DownloadError, InvalidNameError, ModelNotFoundError
+from ...errors import ConfigError, DigestMismatchError, DownloadError, InvalidNameError, ModelNotFoundError
 from ..blobs import BlobInfo, ingest_stream, iter_file
 from ..download import BlobRequest, download_blob
 from ..names import derive_name, normalize_digest
@@ -39,6 +39,7 @@ __all__ = [
     "parse_ollama_local",
     "parse_ollama_manifest",
     "parse_ollama_ref",
+    "registry_base",
 ]
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -142,13 +143,30 @@ def _text_extras(texts: list[OllamaLayer], read: Callable[[OllamaLayer], bytes])
     return extras
 
 
+REGISTRY_ENV = "LLAMARUN_OLLAMA_REGISTRY"
+_BASE = re.compile(r"^(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?)/?$")
+
+
+def registry_base(ref: OllamaRef, insecure: bool) -> str:
+    """``scheme://host`` of the registry for ``ref``: ``$LLAMARUN_OLLAMA_REGISTRY`` (e.g. a mirror,
+    ``http://127.0.0.1:5000``) stands in for Ollama's own registry; its ``http://`` allows plain HTTP."""
+    configured = os.environ.get(REGISTRY_ENV, "").strip()
+    if configured and ref.host == DEFAULT_REGISTRY:
+        match = _BASE.fullmatch(configured)
+        if match is None or ".." in configured:
+            raise ConfigError(f"{REGISTRY_ENV}={configured[:200]!r} is not a registry address: "
+                              "expected https://host[:port] (or http:// for a local one)",
+                              key=REGISTRY_ENV, source="environment")
+        return f"{match.group(1)}://{match.group(2).lower()}"
+    return f"{'http' if insecure else 'https'}://{ref.host}"
+
+
 @dataclass(frozen=True)
 class OllamaRegistrySource:
     ref: OllamaRef
 
     def plan(self, ctx: FetchContext) -> PullPlan:
-        scheme = "http" if ctx.insecure else "https"
-        base = f"{scheme}://{self.ref.host}/v2/{self.ref.namespace}/{self.ref.model}"
+        base = f"{registry_base(self.ref, ctx.insecure)}/v2/{self.ref.namespace}/{self.ref.model}"
         url = f"{base}/manifests/{self.ref.tag}"
         data = fetch_bytes(url, policy=ctx.policy, headers={"Accept": _MANIFEST_ACCEPT})
         model, texts = parse_ollama_manifest(data, f"the manifest at {url}")
