@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 LLAMARUN = [sys.executable, "-m", "llamarun"]
 
@@ -30,3 +33,21 @@ def spawn(*args: str, home: Path, timeout: float = 120):  # -> pexpect.spawn
     if os.environ.get("LLAMARUN_TEST_TRANSCRIPT"):  # show the session: pytest -s with this set
         child.logfile_read = sys.stdout
     return child
+
+
+def make_tiny_home(path: Path, tiny_model_path: Path) -> Path:
+    """A private store at `path` holding the tiny random-weight model as `tiny`."""
+    proc = cli("create", "tiny", "--from", str(tiny_model_path), "-q", home=path)
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def wait_listening(proc: subprocess.Popen, log: Path) -> str:
+    """The URL a `serve --port 0` child prints, or a test failure with its log."""
+    assert proc.stdout is not None
+    for line in proc.stdout:  # pytest-timeout bounds a server that never starts
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return match.group(1)
+    proc.wait()
+    pytest.fail(f"llamarun serve exited ({proc.returncode}): {log.read_text()}")

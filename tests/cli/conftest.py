@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clitools import LLAMARUN, cli
+from clitools import LLAMARUN, cli, make_tiny_home, wait_listening
 
 
 @pytest.fixture()
@@ -33,19 +33,13 @@ def smollm2_home(home: Path, smollm2_path: Path) -> Path:
 @pytest.fixture()
 def tiny_home(home: Path, tiny_model_path: Path) -> Path:
     """A private store holding the tiny random-weight model as `tiny`."""
-    return _make_tiny_home(home, tiny_model_path)
-
-
-def _make_tiny_home(path: Path, tiny_model_path: Path) -> Path:
-    proc = cli("create", "tiny", "--from", str(tiny_model_path), "-q", home=path)
-    assert proc.returncode == 0, proc.stderr
-    return path
+    return make_tiny_home(home, tiny_model_path)
 
 
 @pytest.fixture(scope="module")
 def served_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
     """The private store `server` serves (shared by the tests of one module)."""
-    return _make_tiny_home(tmp_path_factory.mktemp("served") / "home", tiny_model_path)
+    return make_tiny_home(tmp_path_factory.mktemp("served") / "home", tiny_model_path)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +51,7 @@ def server(served_home: Path) -> Iterator[str]:
         proc = subprocess.Popen([*LLAMARUN, "serve", "--host", "127.0.0.1", "--port", "0", "--parallel", "2",
                                  "--ctx", "512"], stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
     try:
-        yield _wait_listening(proc, log)
+        yield wait_listening(proc, log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -67,13 +61,3 @@ def server(served_home: Path) -> Iterator[str]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _wait_listening(proc: subprocess.Popen, log: Path) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:  # pytest-timeout bounds a server that never starts
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return match.group(1)
-    proc.wait()
-    pytest.fail(f"llamarun serve exited ({proc.returncode}): {log.read_text()}")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from clitools import LLAMARUN
-from conftest import _make_tiny_home, _wait_listening
+from clitools import make_tiny_home, wait_listening
 
 KEY = "k3y-for-tests"
 
@@ -29,7 +29,7 @@ def _client(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
 def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """(URL, store, key file) of a real server that requires KEY; always stopped by PID."""
     root = tmp_path_factory.mktemp("keyed")
-    home = _make_tiny_home(root / "home", tiny_model_path)
+    home = make_tiny_home(root / "home", tiny_model_path)
     key_file = root / "key"
     key_file.write_text(KEY + "\n")
     base = {k: v for k, v in os.environ.items() if not k.startswith("LLAMARUN_")}
@@ -39,7 +39,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> It
                                  "--ctx", "256", "--api-key-file", str(key_file)], stdout=subprocess.PIPE,
                                 stderr=errors, text=True, env={**base, "LLAMARUN_HOME": str(home)})
     try:
-        yield _wait_listening(proc, log), home, key_file
+        yield wait_listening(proc, log), home, key_file
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
