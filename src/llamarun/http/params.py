@@ -25,11 +25,16 @@ def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(s for s in value if s)
 
 
+_OLLAMA_LOAD_LABELS = (("n_ctx", "options.num_ctx"), ("n_threads", "options.num_thread"),
+                       ("n_batch", "options.num_batch"), ("n_gpu_layers", "options.num_gpu"))
+
+
 def ollama_load_options(options: Options | None) -> LoadOptions:
+    """Ollama's load options (num_thread 0: no preference); errors name them as the client sent them."""
     if options is None:
         return LoadOptions()
     return LoadOptions(n_ctx=options.num_ctx, n_threads=options.num_thread or None, n_batch=options.num_batch,
-                       n_gpu_layers=options.num_gpu)
+                       n_gpu_layers=options.num_gpu, labels=_OLLAMA_LOAD_LABELS)
 
 
 def ollama_request(prompt: str | Sequence[int], options: Options | None, *, grammar: str | None,
