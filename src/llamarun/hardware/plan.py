@@ -255,10 +255,16 @@ def plan_resources(
     )
 
 
-def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None) -> None:
+_ADVICE = ("Use a smaller context (--ctx) or fewer parallel sequences (--parallel), "
+           "a smaller model, or --force to load it anyway")
+
+
+def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None,
+               advice: str = _ADVICE) -> None:
     """Raise InsufficientMemoryError with the numbers unless the plan fits (or ``force``).
 
-    ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message.
+    ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message;
+    ``advice`` ends it (what the caller can change).
     """
     if plan.fits:
         return
@@ -269,8 +275,7 @@ def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | Non
         where = f"system memory ({format_bytes(est.cpu_bytes)} needed, {format_bytes(plan.ram_budget)} usable)"
     message = (
         f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.parallel} sequences requires more {where}: "
-        f"{est.describe()}. Use a smaller context (--ctx) or fewer parallel sequences (--parallel), "
-        "a smaller model, or --force to load it anyway"
+        f"{est.describe()}. {advice}"
     )
     if force:
         logger.warning("loading anyway (--force): %s", message)

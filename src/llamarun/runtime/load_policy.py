@@ -42,6 +42,8 @@ __all__ = [
     "hardware_planner",
 ]
 
+_SERVE_ADVICE = ("Ask for a smaller options.num_ctx, or start serve with a smaller --ctx, fewer --parallel "
+                 "sequences or a larger --memory-budget, or use a smaller model")
 _FALLBACK_CTX = 4096  # when the model does not say how long a context it was trained for
 
 
@@ -190,7 +192,7 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
             n_batch=n_batch, n_ubatch=min(config.n_ubatch, n_batch), memory_budget=max(1, budget),
         )
         resources = plan_resources(read_model_facts(source.path), cache.profile(), request)
-        check_fits(resources, model_name=source.name)
+        check_fits(resources, model_name=source.name, advice=_SERVE_ADVICE)
         runtime_config = RuntimeConfig(
             n_ctx=options.n_ctx or max(16, resources.n_ctx), n_slots=resources.parallel,
             n_batch=resources.n_batch, n_ubatch=resources.n_ubatch,
