@@ -36,12 +36,14 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
+    "MAX_KEEP_ALIVE",
     "Origin",
     "Settings",
     "config_path",
     "home_dir",
     "load_settings",
     "parse_duration",
+    "parse_keep_alive",
     "parse_size",
 ]
 
@@ -76,6 +78,22 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as '5m' or a number of seconds, got {value!r}")
     if not math.isfinite(seconds):
         raise ValueError(f"duration must be finite, got {value!r}")
+    return seconds
+
+
+MAX_KEEP_ALIVE = 1e9  # seconds (about 31 years): the longest positive keep_alive accepted
+
+
+def parse_keep_alive(value: object) -> float:
+    """keep_alive in seconds: 0 unloads at once, any negative value keeps the model loaded
+    forever (returned as -1.0), and a positive value above :data:`MAX_KEEP_ALIVE` is refused
+    (ValueError; use a negative value for "forever") so that no timer overflows."""
+    seconds = parse_duration(value)
+    if seconds < 0:
+        return -1.0
+    if seconds > MAX_KEEP_ALIVE:
+        raise ValueError(f"keep_alive must be at most {MAX_KEEP_ALIVE:.0e} seconds (about 31 years), "
+                         f"got {value!r}; use a negative value to keep the model loaded forever")
     return seconds
 
 
@@ -176,7 +194,16 @@ class Settings(BaseSettings):
         -1, ge=-1, le=100_000, description="Layers offloaded to the GPU (-1/auto: all that fit; 0: CPU only)."
     )
     keep_alive: float = Field(
-        300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever)."
+        300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever; "
+        "at most 1e9 s)."
+    )
+    max_request_ctx: int = Field(
+        0, ge=0, le=1 << 22, description="Largest num_ctx one request may ask for (0/auto: the larger of n_ctx and "
+        "the model's training context)."
+    )
+    allow_request_reload: bool = Field(
+        False, description="Let a request's load options (num_ctx, num_thread, num_batch, num_gpu) reload a model "
+        "with other settings (off: a request that needs other settings is a 400)."
     )
     max_loaded_models: int = Field(3, ge=1, le=64, description="Models kept loaded at once (LRU unloads first).")
     memory_budget: int = Field(
@@ -218,7 +245,7 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("threads", "n_ctx", "parallel", mode="before")
+    @field_validator("threads", "n_ctx", "parallel", "max_request_ctx", mode="before")
     @classmethod
     def _auto_zero(cls, value: Any) -> Any:
         return _auto(value, 0)
@@ -233,10 +260,15 @@ class Settings(BaseSettings):
     def _size(cls, value: Any) -> Any:
         return parse_size(_auto(value, 0))
 
-    @field_validator(*_DURATION_FIELDS, mode="before")
+    @field_validator(*(f for f in _DURATION_FIELDS if f != "keep_alive"), mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _keep_alive(cls, value: Any) -> float:
+        return parse_keep_alive(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llamarun.errors import InsufficientMemoryError, ModelNotFoundError, OverloadedError
+from llamarun.errors import InsufficientMemoryError, InvalidParameterError, ModelNotFoundError, OverloadedError
 from llamarun.runtime import RuntimeConfig
 from llamarun.runtime.manager import LoadOptions, ManagerConfig, ModelManager, ModelSource
 from tinymodel import write_tiny_gguf
@@ -113,7 +113,7 @@ def test_busy_models_are_not_evicted(make) -> None:
 
 
 def test_reload_when_settings_change(make) -> None:
-    manager = make(_fixed_planner(100))
+    manager = make(_fixed_planner(100), allow_request_reload=True)  # the operator allows request reloads
     first = manager.acquire("a", LoadOptions(n_ctx=256))
     first.release()
     same = manager.acquire("a")  # no preference: whatever is loaded
@@ -151,3 +151,75 @@ def test_closed_manager_refuses(make) -> None:
     with pytest.raises(OverloadedError):
         manager.acquire("a")
     lease.release()  # harmless after close
+
+
+def test_a_request_cannot_reload_by_default(make) -> None:
+    manager = make(_fixed_planner(100))  # allow_request_reload is off by default
+    with pytest.raises(InvalidParameterError) as err:
+        manager.acquire("a", LoadOptions(n_ctx=512))  # not loaded yet: checked against the server's plan
+    assert err.value.field == "n_ctx" and "256" in str(err.value) and "allow_request_reload" in str(err.value)
+    assert not _loaded(manager)
+    with manager.acquire("a", LoadOptions(n_ctx=128)) as lease:  # at least the context asked for
+        assert lease.config.n_ctx == 256
+    with pytest.raises(InvalidParameterError) as err:
+        manager.acquire("a", LoadOptions(n_threads=2, labels=(("n_threads", "options.num_thread"),)))
+    assert err.value.field == "options.num_thread"
+    assert manager.counters["loads"] == 1
+
+
+def test_request_load_options_are_bounded(make) -> None:
+    manager = make(_fixed_planner(100), allow_request_reload=True)
+    with pytest.raises(InvalidParameterError) as err:
+        manager.acquire("a", LoadOptions(n_threads=1000))
+    assert err.value.field == "n_threads" and "usable cores" in str(err.value)
+    with pytest.raises(InvalidParameterError) as err:  # auto ceiling: max(n_ctx 256, trained 2048)
+        manager.acquire("a", LoadOptions(n_ctx=4096))
+    assert err.value.field == "n_ctx" and "2048" in str(err.value)
+    ceiling = make(_fixed_planner(100), allow_request_reload=True, max_request_ctx=300)
+    with pytest.raises(InvalidParameterError):
+        ceiling.acquire("a", LoadOptions(n_ctx=512))
+    assert not _loaded(manager) and not _loaded(ceiling)
+
+
+def test_default_budget_keeps_the_hw_headroom(make) -> None:
+    from llamarun.hardware import detect_memory
+
+    manager = make()
+    before = detect_memory()
+    budget = manager._budget()
+    after = detect_memory()
+    assert min(before.budget, after.budget) - (64 << 20) <= budget <= max(before.budget, after.budget) + (64 << 20)
+    assert budget < max(before.usable, after.usable)
+
+
+def test_keep_alive_out_of_range_and_forever(make) -> None:
+    manager = make(_fixed_planner(100))
+    for huge in (1e30, 1e20, float("inf")):
+        with pytest.raises(InvalidParameterError) as err:
+            manager.acquire("a", keep_alive=huge)
+        assert err.value.field == "keep_alive"
+    manager.acquire("a", keep_alive=-1e30).release()  # any negative value: forever
+    assert manager.status()[0].expires_at is None
+
+
+def test_the_reaper_survives_an_error(make) -> None:
+    manager = make(_fixed_planner(100))
+    real_close = manager._close_entry
+    failures = []
+
+    def close_once(entry, timeout):  # the first unload fails, as a broken engine might
+        if not failures:
+            failures.append(entry.source.name)
+            raise RuntimeError("unload failed")
+        real_close(entry, timeout)
+
+    manager._close_entry = close_once  # type: ignore[method-assign]
+    manager.acquire("a", keep_alive=0.1).release()
+    deadline = time.monotonic() + 30
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures == ["a:latest"]
+    manager.acquire("b", keep_alive=0.1).release()
+    while _loaded(manager) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _loaded(manager) and manager._reaper is not None and manager._reaper.is_alive()

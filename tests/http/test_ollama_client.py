@@ -13,7 +13,7 @@ import httpx
 import ollama
 import pytest
 
-from serve_helpers import Server
+from serve_helpers import Server, start_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -137,7 +137,19 @@ def test_create_from_a_stored_model(client: ollama.Client) -> None:
     client.delete("tiny-sys")
 
 
-def test_num_ctx_reloads_the_model(client: ollama.Client) -> None:
+@pytest.fixture(scope="module")
+def reloading_client(model_home: Path) -> Iterator[ollama.Client]:
+    """A server whose operator lets requests reload models (serve --allow-request-reload)."""
+    server = start_server(model_home, "--parallel", "4", "--ctx", "2048", "--keep-alive", "-1",
+                          "--allow-request-reload")
+    try:
+        yield ollama.Client(host=server.url, timeout=120)
+    finally:
+        server.stop()
+
+
+def test_num_ctx_reloads_the_model(reloading_client: ollama.Client) -> None:
+    client = reloading_client
     client.generate(model="tiny", prompt="a", raw=True, options={"num_predict": 1, "num_ctx": 640})
     assert {m.model: m.context_length for m in client.ps().models}["tiny:latest"] == 640
     client.generate(model="tiny", prompt="a", raw=True, options={"num_predict": 1})  # no preference: reused

@@ -33,6 +33,11 @@ def serve(
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
+    max_request_ctx: Optional[int] = typer.Option(
+        None, "--max-request-ctx", help="Largest num_ctx a request may ask (0: max of --ctx and the model's own)."),
+    allow_request_reload: Optional[bool] = typer.Option(
+        None, "--allow-request-reload/--no-request-reload",
+        help="Let a request's num_ctx/num_thread/num_batch/num_gpu reload a model (default: a 400)."),
     max_loaded_models: Optional[int] = typer.Option(None, "--max-loaded-models", help="Models loaded at once."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="Memory for all models ('8GiB')."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Waiting requests per model before 503."),
@@ -66,7 +71,8 @@ def serve(
         "max_loaded_models": max_loaded_models, "memory_budget": memory_budget, "max_queue": max_queue,
         "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
         "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,
-        "max_connections_per_client": max_connections_per_client,
+        "max_connections_per_client": max_connections_per_client, "max_request_ctx": max_request_ctx,
+        "allow_request_reload": allow_request_reload,
         "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
         "cors_origins": tuple(cors_origin) if cors_origin else None,
     }

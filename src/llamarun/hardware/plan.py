@@ -262,12 +262,13 @@ ADVICE_NAMES: Mapping[str, str] = MappingProxyType({"n_ctx": "--ctx", "parallel"
 
 
 def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None,
-               names: Mapping[str, str] | None = None) -> None:
+               names: Mapping[str, str] | None = None, advice: str | None = None) -> None:
     """Raise InsufficientMemoryError with the numbers unless the plan fits (or ``force``).
 
     ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message; ``names``
     maps ``n_ctx``, ``parallel`` and ``force`` to what the caller's user types (default
-    :data:`ADVICE_NAMES`); a key left out is a remedy the caller does not have.
+    :data:`ADVICE_NAMES`); a key left out is a remedy the caller does not have. ``advice``, when
+    given, replaces the remedies built from ``names`` (what the caller's user can change).
     """
     if plan.fits:
         return
@@ -278,7 +279,7 @@ def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | Non
     else:
         where = f"system memory ({format_bytes(est.cpu_bytes)} needed, {format_bytes(plan.ram_budget)} usable)"
     message = (f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.parallel} sequences requires "
-               f"more {where}: {est.describe()}. {_advice(spelled)}")
+               f"more {where}: {est.describe()}. {advice if advice is not None else _advice(spelled)}")
     if force:
         logger.warning("loading anyway (%s): %s", spelled.get("force", "force"), message)
         return

@@ -87,17 +87,14 @@ class _ModelBody(_Body):
     @field_validator("keep_alive", mode="before")
     @classmethod
     def _keep_alive(cls, value: Any) -> Any:
-        from ..config import parse_duration
+        from ..config import parse_keep_alive
 
         if value is None or value == "":
             return None
         try:
-            seconds = parse_duration(value)
+            return parse_keep_alive(value)  # negative: forever; above 1e9 s refused
         except ValueError as exc:
             raise ValueError(str(exc)) from None
-        if abs(seconds) > 1e9:
-            raise ValueError("keep_alive must be shorter than about 30 years (negative: keep loaded)")
-        return seconds
 
 
 class GenerateRequest(_ModelBody):

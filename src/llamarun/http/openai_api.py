@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..config import parse_duration
+from ..config import parse_keep_alive
 from ..errors import InvalidParameterError, LlamarunError, UnsupportedFeatureError
 from ..runtime import AsyncRequest
 from ..runtime.manager import Lease
@@ -52,7 +52,7 @@ def _keep_alive(value: Any) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return parse_duration(value)
+        return parse_keep_alive(value)  # negative: forever; above 1e9 s refused
     except ValueError as exc:
         raise InvalidParameterError(str(exc), field="keep_alive") from None
 

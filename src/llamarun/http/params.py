@@ -56,11 +56,16 @@ def modelfile_load_options(params: Mapping[str, Any]) -> LoadOptions | None:
                        n_batch=params.get("num_batch"), n_gpu_layers=params.get("num_gpu"))
 
 
+_OLLAMA_LOAD_LABELS = (("n_ctx", "options.num_ctx"), ("n_threads", "options.num_thread"),
+                       ("n_batch", "options.num_batch"), ("n_gpu_layers", "options.num_gpu"))
+
+
 def ollama_load_options(options: Options | None) -> LoadOptions:
+    """Ollama's load options (num_thread 0: no preference); errors name them as the client sent them."""
     if options is None:
         return LoadOptions()
     return LoadOptions(n_ctx=options.num_ctx, n_threads=options.num_thread or None, n_batch=options.num_batch,
-                       n_gpu_layers=options.num_gpu)
+                       n_gpu_layers=options.num_gpu, labels=_OLLAMA_LOAD_LABELS)
 
 
 def ollama_request(prompt: str | Sequence[int] | PromptSegments, options: Options | None, *, grammar: str | None,

@@ -4,14 +4,17 @@ Frontends ask for a model by name with :meth:`ModelManager.acquire` and get a
 :class:`Lease` (release it when the request is done).  The manager
 
 - loads a model on first use (one load per model even when many requests ask at once);
-- reloads it when a request needs settings that differ from the loaded ones
-  (context size, threads, batch size, GPU layers: :class:`LoadOptions`), once
-  the requests using the old settings are done;
+- bounds a request's load options (context size, threads, batch size, GPU layers:
+  :class:`LoadOptions`) by the operator's ceiling and the machine's cores
+  (:mod:`.load_policy`), and, only when ``allow_request_reload`` is set, reloads a
+  model for a request that needs other settings, once the requests using the old
+  settings are done (otherwise such a request is refused with a 400 naming the option);
 - keeps several models loaded, up to ``max_loaded`` and a memory budget,
   unloading the least recently used idle model to make room (a request waits,
   up to ``wait_timeout``, while every loaded model is busy);
 - unloads a model ``keep_alive`` seconds after its last request (0: at once,
-  negative: never), each request setting the model's keep_alive (Ollama's rule).
+  negative: never, at most ``MAX_KEEP_ALIVE``), each request setting the model's
+  keep_alive (Ollama's rule); the reaper thread logs any error it meets and goes on.
 
 All methods are thread-safe and blocking (loading takes seconds): asyncio
 frontends call them through an executor.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InsufficientMemoryError, OverloadedError
+from ..config import MAX_KEEP_ALIVE
+from ..errors import InsufficientMemoryError, InvalidParameterError, OverloadedError
 from .config import RuntimeConfig
 from .embed import Embedder
+from .load_policy import (
+    HardwareCache,
+    Limits,
+    LoadOptions,
+    Planner,
+    available_budget,
+    check_limits,
+    check_served,
+    hardware_limits,
+    hardware_planner,
+)
 from .runtime import Health, HealthStatus, Runtime
 
 if TYPE_CHECKING:
@@ -60,33 +76,6 @@ class ModelSource:
 
 
 @dataclass(frozen=True)
-class LoadOptions:
-    """Settings a request may ask for that are fixed when a model loads (None: no preference).
-
-    A loaded model is reused when every given option equals its setting;
-    otherwise it is reloaded with them once its current requests are done.
-    """
-
-    n_ctx: int | None = None
-    n_threads: int | None = None
-    n_batch: int | None = None
-    n_gpu_layers: int | None = None
-
-    def matches(self, config: RuntimeConfig, loaded_with: LoadOptions | None = None) -> bool:
-        """True when a model loaded with ``config`` (asked for as ``loaded_with``) serves these options."""
-        asked = loaded_with or LoadOptions()
-        return all(
-            wanted is None or wanted == actual or wanted == before
-            for wanted, actual, before in (
-                (self.n_ctx, config.n_ctx, asked.n_ctx),
-                (self.n_threads, config.n_threads, asked.n_threads),
-                (self.n_batch, config.n_batch, asked.n_batch),
-                (self.n_gpu_layers, config.n_gpu_layers, asked.n_gpu_layers),
-            )
-        )
-
-
-@dataclass(frozen=True)
 class ManagerConfig:
     """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits."""
 
@@ -98,9 +87,11 @@ class ManagerConfig:
     n_gpu_layers: int = -1
     max_queue: int = 512
     max_loaded: int = 3
-    memory_budget: int = 0  # bytes for all loaded models; 0 = what is available
+    memory_budget: int = 0  # bytes for all loaded models; 0 = what is available minus hw's headroom
     keep_alive: float = 300.0
     wait_timeout: float = 600.0  # how long a request waits for busy models to make room
+    max_request_ctx: int = 0  # largest n_ctx a request may ask; 0 = max(n_ctx, the model's training context)
+    allow_request_reload: bool = False  # may a request's load options reload a model with other settings?
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
@@ -109,67 +100,10 @@ class ManagerConfig:
             "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
             "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
             "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
+            "max_request_ctx": settings.max_request_ctx, "allow_request_reload": settings.allow_request_reload,
         }
         values.update(changes)
         return cls(**values)
-
-
-Planner = Callable[[ModelSource, LoadOptions, ManagerConfig, int], tuple[RuntimeConfig, int]]
-"""``(source, options, config, budget_bytes) -> (runtime config, estimated bytes)``; raises
-:class:`InsufficientMemoryError` when the model cannot fit the budget even alone."""
-
-
-class _Hardware:
-    """The hardware profile, detected once per manager (CPU, RAM, GPUs do not change)."""
-
-    def __init__(self) -> None:
-        self._profile: Any = None
-        self._lock = threading.Lock()
-
-    def profile(self) -> Any:
-        with self._lock:
-            if self._profile is None:
-                from ..hardware import detect_hardware
-
-                self._profile = detect_hardware()
-            return self._profile
-
-
-def hardware_planner() -> Planner:
-    """The default planner: :func:`llamarun.hardware.plan_resources` on this machine's profile."""
-    hardware = _Hardware()
-
-    def plan(source: ModelSource, options: LoadOptions, config: ManagerConfig,
-             budget: int) -> tuple[RuntimeConfig, int]:
-        from ..hardware import ResourceRequest, check_fits, plan_resources, read_model_facts
-
-        request = ResourceRequest(
-            n_ctx=options.n_ctx or config.n_ctx, parallel=config.parallel,
-            threads=options.n_threads or config.threads,
-            n_gpu_layers=config.n_gpu_layers if options.n_gpu_layers is None else options.n_gpu_layers,
-            n_batch=options.n_batch or config.n_batch, n_ubatch=min(config.n_ubatch, options.n_batch or config.n_batch),
-            memory_budget=budget,
-        )
-        resources = plan_resources(read_model_facts(source.path), hardware.profile(), request)
-        check_fits(resources, model_name=source.name)
-        runtime_config = RuntimeConfig(
-            n_ctx=options.n_ctx or max(16, resources.n_ctx), n_slots=resources.parallel,
-            n_batch=resources.n_batch, n_ubatch=resources.n_ubatch,
-            n_threads=options.n_threads or resources.threads, n_gpu_layers=resources.n_gpu_layers,
-            flash_attn=resources.flash_attn, max_queue=config.max_queue,
-        )
-        return runtime_config, resources.estimate.total
-
-    return plan
-
-
-def _available_memory() -> int:
-    from ..hardware import detect_memory
-
-    info = detect_memory()
-    if info.cgroup_limit is not None and info.cgroup_usage is not None:
-        return max(0, min(info.available, info.cgroup_limit - info.cgroup_usage))
-    return info.available
 
 
 class _State(enum.Enum):
@@ -253,11 +187,14 @@ class ModelManager:
     """Loads, shares, reloads and unloads models for every frontend of one process."""
 
     def __init__(self, config: ManagerConfig | None = None, *, resolve: Callable[[str], ModelSource],
-                 planner: Planner | None = None, memory: Callable[[], int] | None = None) -> None:
+                 planner: Planner | None = None, memory: Callable[[], int] | None = None,
+                 limits: Limits | None = None) -> None:
         self.config = config or ManagerConfig()
         self._resolve = resolve
-        self._plan = planner or hardware_planner()
-        self._memory = memory or _available_memory
+        hardware = HardwareCache()
+        self._plan = planner or hardware_planner(hardware)
+        self._limits = limits or hardware_limits(hardware)
+        self._memory = memory or available_budget
         self._cond = threading.Condition(threading.Lock())
         self._entries: dict[str, _Entry] = {}
         self._closing: list[_Entry] = []
@@ -273,10 +210,14 @@ class ModelManager:
     def acquire(self, name: str, options: LoadOptions | None = None, *, keep_alive: float | None = None,
                 timeout: float | None = None) -> Lease:
         """Hold model ``name`` (loading or reloading it as needed) for one request."""
-        options = options or LoadOptions()
+        asked = options or LoadOptions()
+        keep = _keep_alive(self.config.keep_alive if keep_alive is None else keep_alive)
         source = self._resolve(name)
+        if asked.given:
+            check_limits(asked, self._limits(source, self.config), source.name)
+        # without reloads a request is served by the server's own settings, or refused
+        options = asked if self.config.allow_request_reload else LoadOptions()
         deadline = time.monotonic() + (self.config.wait_timeout if timeout is None else timeout)
-        keep = self.config.keep_alive if keep_alive is None else keep_alive
         started = time.monotonic()
         planned: tuple[RuntimeConfig, int] | None = None
         with self._cond:
@@ -287,6 +228,8 @@ class ModelManager:
                     self._wait(deadline, f"model {source.name} is still loading")
                     continue
                 if entry is not None and entry.usable_for(source, options):
+                    if options is not asked:
+                        check_served(asked, entry.config, source.name)
                     return self._lease(entry, keep, 0.0)
                 if entry is not None:  # other settings, another file, or a dead engine: reload
                     if entry.leases:
@@ -298,6 +241,8 @@ class ModelManager:
                     planned = self._plan_locked(source, options)
                     continue  # the lock was released while planning: look again
                 config, est = planned
+                if options is not asked:
+                    check_served(asked, config, source.name)
                 victims = self._victims(source.name, est)
                 if victims is None:
                     self._wait(deadline, "every loaded model is busy; no room to load another")
@@ -496,15 +441,37 @@ class ModelManager:
             self._reaper.start()
 
     def _reap(self) -> None:
-        """Unload models whose keep_alive has run out (its own thread)."""
+        """Unload models whose keep_alive has run out (its own thread, which survives any error)."""
         with self._cond:
             while not self._closed:
-                now = time.monotonic()
-                expired = [e for e in self._entries.values()
-                           if e.state is _State.READY and not e.leases and e.expires_at is not None
-                           and e.expires_at <= now]
-                if expired:
-                    self._evict(expired, counter="unloads")
-                    continue
-                pending = [e.expires_at for e in self._entries.values() if e.expires_at is not None and not e.leases]
-                self._cond.wait(min(pending) - now if pending else None)
+                try:
+                    self._reap_once()
+                except Exception:  # noqa: BLE001 - one bad unload must not stop every later one
+                    logger.exception("the model reaper met an error; it keeps going")
+                    self._cond.wait(1.0)
+
+    def _reap_once(self) -> None:
+        now = time.monotonic()
+        expired = [e for e in self._entries.values()
+                   if e.state is _State.READY and not e.leases and e.expires_at is not None and e.expires_at <= now]
+        if expired:
+            self._evict(expired, counter="unloads")
+            return
+        pending = [e.expires_at for e in self._entries.values() if e.expires_at is not None and not e.leases]
+        self._cond.wait(min(_REAPER_WAKE, min(pending) - now) if pending else _REAPER_WAKE)
+
+
+_REAPER_WAKE = 3600.0  # the reaper looks at least this often (seconds), whatever the timers say
+
+
+def _keep_alive(value: float) -> float:
+    """A keep_alive the timers can hold: negative = forever (-1), above MAX_KEEP_ALIVE refused."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise InvalidParameterError(f"keep_alive must be a number of seconds, got {value!r}", field="keep_alive")
+    if value < 0:
+        return -1.0
+    if value > MAX_KEEP_ALIVE:
+        raise InvalidParameterError(
+            f"keep_alive must be at most {MAX_KEEP_ALIVE:.0e} seconds, got {value!r}; "
+            "use a negative value to keep the model loaded forever", field="keep_alive")
+    return float(value)
