@@ -32,4 +32,4 @@ class CatalogSource:
             raise ModelNotFoundError(f"catalog entry {entry.name} points to another catalog name")
         plan = inner.plan(ctx)
         return dataclasses.replace(plan, default_name=str(self.ref), sha256=entry.sha256, size=entry.size,
-                                   verified_by="catalog", extra={**plan.extra, "catalog": entry.name})
+                                   verified_by="catalog", name_derived=False, extra={**plan.extra, "catalog": entry.name})
