@@ -247,16 +247,20 @@ def create_model(layout: StoreLayout, name: str, path: str | os.PathLike[str], *
 
 
 def _link(ctx: FetchContext, plan: PullPlan, ref: ModelRef, path: Path) -> StoredModel:
-    size = path.stat().st_size
+    before = path.stat()
+    size = before.st_size
     label = f"hashing {path.name[:40]}"
     hex_digest, size = hash_file(path, lambda n: ctx.emit(PullProgress(label, "", size, n)))
     info = check_gguf(path)
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or after.st_size != size:
+        raise StoreError(f"{path} changed while it was being hashed; nothing was recorded: try again")
     previous = ctx.layout.read_manifest(ref)
     ctx.emit(PullProgress("writing manifest"))
     ctx.layout.write_manifest(ref, {
         "schema": MANIFEST_SCHEMA, "name": str(ref), "source": plan.source, "digest": f"sha256:{hex_digest}",
         "size": size, "format": "gguf", "added": _now(), "verified": False, "verified_by": "",
-        "link": str(path), "gguf": info.summary(),
+        "link": str(path), "link_mtime_ns": after.st_mtime_ns, "gguf": info.summary(),
     })
     _release_previous(ctx.layout, previous, "")  # the name no longer uses a blob
     ctx.emit(PullProgress("success"))
