@@ -17,7 +17,7 @@ from llamarun.errors import RedirectRefusedError
 from llamarun.store import ModelStore
 
 from .conftest import leftovers, sha
-from .servers import LocalServer, file_handler, proxy_handler
+from .servers import LocalServer, proxy_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 

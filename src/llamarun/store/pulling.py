@@ -104,7 +104,8 @@ def _check_replace(layout: StoreLayout, ref: ModelRef, plan: PullPlan, digest: s
     raise NameInUseError(
         f'"{ref}" already exists (from {str(previous.get("source", "?"))[:200]}) and the name {ref.name!r} was '
         f"derived from {plan.source[:200]}, which is a different file: nothing was replaced. Pull it under another "
-        f"name (llamarun pull {plan.source[:200]} --name NAME), or remove {ref} first (llamarun rm {ref})"
+        f"name (llamarun pull {plan.source[:200]} --name NAME), or remove {ref} first (llamarun rm {ref}); if it is the "
+        "same file, give its digest with --sha256"
     )
 
 
