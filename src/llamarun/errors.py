@@ -57,6 +57,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelfileError",
+    "NameInUseError",
     "OverloadedError",
     "RedirectRefusedError",
     "RemoteServerError",
@@ -202,6 +203,12 @@ class DigestMismatchError(StoreError):
     """Downloaded bytes did not match the expected SHA-256."""
 
     http_status = 502
+
+
+class NameInUseError(StoreError):
+    """A pull would replace a model under a name the caller did not give (it came from the source)."""
+
+    http_status = 409
 
 
 class DownloadError(StoreError):

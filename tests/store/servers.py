@@ -34,6 +34,7 @@ class Faults:
     stall_release: threading.Event = field(default_factory=threading.Event)
     endless: bool = False  # chunked body that never ends
     content_length: int | None = None  # lie about the length
+    gate: threading.Event | None = None  # hold every body until this is set (then send it whole)
 
 
 @dataclass
@@ -163,6 +164,9 @@ def _send_body(h: Any, server: LocalServer, body: bytes) -> None:
         drop_after = f.drop_after if f.drops_left > 0 else None
         if drop_after is not None:
             f.drops_left -= 1
+    if f.gate is not None:
+        h.wfile.flush()
+        f.gate.wait(30)
     sent = 0
     for i in range(0, len(body), 16384):
         chunk = body[i:i + 16384]

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import InvalidNameError, ModelNotFoundError, StoreError
 from .blobs import hash_file
 from .layout import StoreLayout, key_of
-from .locks import key_lock, try_key_lock
+from .locks import key_lock, remove_lock_file, try_key_lock
 from .names import ModelRef, normalize_digest
 from .progress import ProgressFn, PullProgress, no_progress
 from .records import StoredModel, get_model, list_models, load_model, manifest_refs
@@ -67,6 +67,7 @@ class GCReport:
     partials_removed: int
     blobs_removed: tuple[str, ...]
     bytes_freed: int
+    locks_removed: int = 0  # stale partial/*.lock files (empty)
 
 
 def release_blob(layout: StoreLayout, hex_digest: str) -> bool:
@@ -165,8 +166,21 @@ def verify_store(layout: StoreLayout, *, delete: bool = False, emit: ProgressFn 
                                      "missing", tuple(names), "the blob is missing: pull the model again"))
     for model in list_models(layout):
         if model.linked:
-            results.append(_check_file(model.path, normalize_digest(model.digest), (model.name,), emit))
+            results.append(_check_linked(model, emit))
     return results
+
+
+def _check_linked(model: StoredModel, emit: ProgressFn) -> BlobCheck:
+    """A linked file is checked like a blob but never deleted: the report says what to do instead."""
+    check = _check_file(model.path, normalize_digest(model.digest), (model.name,), emit)
+    if check.status == "missing":
+        detail = f"the linked file {model.path} is missing: remove the name with `llamarun rm {model.name}`"
+    elif check.status == "corrupt":
+        detail = (f"the linked file {model.path} changed ({check.detail}); linked files are never deleted: "
+                  f"`llamarun rm {model.name}`, or `llamarun create {model.name} --from {model.path} --link` again")
+    else:
+        return check
+    return BlobCheck(check.digest, check.path, check.size, check.status, check.names, detail)
 
 
 def _entry_size(path: Path) -> int:
@@ -206,6 +220,14 @@ def _gc_partials(layout: StoreLayout) -> tuple[int, int]:
     return removed, freed
 
 
+def _gc_lock_files(layout: StoreLayout) -> int:
+    """Delete the lock files no pull holds (a held one is kept; a pull waiting on a deleted one re-locks)."""
+    if not layout.partials.is_dir():
+        return 0
+    return sum(remove_lock_file(entry) for entry in sorted(layout.partials.glob("*.lock"))
+               if key_of(entry.name) is not None)
+
+
 def _gc_manifest_temps(layout: StoreLayout) -> int:
     freed = 0
     now = time.time()
@@ -218,7 +240,7 @@ def _gc_manifest_temps(layout: StoreLayout) -> int:
 
 
 def collect_garbage(layout: StoreLayout) -> GCReport:
-    """Delete stale partial downloads (no pull holds their lock) and blobs no manifest uses."""
+    """Delete stale partial downloads and lock files (no pull holds their lock) and blobs no manifest uses."""
     removed, freed = _gc_partials(layout)
     freed += _gc_manifest_temps(layout) if layout.manifests.is_dir() else 0
     blobs = []
@@ -230,4 +252,4 @@ def collect_garbage(layout: StoreLayout) -> GCReport:
             if free and hex_digest not in manifest_refs(layout):
                 freed += _remove_entry(path)
                 blobs.append(f"sha256:{hex_digest}")
-    return GCReport(removed, tuple(blobs), freed)
+    return GCReport(removed, tuple(blobs), freed, _gc_lock_files(layout))

@@ -7,6 +7,12 @@ address — unless the URL the user asked for was itself such an address (a
 model server on the local network may redirect within it).  A host name that
 does not resolve is treated as public: it cannot reach anything here, and a
 configured proxy resolves it on its own side.
+
+Whatever the first URL was, a redirect is never followed to a link-local
+address (169.254.0.0/16, fe80::/10) or a cloud metadata endpoint
+(169.254.169.254, fd00:ec2::254, 100.100.100.200, ``metadata.google.internal``
+and other metadata host names, or a name resolving to any of these): the check
+happens before the redirect's request is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from ..errors import RedirectRefusedError
 __all__ = [
     "Resolver",
     "address_is_internal",
+    "address_is_metadata",
     "check_redirect",
+    "host_is_metadata",
     "host_is_internal",
     "same_origin",
     "uses_proxy",
@@ -51,6 +59,40 @@ def address_is_internal(address: str | IPAddress) -> bool:
         if mapped is not None:
             ip = mapped
     return not ip.is_global or ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_multicast
+
+
+_METADATA_ADDRESSES = frozenset({
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+})
+_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+                             "instance-data.ec2.internal"})
+
+
+def address_is_metadata(address: str | IPAddress) -> bool:
+    """True for link-local addresses (169.254.0.0/16, fe80::/10) and known cloud metadata addresses."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip in _METADATA_ADDRESSES
+
+
+def host_is_metadata(host: str, resolve: Resolver | None = None) -> bool:
+    """Whether ``host`` is, is named like or resolves to a link-local or cloud metadata address."""
+    host = host.strip("[]").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        return address_is_metadata(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        pass
+    if host in _METADATA_NAMES:
+        return True
+    return any(address_is_metadata(a) for a in (resolve or _system_resolver)(host))
 
 
 def host_is_internal(host: str, resolve: Resolver | None = None) -> bool:
@@ -92,6 +134,11 @@ def check_redirect(current: str, target: str, *, origin_internal: bool, resolve:
         raise RedirectRefusedError(f"refused redirect from {current} to {target[:200]}: not an http(s) URL")
     if cur.scheme == "https" and tgt.scheme == "http":
         raise RedirectRefusedError(f"refused redirect from {current} to {target[:200]}: https downgraded to http")
+    if host_is_metadata(tgt.hostname, resolve):
+        raise RedirectRefusedError(
+            f"refused redirect from {current} to {target[:200]}: it points to a link-local or cloud metadata "
+            "address, which no download may be sent to (whatever the first URL was)"
+        )
     if origin_internal or (cur.hostname or "").lower() == tgt.hostname.lower():
         return
     if host_is_internal(tgt.hostname, resolve):

@@ -172,7 +172,11 @@ def list_models(layout: StoreLayout) -> list[StoredModel]:
 
 
 def get_model(layout: StoreLayout, ref: ModelRef) -> StoredModel:
-    """The stored model ``ref``; :class:`ModelNotFoundError` if it (or its file) is absent."""
+    """The stored model ``ref``; :class:`ModelNotFoundError` if it (or its file) is absent.
+
+    A linked file whose size changed, or whose modification time changed and whose bytes no
+    longer hash to the recorded digest, is refused with a :class:`StoreError`.
+    """
     manifest = layout.read_manifest(ref)
     if manifest is None:
         raise ModelNotFoundError(f'model "{ref}" not found, try pulling it first: llamarun pull {ref.name}')
@@ -180,7 +184,26 @@ def get_model(layout: StoreLayout, ref: ModelRef) -> StoredModel:
     if not model.path.is_file():
         what = f"its linked file {model.path} is missing" if model.linked else "its blob is missing: pull it again"
         raise ModelNotFoundError(f'model "{ref}" has a manifest but {what}')
-    if model.linked and model.path.stat().st_size != model.size:
-        raise StoreError(f'the file linked as "{ref}" ({model.path}) changed size since it was added; '
-                         f"run `llamarun create {ref} --from {model.path} --link` again")
+    if model.linked:
+        _check_link(layout, model)
     return model
+
+
+def _check_link(layout: StoreLayout, model: StoredModel) -> None:
+    """A linked file must still be the one that was added: same size, and same digest when its mtime moved."""
+    stat = model.path.stat()
+    again = f"run `llamarun create {model.ref} --from {model.path} --link` again (or `llamarun rm {model.ref}`)"
+    if stat.st_size != model.size:
+        raise StoreError(f'the file linked as "{model.ref}" ({model.path}) changed size since it was added '
+                         f"({model.size} -> {stat.st_size} bytes); {again}")
+    recorded = model.manifest.get("link_mtime_ns")
+    if not isinstance(recorded, int) or recorded == stat.st_mtime_ns:
+        return
+    from .blobs import hash_file  # deferred: only when the file was touched
+
+    logger.info("the file linked as %s was modified since it was added: re-hashing it", model.ref)
+    actual, _ = hash_file(model.path)
+    if f"sha256:{actual}" != model.digest:
+        raise StoreError(f'the file linked as "{model.ref}" ({model.path}) changed since it was added: its '
+                         f"SHA-256 is now sha256:{actual}, not {model.digest}; {again}")
+    layout.write_manifest(model.ref, {**model.manifest, "link_mtime_ns": stat.st_mtime_ns})  # same bytes

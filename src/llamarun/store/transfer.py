@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError, RedirectRefusedError
-from .netpolicy import address_is_internal, check_redirect, host_is_internal, same_origin, uses_proxy
+from .netpolicy import address_is_internal, address_is_metadata, check_redirect, host_is_internal, same_origin, uses_proxy
 
 __all__ = [
     "CONTENT_RANGE",
@@ -72,12 +72,18 @@ def open_client(policy: TransferPolicy) -> Any:
                         headers={"User-Agent": policy.user_agent})
 
 
-def check_peer(response: Any, url: str, origin_internal: bool) -> None:
-    """Refuse a public name that connected to an internal address (DNS rebinding)."""
-    if origin_internal or uses_proxy(url):
+def check_peer(response: Any, url: str, origin_internal: bool, *, redirected: bool = False) -> None:
+    """Refuse a public name that connected to an internal address (DNS rebinding), and a redirect
+    that connected to a link-local or metadata address whatever the first URL was."""
+    if uses_proxy(url):
         return
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if peer and redirected and address_is_metadata(str(peer[0])):
+        response.close()
+        raise RedirectRefusedError(f"refused {url}: it connected to the link-local or metadata address {peer[0]}")
+    if origin_internal:
+        return
     if peer and address_is_internal(str(peer[0])):
         response.close()
         raise RedirectRefusedError(f"refused {url}: it connected to the internal address {peer[0]}")
@@ -109,7 +115,7 @@ def send_checked(client: Any, url: str, headers: Mapping[str, str], policy: Tran
             raise DownloadError(f"cannot download {current}: {exc}") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{type(exc).__name__} for {current}: {exc}") from None
-        check_peer(response, current, origin_internal)
+        check_peer(response, current, origin_internal, redirected=current != url)
         location = response.headers.get("Location")
         if response.status_code not in _REDIRECT_STATUS or not location:
             return response
@@ -139,7 +145,9 @@ def with_retries(policy: TransferPolicy, what: str, attempt: Callable[[], T],
             delay = min(policy.backoff * 2 ** (failures - 1), policy.backoff_max)
             delay = exc.retry_after if exc.retry_after is not None else delay * (0.5 + random.random() / 2)
             delay = min(delay, policy.backoff_max)
-            logger.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            # one report per retry: the caller's progress event when it has one, else the log's warning
+            logger.log(logging.INFO if on_retry is not None else logging.WARNING,
+                       "%s: %s; retrying in %.1fs", what, exc, delay)
             if on_retry is not None:
                 on_retry(str(exc), delay)
             time.sleep(delay)

@@ -42,6 +42,7 @@ class PullPlan:
     size: int | None = None  # expected size when the source states one
     verified_by: str = ""  # what vouches for sha256: "catalog", "Hugging Face LFS", ...
     requires_sha256: bool = False  # refuse to fetch unless a SHA-256 is known (split files)
+    name_derived: bool = False  # default_name comes from a file or package name, not one the user typed
     extra: Mapping[str, Any] = field(default_factory=dict)  # recorded in the manifest
 
 

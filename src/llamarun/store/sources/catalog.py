@@ -33,6 +33,6 @@ class CatalogSource:
         plan = inner.plan(ctx)
         extra = {**plan.extra, "catalog": entry.name}
         if not entry.sha256:  # a registry entry: its manifest's digest and size are authoritative
-            return dataclasses.replace(plan, default_name=str(self.ref), extra=extra)
+            return dataclasses.replace(plan, default_name=str(self.ref), name_derived=False, extra=extra)
         return dataclasses.replace(plan, default_name=str(self.ref), sha256=entry.sha256, size=entry.size,
-                                   verified_by="catalog", extra=extra)
+                                   verified_by="catalog", name_derived=False, extra=extra)

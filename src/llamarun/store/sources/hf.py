@@ -6,6 +6,11 @@ fetched by our resumable downloader (or copied from the HF cache when the file
 is already there) and verified against the hub's LFS SHA-256, which the
 resolve endpoint sends as ``X-Linked-Etag``.  The manifest records the commit
 the revision resolved to.
+
+Only ``huggingface_hub``'s public API that exists from the lowest version
+declared in ``pyproject.toml`` (0.24) through 2.x is used: ``get_token``,
+``hf_hub_url``, ``get_hf_file_metadata(url, token=...)``,
+``try_to_load_from_cache`` and the error classes of ``huggingface_hub.utils``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ _ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_DEFAULT_ENDPOINT = "https://huggingface.co"  # what huggingface_hub uses when HF_ENDPOINT is unset
+
+
+def hf_endpoint() -> str:
+    """The hub's base URL: ``HF_ENDPOINT`` or the public hub (as ``huggingface_hub`` itself decides)."""
+    return (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class HfSource:
     def plan(self, ctx: FetchContext) -> PullPlan:
         import huggingface_hub as hh  # deferred: heavy
 
-        endpoint = (os.environ.get("HF_ENDPOINT") or hh.constants.ENDPOINT).rstrip("/")
+        endpoint = hf_endpoint()
         token = hh.get_token()
         meta = self._metadata(hh, endpoint, token)
         etag = (meta.etag or "").lower()
@@ -72,24 +83,27 @@ class HfSource:
         stem = PurePosixPath(self.filename).name[: -len(".gguf")]
         return PullPlan(
             source=f"hf://{self.repo_id}/{self.filename}@{revision}", default_name=derive_name(stem),
-            fetch=fetch, sha256=sha256, size=size, verified_by="Hugging Face LFS sha256" if sha256 else "",
+            fetch=fetch, sha256=sha256, size=size, name_derived=True, verified_by="Hugging Face LFS sha256" if sha256 else "",
             extra={"huggingface": {"repo": self.repo_id, "file": self.filename, "revision": revision,
                                    "endpoint": endpoint}},
         )
 
     def _metadata(self, hh: Any, endpoint: str, token: str | None) -> Any:
-        from huggingface_hub import errors as hf_errors
+        from huggingface_hub import utils as hf_utils  # the error classes' public home in 0.24 and 2.x
 
         url = hh.hf_hub_url(self.repo_id, self.filename, revision=self.revision, endpoint=endpoint)
         try:
-            return hh.get_hf_file_metadata(url, token=token or False, endpoint=endpoint, retry_on_errors=True)
-        except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError,
-                hf_errors.EntryNotFoundError) as exc:
-            raise ModelNotFoundError(f"{self} was not found on {endpoint} ({type(exc).__name__}); check the "
-                                     "repository, file and revision (and the token for private repos)") from None
-        except hf_errors.GatedRepoError:
+            return hh.get_hf_file_metadata(url, token=token or False)
+        except hf_utils.GatedRepoError:  # (a subclass of RepositoryNotFoundError: first)
             raise DownloadError(f"{self} is in a gated repository: accept its terms on the hub and set HF_TOKEN "
                                 "or run `hf auth login`") from None
+        except (hf_utils.RepositoryNotFoundError, hf_utils.RevisionNotFoundError,
+                hf_utils.EntryNotFoundError) as exc:
+            raise ModelNotFoundError(f"{self} was not found on {endpoint} ({type(exc).__name__}); check the "
+                                     "repository, file and revision (and the token for private repos)") from None
+        except hf_utils.OfflineModeIsEnabled:
+            raise DownloadError(f"cannot resolve {self}: HF_HUB_OFFLINE is set, and the file is resolved on "
+                                f"{endpoint}") from None
         except LlamarunError:
             raise
         except Exception as exc:  # noqa: BLE001 - translate the hub client's errors at our boundary

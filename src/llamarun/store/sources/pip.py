@@ -52,7 +52,7 @@ class PipSource:
     def plan(self, ctx: FetchContext) -> PullPlan:
         project = re.split(r"==", self.parts[0].requirement, maxsplit=1)[0]
         return PullPlan(source=str(self), default_name=derive_name(project), fetch=self._fetch,
-                        requires_sha256=len(self.parts) > 1)
+                        requires_sha256=len(self.parts) > 1, name_derived=True)
 
     def _fetch(self, ctx: FetchContext, sha256: str | None, key: str) -> BlobInfo:
         with ctx.layout.temp_dir(key) as tmp:

@@ -24,7 +24,8 @@ class UrlSource:
     url: str
 
     def plan(self, ctx: FetchContext) -> PullPlan:
-        return PullPlan(source=self.url, default_name=derive_name(self.stem()), fetch=self._fetch)
+        return PullPlan(source=self.url, default_name=derive_name(self.stem()), fetch=self._fetch,
+                        name_derived=True)
 
     def stem(self) -> str:
         name = PurePosixPath(unquote(urlsplit(self.url).path)).name or urlsplit(self.url).hostname or "model"
