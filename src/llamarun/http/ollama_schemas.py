@@ -115,6 +115,8 @@ class GenerateRequest(_ModelBody):
     shift: bool | None = None
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops "
+                                  "(the partial text is answered with done_reason \"deadline\"); options.timeout wins.")
 
 
 class ToolFunctionCall(_Body):
@@ -148,6 +150,8 @@ class ChatRequest(_ModelBody):
     shift: bool | None = None
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops "
+                                  "(the partial text is answered with done_reason \"deadline\"); options.timeout wins.")
 
 
 class EmbedRequest(_ModelBody):

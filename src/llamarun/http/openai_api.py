@@ -37,7 +37,9 @@ FINGERPRINT = "llamarun"
 def _finish(result: GenerationResult, tool_calls: bool = False) -> str:
     if tool_calls:
         return "tool_calls"
-    return "length" if result.finish_reason.value == "length" else "stop"
+    # a deadline is "length", as llama-server ends its time limit (t_max_predict_ms): one of the
+    # finish reasons the official clients declare
+    return "length" if result.finish_reason.value in ("length", "deadline") else "stop"
 
 
 def _usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
