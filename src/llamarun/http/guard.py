@@ -34,7 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_OPEN_PATHS = {("GET", "/"), ("HEAD", "/")}
+_OPEN_PATHS = {("GET", "/"), ("HEAD", "/"), ("GET", "/health/live"), ("HEAD", "/health/live")}
 _UPLOAD_PREFIX = "/api/blobs/"  # model files uploaded for /api/create: max_upload_bytes, not max_body_bytes
 
 
