@@ -89,7 +89,8 @@ async def run_turn(service: Service, request: Request, body: GenerateRequest | C
         top = max(1, body.top_logprobs) if body.logprobs else 0
         spec = ollama_request(prepared.prompt, body.options, grammar=prepared.grammar, timeout=timeout,
                               logprobs=top, truncate=bool(body.truncate), add_special=prepared.add_special,
-                              parse_special=True, stream_interval=service.stream_interval(body.stream))
+                              parse_special=True, stream_interval=service.stream_interval(body.stream),
+                              metadata=lease.info.metadata)
         areq = service.submit(lease, spec)
     except BaseException:
         lease.release()
