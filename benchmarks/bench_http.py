@@ -1,7 +1,8 @@
 """HTTP serving throughput: `llamarun serve` vs llama.cpp's llama-server and llama-cpp-python's server.
 
-All three get the same model, threads and per-request context, and the same clients in the same
-run: for 1, 8 and 16 concurrent clients, each client streams one OpenAI chat completion
+All servers get the same model, threads, per-request context and slots (``--parallel``, default
+the largest client level, so no server queues clients another would serve at once; llama-cpp-python's
+server has one slot whatever it is given), and the same clients in the same run: for 1, 8 and 16 concurrent clients, each client streams one OpenAI chat completion
 (`/v1/chat/completions`, 128 new tokens, end-of-generation ignored).  Reported per level:
 aggregate tokens/s (all completion tokens / wall time from the first request to the last token)
 and time to first token p50/p95 as the clients see it.  All servers stay up side by side and the
@@ -14,7 +15,7 @@ part of that is its prompt cache in RAM (`--cache-ram`, on by default), which it
 searches as slots change hands.
 
     python benchmarks/bench_http.py [--model smollm2] [--threads 2] [--levels 1,8,16]
-        [--parallel 16] [--rounds 3] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
+        [--parallel 16 (slots of every server)] [--rounds 3] [--lcpp-python /work/cache/lcpp-server-venv/bin/python] [--skip llama-cpp-python]
         [--stream-interval 4] [--json out.json]
     python benchmarks/bench_http.py --pool a.json --pool b.json   # one report over the rounds of several runs
 
@@ -22,7 +23,7 @@ searches as slots change hands.
 (fewer wake-ups for the server and the client: throughput on a small machine, at the cost of
 smoothness); the first llamarun always streams every token, as llama-server does.
 
-llama-server comes from benchmarks/build_llama_tools.sh (`-np 8`, as the issue measured it);
+llama-server comes from benchmarks/build_llama_tools.sh (`-np` = the slots above, `-c` = slots x context);
 llama-cpp-python's server needs its [server] extra in a separate virtualenv (never the project's).
 """
 
@@ -89,7 +90,7 @@ def start_llamarun(model: str, threads: int, ctx: int, parallel: int, *extra: st
     raise RuntimeError("llamarun serve did not start")
 
 
-def start_llama_server(bin_dir: Path, path: Path, threads: int, ctx: int, slots: int = 8) -> Target:
+def start_llama_server(bin_dir: Path, path: Path, threads: int, ctx: int, slots: int) -> Target:
     port = free_port()
     cmd = [str(bin_dir / "llama-server"), "-m", str(path), "-np", str(slots), "-t", str(threads),
            "-c", str(ctx * slots), "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
@@ -190,7 +191,8 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024, help="context of one request (per slot)")
     parser.add_argument("--levels", default="1,8,16")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--parallel", type=int, default=0, help="llamarun slots (default: the largest level)")
+    parser.add_argument("--parallel", type=int, default=0,
+                        help="slots of every server: llamarun --parallel, llama-server -np (default: the largest level)")
     parser.add_argument("--lcpp-python", default=os.environ.get("LCPP_SERVER_PYTHON",
                                                                 "/work/cache/lcpp-server-venv/bin/python"))
     parser.add_argument("--skip", action="append", default=[], help="llamarun, llama-server, llama-cpp-python")
@@ -209,17 +211,18 @@ def main() -> None:
         report(runs, levels, args)
         return
     levels = [int(x) for x in args.levels.split(",")]
+    args.parallel = args.parallel or max(levels)
     path = model_path(args.model)
     targets: list[Target] = []
     try:
         if "llamarun" not in args.skip:
-            targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels)))
+            targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel))
             if args.stream_interval > 1:
-                targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel or max(levels),
+                targets.append(start_llamarun(args.model, args.threads, args.ctx, args.parallel,
                                               "--stream-interval", str(args.stream_interval)))
         bin_dir = llama_tools() if "llama-server" not in args.skip else None
         if bin_dir is not None:
-            targets.append(start_llama_server(bin_dir, path, args.threads, args.ctx))
+            targets.append(start_llama_server(bin_dir, path, args.threads, args.ctx, args.parallel))
         if "llama-cpp-python" not in args.skip and Path(args.lcpp_python).exists():
             targets.append(start_lcpp_server(args.lcpp_python, path, args.threads, args.ctx))
         runs = bench(targets, args.model, levels, args.rounds)
@@ -246,8 +249,9 @@ def pooled(paths: list[str]) -> dict[str, dict[int, list[dict]]]:
 def report(runs: dict[str, dict[int, list[dict]]], levels: list[int], args: argparse.Namespace) -> None:
     """Best round per server and level; the ratio is best vs best, and (in brackets) the median of the
     per-round ratios and in how many rounds the server was at least as fast as llama-server."""
-    print(f"model {args.model}, {args.threads} threads, context {args.ctx} per request, {N_GEN} new tokens each, "
-          f"OpenAI streaming chat, best of {args.rounds} interleaved rounds")
+    slots = f"{args.parallel} slots each" if args.parallel else "slots as given to each run"
+    print(f"model {args.model}, {args.threads} threads, context {args.ctx} per request, {slots}, {N_GEN} new "
+          f"tokens each, OpenAI streaming chat, best of {args.rounds} interleaved rounds")
     base_name = next((n for n in runs if n.startswith("llama-server")), None)
     print(f"{'clients':>7}  {'server':<30}{'tok/s':>8}{'vs llama-server':>28}{'TTFT p50':>10}{'TTFT p95':>10}"
           f"{'p95 median':>11}  notes")

@@ -42,8 +42,10 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
 
 def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
                     n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML,
-                    pooling: int | None = None, n_embd_out: int | None = None) -> Path:
-    """``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
+                    pooling: int | None = None, n_embd_out: int | None = None,
+                    sampling: dict[str, float] | None = None) -> Path:
+    """``sampling`` writes ``general.sampling.<key>`` values (e.g. ``{"temp": 0.0, "top_k": 1}``);
+    ``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
     reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own."""
     import gguf
 
@@ -64,6 +66,12 @@ def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: i
         writer.add_pooling_type(gguf.PoolingType(pooling))
     if n_embd_out is not None:
         writer.add_uint32("llama.embedding_length_out", n_embd_out)
+    for key, value in (sampling or {}).items():
+        name = f"general.sampling.{key}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            writer.add_int32(name, value)
+        else:
+            writer.add_float32(name, float(value))
     writer.add_file_type(0)  # all F32
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")

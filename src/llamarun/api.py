@@ -12,6 +12,7 @@ from .config import DEFAULT_MODEL
 from .engine import ModelInfo
 from .errors import InvalidParameterError
 from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
+from .runtime.sampling import default_sampling
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
@@ -95,8 +96,10 @@ def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, 
     return RuntimeConfig(**{**chosen, **options})
 
 
-def build_request(prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None, options: Mapping[str, Any]) -> GenerationRequest:
-    """Split keyword options into sampling parameters and request fields."""
+def build_request(prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None, options: Mapping[str, Any],
+                  defaults: Mapping[str, Any] | None = None) -> GenerationRequest:
+    """Split keyword options into sampling parameters and request fields; sampling left out comes
+    from ``defaults`` (see :func:`llamarun.runtime.sampling.default_sampling`)."""
     unknown = set(options) - _SAMPLING_FIELDS - _REQUEST_FIELDS
     if unknown:
         raise InvalidParameterError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
@@ -104,7 +107,8 @@ def build_request(prompt: str | Sequence[int] | PromptSegments, max_tokens: int 
         from .grammar import check_gbnf
 
         check_gbnf(options["grammar"])  # depth and size limits before llama.cpp parses it
-    sampling = SamplingParams(**{k: v for k, v in options.items() if k in _SAMPLING_FIELDS})
+    explicit = {k: v for k, v in options.items() if k in _SAMPLING_FIELDS}
+    sampling = SamplingParams(**{**(defaults or {}), **explicit})
     extra = {k: v for k, v in options.items() if k in _REQUEST_FIELDS}
     if isinstance(extra.get("stop"), str):
         extra["stop"] = (extra["stop"],)
@@ -155,7 +159,8 @@ class LoadedModel:
         Left out, they are the Modelfile's parameters (``max_tokens``: its ``num_predict``, else 256).
         """
         max_tokens, options = self._options(max_tokens, options)
-        request = build_request(prompt, max_tokens, {"add_special": True, "parse_special": False, **options})
+        request = build_request(prompt, max_tokens, {"add_special": True, "parse_special": False, **options},
+                                self.sampling_defaults)
         return self._run(request, stream)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, max_tokens: int | None = DEFAULT_MAX_TOKENS,
@@ -180,13 +185,21 @@ class LoadedModel:
                             response_format=response_format, grammar=options.pop("grammar", None), think=think)
         if plan.grammar:
             options["grammar"] = plan.grammar
-        request = build_request(plan.prompt_input, max_tokens, {"add_special": False, "parse_special": True, **options})
+        request = build_request(plan.prompt_input, max_tokens, {"add_special": False, "parse_special": True, **options},
+                                self.sampling_defaults)
         if stream:
             return self._stream(request)
         result = self._client.generate(request)
         output = plan.parse(result.text)
         return ChatResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
                           content=output.content, thinking=output.thinking, tool_calls=output.tool_calls)
+
+    @property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """Sampling used where a call gives none: the model's GGUF recommendations
+        (``general.sampling.*``), else Ollama's (temperature 0.8, top_k 40, top_p 0.9,
+        repeat_penalty 1.1 over the last 64 tokens)."""
+        return default_sampling(self.info.metadata)
 
     @property
     def chat_template(self) -> Any:

@@ -201,6 +201,7 @@ class GenerationResult:
     cached_tokens: int = 0
     truncated: bool = False
     error: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # per generated token, when the request asked for them
 
     @property
     def completion_tokens(self) -> int:

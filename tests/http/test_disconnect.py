@@ -84,14 +84,15 @@ def test_disconnect_mid_stream_cancels(smol_server: Server, path: str) -> None:
 def test_timeout_ends_a_request(smol_server: Server) -> None:
     import httpx
 
+    # a deadline answers the partial text (tests/http/test_deadlines.py covers every form)
     r = httpx.post(f"{smol_server.url}/api/generate", timeout=60, headers={"X-Request-Timeout": "0.5"},
                    json={"model": "tiny", "prompt": "x", "raw": True, "stream": False,
                          "options": {"num_predict": 2000, "ignore_eos": True}})
-    assert r.status_code == 504 and "timeout" in r.json()["error"]
+    assert r.status_code == 200 and r.json()["done_reason"] == "deadline" and r.json()["eval_count"] < 2000
     r = httpx.post(f"{smol_server.url}/api/generate", timeout=60, json={
         "model": "tiny", "prompt": "x", "raw": True, "stream": False,
         "options": {"num_predict": 2000, "ignore_eos": True, "timeout": 0.5}})
-    assert r.status_code == 504
+    assert r.status_code == 200 and r.json()["done_reason"] == "deadline"
     r = httpx.post(f"{smol_server.url}/api/generate", timeout=60, headers={"X-Request-Timeout": "soon"},
                    json={"model": "tiny", "prompt": "x"})
     assert r.status_code == 400 and "X-Request-Timeout" in r.json()["error"]

@@ -101,6 +101,15 @@ def _admin_router(service: Service, metrics: HttpMetrics) -> Any:
     async def health(request: Request) -> JSONResponse:
         return _health(service)
 
+    @router.get("/health/live", response_class=PlainTextResponse)
+    async def live() -> str:
+        """Liveness for probes: answered without the API key, says nothing about models."""
+        return "ok"
+
+    @router.head("/health/live")
+    async def live_head() -> Response:
+        return Response(status_code=200, media_type="text/plain")
+
     @router.get("/metrics")
     async def prometheus() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -130,4 +139,5 @@ def _health(service: Service) -> JSONResponse:
     if service.state.draining:
         status = "stopping"
     code = 503 if status in ("stopping", "error") else 200
-    return JSONResponse({"status": status, "models": models, "in_flight": service.state.inflight}, status_code=code)
+    in_flight = max(0, service.state.inflight - 1)  # not this /health request itself
+    return JSONResponse({"status": status, "models": models, "in_flight": in_flight}, status_code=code)

@@ -65,7 +65,8 @@ class Options(BaseModel):
     num_batch: int | None = Field(None, ge=1, le=1 << 16)
     num_gpu: int | None = Field(None, ge=-1, le=100_000)
     num_thread: int | None = Field(None, ge=0, le=1024)
-    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before the request is abandoned.")
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops (the partial "
+                                  "text is answered with done_reason \"deadline\").")
     ignore_eos: bool | None = None
 
     @model_validator(mode="after")
@@ -112,6 +113,8 @@ class GenerateRequest(_ModelBody):
     shift: bool | None = None
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops "
+                                  "(the partial text is answered with done_reason \"deadline\"); options.timeout wins.")
 
 
 class ToolFunctionCall(_Body):
@@ -145,6 +148,8 @@ class ChatRequest(_ModelBody):
     shift: bool | None = None
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
+    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops "
+                                  "(the partial text is answered with done_reason \"deadline\"); options.timeout wins.")
 
 
 class EmbedRequest(_ModelBody):

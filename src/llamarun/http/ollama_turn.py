@@ -48,11 +48,15 @@ def _logprobs(items: Sequence[TokenLogprob], piece: Pieces) -> list[dict[str, An
              "top_logprobs": [{"token": piece(t), "logprob": v} for t, v in lp.top]} for lp in items]
 
 
+# Ollama's done_reason is a free string in its clients; a deadline says so (the text is partial).
+_DONE_REASONS = {"length": "length", "deadline": "deadline"}
+
+
 def _final_fields(result: GenerationResult, lease: Lease, started: float) -> dict[str, Any]:
     t = result.timings
     return {
         "done": True,
-        "done_reason": "length" if result.finish_reason.value == "length" else "stop",
+        "done_reason": _DONE_REASONS.get(result.finish_reason.value, "stop"),
         "total_duration": nanoseconds(time.monotonic() - started),
         "load_duration": nanoseconds(lease.load_s),
         "prompt_eval_count": result.prompt_tokens,
@@ -77,15 +81,16 @@ async def run_turn(service: Service, request: Request, body: GenerateRequest | C
                    started: float, prepare: Callable[[Lease], Awaitable[Prepared]]) -> Response:
     """Acquire the model, let ``prepare`` build the prompt, submit it and answer: the lease is
     released on every failure before the turn owns it."""
-    timeout = request_timeout(body.options.timeout if body.options else None, request.headers,
-                              service.config.request_timeout)
+    body_timeout = body.options.timeout if body.options and body.options.timeout is not None else body.timeout
+    timeout = request_timeout(body_timeout, request.headers, service.config.request_timeout)
     lease = await service.acquire(request.receive, body.model, ollama_load_options(body.options), body.keep_alive)
     try:
         prepared = await prepare(lease)
         top = max(1, body.top_logprobs) if body.logprobs else 0
         spec = ollama_request(prepared.prompt, body.options, grammar=prepared.grammar, timeout=timeout,
                               logprobs=top, truncate=bool(body.truncate), add_special=prepared.add_special,
-                              parse_special=True, stream_interval=service.stream_interval(body.stream))
+                              parse_special=True, stream_interval=service.stream_interval(body.stream),
+                              metadata=lease.info.metadata)
         areq = service.submit(lease, spec)
     except BaseException:
         lease.release()

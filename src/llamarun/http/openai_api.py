@@ -37,7 +37,9 @@ FINGERPRINT = "llamarun"
 def _finish(result: GenerationResult, tool_calls: bool = False) -> str:
     if tool_calls:
         return "tool_calls"
-    return "length" if result.finish_reason.value == "length" else "stop"
+    # a deadline is "length", as llama-server ends its time limit (t_max_predict_ms): one of the
+    # finish reasons the official clients declare
+    return "length" if result.finish_reason.value in ("length", "deadline") else "stop"
 
 
 def _usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
@@ -196,7 +198,8 @@ def openai_router(service: Service) -> APIRouter:
             max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
             specs = [openai_request(body, plan.prompt_input, max_tokens=max_tokens, grammar=plan.grammar, timeout=timeout,
                                     logprobs=top, seed_offset=i, add_special=False, parse_special=True,
-                                    stream_interval=service.stream_interval(body.stream))
+                                    stream_interval=service.stream_interval(body.stream),
+                                    metadata=lease.info.metadata)
                      for i in range(body.n)]
             job = _Job(service, lease, await submit_all(request, lease, specs), model=body.model,
                        prefix="chatcmpl", timeout=timeout)
@@ -310,7 +313,8 @@ def openai_router(service: Service) -> APIRouter:
             max_tokens = 16 if body.max_tokens is None else body.max_tokens
             specs = [openai_request(body, prompt, max_tokens=max_tokens, grammar=grammar, timeout=timeout,
                                     logprobs=body.logprobs or 0, seed_offset=i,
-                                    stream_interval=service.stream_interval(body.stream)) for i in range(body.n)]
+                                    stream_interval=service.stream_interval(body.stream),
+                                    metadata=lease.info.metadata) for i in range(body.n)]
             job = _Job(service, lease, await submit_all(request, lease, specs), model=body.model, prefix="cmpl",
                        timeout=timeout)
         except BaseException:

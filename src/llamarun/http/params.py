@@ -7,6 +7,7 @@ from typing import Any
 
 from ..runtime import GenerationRequest
 from ..runtime.manager import LoadOptions
+from ..runtime.sampling import declared_sampling, default_sampling
 from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import _Sampling
@@ -16,6 +17,9 @@ __all__ = ["modelfile_load_options", "ollama_load_options", "ollama_request", "o
 
 _OLLAMA_SAMPLING = ("top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "temperature", "repeat_penalty",
                     "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau", "mirostat_eta", "seed")
+
+# declared GGUF values the OpenAI request has no field for (it has temperature, top_p, top_k, ...)
+_DECLARED_ONLY = ("repeat_last_n", "mirostat", "mirostat_tau", "mirostat_eta")
 
 
 def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -70,10 +74,13 @@ def ollama_load_options(options: Options | None) -> LoadOptions:
 
 def ollama_request(prompt: str | Sequence[int] | PromptSegments, options: Options | None, *, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, truncate: bool = False,
-                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
-    """Ollama's options (defaults: temperature 0.8, top_k 40, top_p 0.9, repeat_last_n 64)."""
+                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1,
+                   metadata: Mapping[str, str] | None = None) -> GenerationRequest:
+    """Ollama's options; left out: the model's GGUF recommendations (``metadata``), else Ollama's
+    defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1, repeat_last_n 64)."""
     opts = options or Options()
-    values: dict[str, Any] = {k: getattr(opts, k) for k in _OLLAMA_SAMPLING if getattr(opts, k) is not None}
+    explicit = {k: getattr(opts, k) for k in _OLLAMA_SAMPLING if getattr(opts, k) is not None}
+    values: dict[str, Any] = {**default_sampling(metadata or {}), **explicit}
     if values.get("top_k", 0) < 0:
         values["top_k"] = 0
     sampling = SamplingParams(grammar=grammar, **values)
@@ -88,17 +95,22 @@ def ollama_request(prompt: str | Sequence[int] | PromptSegments, options: Option
 
 def openai_request(body: _Sampling, prompt: str | Sequence[int] | PromptSegments, *, max_tokens: int | None, grammar: str | None,
                    timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
-                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1) -> GenerationRequest:
-    """OpenAI's defaults: temperature 1, top_p 1, no top-k; llama-server's extensions when given."""
+                   add_special: bool = True, parse_special: bool = True, stream_interval: int = 1,
+                   metadata: Mapping[str, str] | None = None) -> GenerationRequest:
+    """Left out: the model's GGUF recommendations (``metadata``, as llama-server does), else OpenAI's
+    spec defaults (temperature 1, top_p 1, no top-k, no penalties); llama-server's extensions when given."""
     seed = None if body.seed is None else body.seed + seed_offset
     bias = {int(k): float(v) for k, v in (body.logit_bias or {}).items()}
+    model = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+             **declared_sampling(metadata or {})}
     sampling = SamplingParams(
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        top_k=max(0, body.top_k or 0),
-        min_p=body.min_p or 0.0,
+        **{k: v for k, v in model.items() if k in _DECLARED_ONLY},
+        temperature=model["temperature"] if body.temperature is None else body.temperature,
+        top_p=model["top_p"] if body.top_p is None else body.top_p,
+        top_k=model["top_k"] if body.top_k is None else max(0, body.top_k),
+        min_p=model["min_p"] if body.min_p is None else body.min_p,
         typical_p=1.0 if body.typical_p is None else body.typical_p,
-        repeat_penalty=1.0 if body.repeat_penalty is None else body.repeat_penalty,
+        repeat_penalty=model["repeat_penalty"] if body.repeat_penalty is None else body.repeat_penalty,
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
         seed=seed,

@@ -109,7 +109,7 @@ class DrainingServer(uvicorn.Server):
             self._drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
-        logger.warning("draining: %d request(s) in flight, up to %.0f s", self.state.inflight, self.shutdown_timeout)
+        logger.info("draining: %d request(s) in flight, up to %.0f s", self.state.inflight, self.shutdown_timeout)
         finished = await self.state.wait_idle(self.shutdown_timeout)
         if not finished:
             logger.warning("drain timeout: cancelling %d request(s)", self.state.inflight)

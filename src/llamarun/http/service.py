@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from starlette.types import Receive
 
 from ..errors import (
-    DeadlineExceededError,
     InvalidParameterError,
     LlamarunError,
     RequestCancelledError,
@@ -70,11 +69,12 @@ class Collected:
     logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
-def check_finished(result: GenerationResult, timeout: float | None) -> None:
-    """Turn a deadline or cancellation ending into the matching error."""
-    if result.finish_reason is FinishReason.DEADLINE:
-        raise DeadlineExceededError(f"the request did not finish within its timeout of {timeout:g} s"
-                                    if timeout else "the request's deadline passed")
+def check_finished(result: GenerationResult, timeout: float | None = None) -> None:
+    """Turn a cancellation or error ending into the matching error.
+
+    A deadline is not an error: the partial text is answered with a deadline finish reason
+    (Ollama ``done_reason: "deadline"``, OpenAI ``finish_reason: "length"``), as the library returns it.
+    """
     if result.finish_reason is FinishReason.CANCELLED:
         raise RequestCancelledError("the request was cancelled (the server may be shutting down)")
     if result.finish_reason is FinishReason.ERROR:

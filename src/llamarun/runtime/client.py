@@ -6,10 +6,11 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 from ..engine.wakeup import wakeup_fd
-from ..types import Chunk, GenerationResult
+from ..types import Chunk, GenerationResult, TokenLogprob
 from .request import GenerationRequest
 from .runtime import Runtime
 from .sequence import Event
@@ -21,6 +22,11 @@ def _check(event: Event) -> Event:
     if isinstance(event, BaseException):
         raise event
     return event
+
+
+def _with_logprobs(result: GenerationResult, logprobs: list[TokenLogprob]) -> GenerationResult:
+    """The result carrying the log-probabilities its chunks carried (the final result has them too)."""
+    return replace(result, logprobs=tuple(logprobs)) if logprobs and not result.logprobs else result
 
 
 class RequestStream:
@@ -36,11 +42,13 @@ class RequestStream:
         self.id = runtime.submit(spec, self._events.put)
 
     def __iter__(self) -> Iterator[Chunk]:
+        logprobs: list[TokenLogprob] = []
         while self.result is None:
             event = _check(self._events.get())
             if isinstance(event, GenerationResult):
-                self.result = event
+                self.result = _with_logprobs(event, logprobs)
             else:
+                logprobs.extend(event.logprobs)
                 yield event
 
     def wait(self) -> GenerationResult:
@@ -73,11 +81,14 @@ class SyncClient:
         """Wait for the whole result; the caller's thread sleeps until the end (no wake-up per token)."""
         done = threading.Event()
         box: list[Event] = []
+        logprobs: list[TokenLogprob] = []
 
         def sink(event: Event) -> None:
             if isinstance(event, (GenerationResult, BaseException)):
                 box.append(event)
                 done.set()
+            elif event.logprobs:
+                logprobs.extend(event.logprobs)
 
         request_id = self.runtime.submit(spec, sink)
         try:
@@ -85,7 +96,7 @@ class SyncClient:
         finally:
             if not box:
                 self.runtime.cancel(request_id)
-        return _check(box[0])  # type: ignore[return-value]
+        return _with_logprobs(_check(box[0]), logprobs)  # type: ignore[arg-type]
 
 
 class LoopOutbox:
@@ -183,6 +194,7 @@ class AsyncRequest:
         loop = asyncio.get_running_loop()
         self._outbox = runtime.flusher(loop, lambda: LoopOutbox(loop))
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._logprobs: list[TokenLogprob] = []
         self.result: GenerationResult | None = None
         self.id = runtime.submit(spec, self._deliver)
 
@@ -196,7 +208,9 @@ class AsyncRequest:
     async def next_event(self) -> Chunk | GenerationResult:
         event = _check(await self._events.get())
         if isinstance(event, GenerationResult):
-            self.result = event
+            self.result = event = _with_logprobs(event, self._logprobs)
+        elif isinstance(event, Chunk) and event.logprobs:
+            self._logprobs.extend(event.logprobs)
         return event  # type: ignore[return-value]
 
     async def chunks(self) -> AsyncIterator[Chunk]:
