@@ -76,7 +76,9 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
         return opening()
 
 
-_RUN_DEFAULTS: dict[str, Any] = {"num_predict": 512, "temperature": 0.0}
+# A bound on each answer; sampling comes from the model (its Modelfile, the catalog's recommendation,
+# its GGUF's general.sampling.*) or Ollama's defaults, as in `ollama run`.
+_RUN_DEFAULTS: dict[str, Any] = {"num_predict": 512}
 
 
 def run(
@@ -88,7 +90,8 @@ def run(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", min=-1, show_default=False, help=(
         "Most tokens per answer (-1: no limit) [default: the Modelfile's num_predict, else 512].")),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", min=0.0, max=100.0, show_default=False,
-                                                help="0 is greedy [default: the Modelfile's, else 0]."),
+                                                help=("0 is greedy [default: the model's own: its Modelfile's, the catalog's "
+                                                      "recommendation or its GGUF's, else Ollama's 0.8].")),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (for temperature > 0)."),
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context size in tokens (default: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),

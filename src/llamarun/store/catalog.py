@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 __all__ = ["CatalogEntry", "find_entry", "load_catalog"]
 
@@ -22,6 +24,9 @@ class CatalogEntry:
     # True for registry entries: ``size`` is the library's published figure, for ``hw --recommend``
     # only; a pull takes the digest and size from the registry manifest and verifies every byte.
     size_approximate: bool = False
+    # Sampling its authors recommend (Ollama parameter names), used where a request gives none,
+    # below a Modelfile's: for every stored copy of this file, whatever its name.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_catalog() -> dict[str, CatalogEntry]:

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import InvalidNameError, ModelfileError, ModelNotFoundError, StoreError
 from ..ggufcheck import GGUFInfo
 from .layout import StoreLayout
+from .catalog import load_catalog
 from .modelfile import PARAMETERS, ModelDefaults
 from .names import ModelRef, normalize_digest
 
@@ -56,11 +57,14 @@ class StoredModel:
 
     @property
     def defaults(self) -> ModelDefaults:
-        """The model's defaults: its Modelfile's, else the parameters and system prompt of an Ollama pull."""
+        """The model's defaults: its Modelfile's, else the parameters and system prompt of an Ollama pull,
+        else the sampling the catalog recommends for a file with this digest (SmolLM2's model card)."""
         try:
             if "modelfile" in self.manifest:
                 return ModelDefaults.from_manifest(self.manifest["modelfile"])
-            return _ollama_defaults(self.manifest.get("ollama"))
+            if "ollama" in self.manifest:
+                return _ollama_defaults(self.manifest.get("ollama"))
+            return _catalog_defaults(self.digest)
         except ModelfileError as exc:
             raise StoreError(f"the manifest of {self.ref} has invalid Modelfile defaults: {exc}") from None
 
@@ -120,6 +124,15 @@ def _ollama_defaults(extras: Any) -> ModelDefaults:
     except ModelfileError as exc:
         logger.warning("ignoring the Ollama parameters recorded for this model: %s", exc)
         return ModelDefaults(system=system)
+
+
+def _catalog_defaults(digest: str) -> ModelDefaults:
+    """The catalog's recommended parameters for the entry whose file has ``digest`` (any name or copy)."""
+    hex_digest = digest.removeprefix("sha256:")
+    for entry in load_catalog().values():
+        if entry.sha256 and entry.sha256 == hex_digest and entry.defaults:
+            return ModelDefaults.build(parameters=entry.defaults)
+    return ModelDefaults()
 
 
 def _modified(path: Path) -> dt.datetime | None:
