@@ -27,7 +27,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ConnectionLimits", "guarded_protocol"]
+__all__ = ["ConnectionLimits", "GuardedH11Protocol", "guarded_protocol"]
 
 
 @dataclass
@@ -60,114 +60,119 @@ def _raw_response(status: int, reason: str, message: str, extra: str = "") -> by
     return head.encode("latin-1") + body
 
 
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the header and body timeouts and the per-address bound of ``limits``
+    (a subclass per server sets it: :func:`guarded_protocol`)."""
+
+    limits: ConnectionLimits
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = self.limits
+        self._address: str | None = None  # set once counted in limits
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._partial_request = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else "unknown"
+        if not self._limits.admit(address):
+            bound = self._limits.max_connections_per_client
+            self.transport.write(_raw_response(
+                503, "Service Unavailable",
+                f"too many open connections from {address} (the limit is {bound}); close some and retry",
+                "retry-after: 1\r\n"))
+            self.transport.close()
+            return
+        self._address = address
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        if self._address is not None:
+            self._limits.release(self._address)
+            self._address = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._track_state(bool(data))
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._track_state(False)
+
+    # -- timers -------------------------------------------------------------
+
+    def _track_state(self, got_data: bool) -> None:
+        """Arm or cancel the timers for the state h11 is in after what was read."""
+        if self.transport.is_closing():
+            self._cancel_timers()
+            return
+        state = self.conn.their_state
+        if state is h11.IDLE:  # between requests or inside the headers of one
+            self._cancel_body_timer()
+            if got_data:
+                self._partial_request = True
+                if self._header_timer is None:
+                    self._arm_header_timer()
+        elif state is h11.SEND_BODY:
+            self._cancel_header_timer()
+            self._partial_request = False
+            self._arm_body_timer()  # restarted by every chunk: an idle timeout
+        else:
+            self._partial_request = False
+            self._cancel_timers()
+
+    def _arm_header_timer(self) -> None:
+        if self._limits.header_timeout > 0:
+            self._header_timer = self.loop.call_later(self._limits.header_timeout, self._header_timed_out)
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        if self._limits.body_timeout > 0:
+            self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_header_timer()
+        self._cancel_body_timer()
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self._partial_request:
+            self.logger.info("closing a connection whose headers did not arrive in %.0f s",
+                             self._limits.header_timeout)
+            self.transport.write(_raw_response(
+                408, "Request Timeout",
+                f"the request headers did not arrive within {self._limits.header_timeout:g} s"))
+        self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        waiting = self.cycle is not None and self.cycle.waiting_for_100_continue
+        if self.flow.read_paused or waiting:  # the server is not reading: the client is not the slow one
+            self._arm_body_timer()
+            return
+        self.logger.info("closing a connection that sent no body bytes for %.0f s", self._limits.body_timeout)
+        self.transport.close()  # the handler's receive() reports a disconnect
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
     """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing ``limits``."""
-
-    class GuardedH11Protocol(H11Protocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._limits = limits
-            self._address: str | None = None  # set once counted in limits
-            self._header_timer: asyncio.TimerHandle | None = None
-            self._body_timer: asyncio.TimerHandle | None = None
-            self._partial_request = False
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            address = self.client[0] if self.client else "unknown"
-            if not self._limits.admit(address):
-                bound = self._limits.max_connections_per_client
-                self.transport.write(_raw_response(
-                    503, "Service Unavailable",
-                    f"too many open connections from {address} (the limit is {bound}); close some and retry",
-                    "retry-after: 1\r\n"))
-                self.transport.close()
-                return
-            self._address = address
-            self._arm_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_timers()
-            if self._address is not None:
-                self._limits.release(self._address)
-                self._address = None
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._track_state(bool(data))
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._track_state(False)
-
-        # -- timers -------------------------------------------------------------
-
-        def _track_state(self, got_data: bool) -> None:
-            """Arm or cancel the timers for the state h11 is in after what was read."""
-            if self.transport.is_closing():
-                self._cancel_timers()
-                return
-            state = self.conn.their_state
-            if state is h11.IDLE:  # between requests or inside the headers of one
-                self._cancel_body_timer()
-                if got_data:
-                    self._partial_request = True
-                    if self._header_timer is None:
-                        self._arm_header_timer()
-            elif state is h11.SEND_BODY:
-                self._cancel_header_timer()
-                self._partial_request = False
-                self._arm_body_timer()  # restarted by every chunk: an idle timeout
-            else:
-                self._partial_request = False
-                self._cancel_timers()
-
-        def _arm_header_timer(self) -> None:
-            if self._limits.header_timeout > 0:
-                self._header_timer = self.loop.call_later(self._limits.header_timeout, self._header_timed_out)
-
-        def _arm_body_timer(self) -> None:
-            self._cancel_body_timer()
-            if self._limits.body_timeout > 0:
-                self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_timed_out)
-
-        def _cancel_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _cancel_body_timer(self) -> None:
-            if self._body_timer is not None:
-                self._body_timer.cancel()
-                self._body_timer = None
-
-        def _cancel_timers(self) -> None:
-            self._cancel_header_timer()
-            self._cancel_body_timer()
-
-        def _header_timed_out(self) -> None:
-            self._header_timer = None
-            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-                return
-            if self._partial_request:
-                self.logger.info("closing a connection whose headers did not arrive in %.0f s",
-                                 self._limits.header_timeout)
-                self.transport.write(_raw_response(
-                    408, "Request Timeout",
-                    f"the request headers did not arrive within {self._limits.header_timeout:g} s"))
-            self.transport.close()
-
-        def _body_timed_out(self) -> None:
-            self._body_timer = None
-            if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
-                return
-            waiting = self.cycle is not None and self.cycle.waiting_for_100_continue
-            if self.flow.read_paused or waiting:  # the server is not reading: the client is not the slow one
-                self._arm_body_timer()
-                return
-            self.logger.info("closing a connection that sent no body bytes for %.0f s", self._limits.body_timeout)
-            self.transport.close()  # the handler's receive() reports a disconnect
-
-    return GuardedH11Protocol
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
