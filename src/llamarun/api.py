@@ -81,6 +81,10 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = Non
     return LoadedModel(Runtime(path, config, name=name), defaults=defaults)
 
 
+# How a memory error of llamarun.load() names its remedies: the library's parameters, not CLI flags.
+_LOAD_ADVICE = {"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"}
+
+
 def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
     """A RuntimeConfig from explicit ``options``, the rest chosen from the hardware and model size."""
     from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
@@ -90,7 +94,7 @@ def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, 
         n_gpu_layers=options.get("n_gpu_layers", -1), n_batch=options.get("n_batch", 512),
         n_ubatch=options.get("n_ubatch", 512), flash_attn=options.get("flash_attn"))
     plan = plan_resources(read_model_facts(path), detect_hardware(), request)
-    check_fits(plan, force=force, model_name=name)
+    check_fits(plan, force=force, model_name=name, names=_LOAD_ADVICE)
     chosen = {"n_ctx": plan.n_ctx, "n_slots": plan.parallel, "n_threads": plan.threads,
               "n_gpu_layers": plan.n_gpu_layers}
     return RuntimeConfig(**{**chosen, **options})

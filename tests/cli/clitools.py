@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,25 @@ def wait_listening(proc: subprocess.Popen, log: Path) -> str:
             return match.group(1)
     proc.wait()
     pytest.fail(f"llamarun serve exited ({proc.returncode}): {log.read_text()}")
+
+
+@contextmanager
+def serving(home: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A real `llamarun serve --port 0 ARGS` on 127.0.0.1 over the store at ``home``: yields its URL,
+    always stopped by PID (SIGTERM, then kill)."""
+    log = home.parent / "serve.log"
+    with open(log, "w") as errors:  # a file, not a pipe nobody reads
+        proc = subprocess.Popen([*LLAMARUN, "serve", "--host", "127.0.0.1", "--port", "0", *args],
+                                stdout=subprocess.PIPE, stderr=errors, text=True,
+                                env={**(os.environ if env is None else env), "LLAMARUN_HOME": str(home)})
+    try:
+        yield wait_listening(proc, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

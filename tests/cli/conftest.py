@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from clitools import LLAMARUN, cli, make_tiny_home, wait_listening
+from clitools import cli, make_tiny_home, serving
 
 
 @pytest.fixture()
@@ -45,19 +41,5 @@ def served_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path)
 @pytest.fixture(scope="module")
 def server(served_home: Path) -> Iterator[str]:
     """A real `llamarun serve` on 127.0.0.1, any free port, serving the tiny store; always stopped."""
-    env = {**os.environ, "LLAMARUN_HOME": str(served_home)}
-    log = served_home.parent / "serve.log"
-    with open(log, "w") as errors:  # a file, not a pipe nobody reads
-        proc = subprocess.Popen([*LLAMARUN, "serve", "--host", "127.0.0.1", "--port", "0", "--parallel", "2",
-                                 "--ctx", "512"], stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-    try:
-        yield wait_listening(proc, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serving(served_home, "--parallel", "2", "--ctx", "512") as url:
+        yield url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clitools import LLAMARUN
-from clitools import make_tiny_home, wait_listening
+from clitools import LLAMARUN, make_tiny_home, serving
 
 KEY = "k3y-for-tests"
 
@@ -33,22 +31,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> It
     key_file = root / "key"
     key_file.write_text(KEY + "\n")
     base = {k: v for k, v in os.environ.items() if not k.startswith("LLAMARUN_")}
-    log = root / "serve.log"
-    with open(log, "w") as errors:
-        proc = subprocess.Popen([*LLAMARUN, "serve", "--host", "127.0.0.1", "--port", "0", "--parallel", "1",
-                                 "--ctx", "256", "--api-key-file", str(key_file)], stdout=subprocess.PIPE,
-                                stderr=errors, text=True, env={**base, "LLAMARUN_HOME": str(home)})
-    try:
-        yield wait_listening(proc, log), home, key_file
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serving(home, "--parallel", "1", "--ctx", "256", "--api-key-file", str(key_file), env=base) as url:
+        yield url, home, key_file
 
 
 def _loaded(url: str) -> list[str]:

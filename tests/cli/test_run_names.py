@@ -33,3 +33,12 @@ def test_run_pulls_a_catalog_model_that_is_not_in_the_store(home: Path):
     assert "Paris" in proc.stdout
     listed = cli("list", home=home)
     assert "smollm2:latest" in listed.stdout and "93.8 MiB" in listed.stdout  # one size convention
+
+
+def test_show_and_remote_names_suggest_the_close_match_or_a_pull_that_works(home: Path):
+    typo = cli("show", "smolm2", home=home)
+    assert typo.returncode == 1 and 'did you mean "smollm2"' in typo.stderr and "pull smolm2" not in typo.stderr
+    catalog = cli("show", "llama3.2:1b", home=home)  # a catalog name not pulled yet: the pull that works
+    assert catalog.returncode == 1 and "llamarun pull llama3.2:1b" in catalog.stderr
+    unknown = cli("show", "qqqqzzzz", home=home)
+    assert unknown.returncode == 1 and "llamarun pull" not in unknown.stderr and "llamarun list" in unknown.stderr

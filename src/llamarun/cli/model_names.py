@@ -51,6 +51,7 @@ def ensure_local_model(name: str, *, quiet: bool = False) -> None:
     """Make ``name`` loadable here: a path or stored model as is; a catalog model is pulled first."""
     from ..errors import ModelNotFoundError
     from ..store import ModelStore, load_catalog, parse_ref
+    from ..store.catalog import find_entry
 
     if _is_path(name):
         return
@@ -59,8 +60,8 @@ def ensure_local_model(name: str, *, quiet: bool = False) -> None:
         return
     ref = parse_ref(name)
     catalog = load_catalog()
-    if ref.name in catalog and ref.tag == "latest":
-        _pull(store, ref.name, quiet=quiet)
+    if find_entry(catalog, ref.name, ref.tag) is not None:  # smollm2, llama3.2:1b, ...
+        _pull(store, str(ref).removesuffix(":latest"), quiet=quiet)
         return
     raise ModelNotFoundError(not_found_message(name, [m.name for m in store.list()], list(catalog)))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ModelfileError, ModelNotFoundError
 from .layout import StoreLayout
 from .locks import key_lock
-from .maintenance import _release_previous
+from .maintenance import release_previous
 from .modelfile import ModelDefaults
 from .names import normalize_digest, parse_ref
 from .progress import ProgressFn, PullProgress, no_progress
@@ -67,6 +67,6 @@ def create_derived(layout: StoreLayout, name: str, from_: str, defaults: ModelDe
                 raise ModelNotFoundError(f'the blob of "{base.ref}" disappeared while creating {ref}')
             layout.write_manifest(ref, manifest)
         if base.ref != ref:
-            _release_previous(layout, previous, hex_digest)
+            release_previous(layout, previous, hex_digest)
     emit(PullProgress("success"))
     return get_model(layout, ref)

@@ -30,7 +30,9 @@ __all__ = [
     "collect_garbage",
     "copy_model",
     "release_blob",
+    "release_previous",
     "remove_model",
+    "replaced_blob",
     "verify_store",
 ]
 
@@ -116,19 +118,26 @@ def copy_model(layout: StoreLayout, src: ModelRef, dst: ModelRef) -> StoredModel
             if not model.path.is_file():
                 raise ModelNotFoundError(f'the blob of "{src}" disappeared while copying it')
             layout.write_manifest(dst, manifest)
-    _release_previous(layout, previous, hex_digest)
+    release_previous(layout, previous, hex_digest)
     return get_model(layout, dst)
 
 
-def _release_previous(layout: StoreLayout, previous: dict | None, keep_hex: str) -> None:
-    """After a name was overwritten: delete the blob it used to name if nothing else uses it."""
+def replaced_blob(previous: dict | None, keep_hex: str) -> str | None:
+    """The blob digest a name's previous manifest named, when an overwrite leaves it behind
+    (None for no previous manifest, a linked file, the same blob or a damaged digest)."""
     if not previous or "link" in previous:
-        return
+        return None
     try:
         old = normalize_digest(str(previous.get("digest", "")))
     except InvalidNameError:
-        return
-    if old != keep_hex:
+        return None
+    return old if old != keep_hex else None
+
+
+def release_previous(layout: StoreLayout, previous: dict | None, keep_hex: str) -> None:
+    """After a name was overwritten: delete the blob it used to name if nothing else uses it."""
+    old = replaced_blob(previous, keep_hex)
+    if old is not None:
         release_blob(layout, old)
 
 

