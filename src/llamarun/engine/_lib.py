@@ -8,7 +8,8 @@ and llama.cpp's log output is routed to Python ``logging`` (logger
 This llama.cpp is built with OpenMP (``llamarun version`` shows ``OPENMP = 1``): ggml's
 threads meet at ``#pragma omp barrier`` hundreds of times per token, and libgomp spins
 300,000 times at each before it sleeps.  When anything else runs on a core, the spinning
-threads take the CPU the late one needs, and a 16-token request went from 0.2 s to 14-20 s.
+threads take the CPU the late one needs, and a 16-token request went from 0.2 s to 14-20 s
+in some runs.
 A short spin (:data:`SPIN_COUNT`) keeps the uncontended speed and lets the waiting threads
 sleep quickly under contention.  libgomp reads its environment once, when it is loaded, so
 the setting goes into ``os.environ`` just before the first load; a user's own
