@@ -23,7 +23,7 @@ import time
 from common import env_threads, median
 
 SETTINGS = {"new": {}, "old": {"GOMP_SPINCOUNT": "300000"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "spin10k": {"GOMP_SPINCOUNT": "10000"}, "spin30k": {"GOMP_SPINCOUNT": "30000"}}
+            "spin3k": {"GOMP_SPINCOUNT": "3000"}, "spin10k": {"GOMP_SPINCOUNT": "10000"}, "spin30k": {"GOMP_SPINCOUNT": "30000"}}
 
 WORKER = r"""
 import sys, time, llamarun
