@@ -39,7 +39,8 @@ def _grammar(model: Model, grammar: str) -> Any:
         raise GrammarError(f"grammar of {len(data)} bytes is larger than the limit of {_MAX_GRAMMAR_BYTES}")
     ptr = lib().llama_sampler_init_grammar(model.vocab.ptr, data, b"root")
     if not ptr:
-        raise GrammarError("invalid GBNF grammar: llama.cpp could not parse it (it needs a 'root' rule)")
+        raise GrammarError("invalid GBNF grammar: llama.cpp could not parse it (its parser wrote the reason "
+                           "to stderr; a common one is repetitions that multiply out beyond 2,000 copies)")
     return ptr
 
 

@@ -119,6 +119,7 @@ def _class_ranges(items: list[Any]) -> list[tuple[int, int]]:
 class _Translator:
     def __init__(self, limits: GrammarLimits) -> None:
         self.limits = limits
+        self.scale = 1  # product of the repetition counts around the node being translated
 
     def sequence(self, items: Any, depth: int) -> str:
         if depth > _MAX_DEPTH:
@@ -151,10 +152,20 @@ class _Translator:
         raise _fail(f"{str(op).lower()} (lookarounds, backreferences, atomic groups) is not supported")
 
     def repeat(self, lo: int, hi: int, body: Any, *, depth: int) -> str:
-        inner = "(" + self.sequence(body, depth + 1) + ")"
         if lo > self.limits.max_repetition:
             raise _fail(f"a repetition of at least {lo} is more than the limit of {self.limits.max_repetition}")
         unbounded = hi is _c.MAXREPEAT or hi > self.limits.max_repetition
+        outer = self.scale
+        # llama.cpp expands x{m,n} into n copies (m when unbounded), nested repetitions multiply
+        self.scale = outer * max(1, lo if unbounded else hi)
+        if self.scale > self.limits.max_repetition_product:
+            raise _fail(f"nested repetitions multiply out to {self.scale} copies, more than the "
+                        f"{self.limits.max_repetition_product} llama.cpp's grammar parser accepts; "
+                        "use smaller counts or fewer nested repetitions")
+        try:
+            inner = "(" + self.sequence(body, depth + 1) + ")"
+        finally:
+            self.scale = outer
         if unbounded:
             return f"{inner}*" if lo == 0 else (f"{inner}+" if lo == 1 else f"{inner}{{{lo},}}")
         if (lo, hi) == (0, 1):

@@ -30,6 +30,64 @@ def merge_schemas(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str
     return out
 
 
+_LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
+_UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
+_NUMBER = {"number", "integer"}
+
+
+def _types(value: Any) -> set[str] | None:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return set(value)
+    return None
+
+
+def _common_types(a: set[str], b: set[str]) -> list[str]:
+    """Types both allow: ``integer`` is a ``number``."""
+    both = a & b
+    if "integer" in a and "number" in b or "number" in a and "integer" in b:
+        both.add("integer")
+    if "integer" in both and "number" in both and not ("number" in a and "number" in b):
+        both.discard("number")
+    return sorted(both)
+
+
+def _intersect(base: Mapping[str, Any], part: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """``base`` AND ``part`` (an allOf member): a clear contradiction is a :class:`GrammarError`.
+
+    Detected cheaply: disjoint ``type`` sets, two different ``const`` values, ``enum`` lists
+    with nothing in common (or a ``const`` outside the ``enum``), and lower bounds above
+    upper bounds once both schemas' bounds are combined (the larger minimum, the smaller maximum).
+    """
+    out = merge_schemas(base, part)
+    ta, tb = _types(base.get("type")), _types(part.get("type"))
+    if ta is not None and tb is not None:
+        common = _common_types(ta, tb)
+        if not common:
+            raise fail(path, f"allOf can never be satisfied: type {sorted(ta)} and type {sorted(tb)} have "
+                             "nothing in common; fix the schema")
+        out["type"] = common[0] if len(common) == 1 else common
+    if "const" in base and "const" in part and base["const"] != part["const"]:
+        raise fail(path, f"allOf can never be satisfied: const {base['const']!r} and const {part['const']!r}")
+    if isinstance(base.get("enum"), list) and isinstance(part.get("enum"), list):
+        out["enum"] = [v for v in base["enum"] if v in part["enum"]]
+        if not out["enum"]:
+            raise fail(path, "allOf can never be satisfied: the enum lists have no value in common")
+    if "const" in out and isinstance(out.get("enum"), list) and out["const"] not in out["enum"]:
+        raise fail(path, f"allOf can never be satisfied: const {out['const']!r} is not in the enum")
+    for keys, pick in ((_LOWER, max), (_UPPER, min)):
+        for key in keys:
+            values = [s[key] for s in (base, part) if isinstance(s.get(key), (int, float))]
+            if len(values) == 2:
+                out[key] = pick(values)
+    for low, high in zip(_LOWER, _UPPER):
+        lo, hi = out.get(low), out.get(high)
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+            raise fail(path, f"allOf can never be satisfied: {low} {lo} is above {high} {hi}")
+    return out
+
+
 class CompositionRules(RuleSet):
     """Rules for ``$ref`` (local, recursion allowed), ``allOf`` (merged) and ``anyOf`` / ``oneOf``."""
 
@@ -66,7 +124,7 @@ class CompositionRules(RuleSet):
                 raise fail(f"{path}/allOf/{i}", "must be a schema object")
             if "$ref" in part and len(part) == 1:
                 part = self._resolve_plain(part["$ref"], f"{path}/allOf/{i}")
-            merged = merge_schemas(merged, part)
+            merged = _intersect(merged, part, f"{path}/allOf/{i}")
         return merged
 
     def _resolve_plain(self, ref: Any, path: str) -> Mapping[str, Any]:

@@ -27,6 +27,9 @@ class GrammarLimits:
     max_schema_depth: int = 100  # nested JSON containers in a schema document
     max_schema_nodes: int = 20_000  # JSON values in a schema document
     max_pattern_chars: int = 1_000  # a "pattern" regular expression
+    # nested repetitions in a pattern, multiplied out (((a{1,40}){1,40}){1,40} is 64,000):
+    # llama.cpp's grammar parser refuses more than 2,000 (its MAX_REPETITION_THRESHOLD)
+    max_repetition_product: int = 2_000
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

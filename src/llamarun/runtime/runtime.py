@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..engine import Model, ModelInfo
-from ..errors import EngineDeadError, OverloadedError
+from ..errors import ClosedHandleError, EngineDeadError, OverloadedError
 from .config import RuntimeConfig
 from .handoff import Flusher, Handoff
 from .loop import EngineLoop
@@ -65,6 +65,7 @@ class Runtime:
         self._inbox: deque[tuple[str, Any]] = deque()
         self._requests: dict[int, ActiveRequest] = {}
         self._accepting = True
+        self._closed = False  # close() has finished: nothing will ever run here again
         self._status = HealthStatus.LOADING
         self._error: BaseException | None = None
         self._loop: EngineLoop | None = None
@@ -149,6 +150,7 @@ class Runtime:
             self._inbox.append(("stop", None))
             self._cond.notify()
         self._thread.join()
+        self._closed = True
 
     def __enter__(self) -> "Runtime":
         return self
@@ -159,6 +161,8 @@ class Runtime:
     # -- internals ---------------------------------------------------------------
 
     def _check_alive(self) -> None:
+        if self._closed:  # not retryable: this handle is gone for good
+            raise ClosedHandleError(f"{self.name} is closed; load the model again")
         if self._status == HealthStatus.ERROR:
             raise EngineDeadError(f"the engine of {self.name} died ({self._error}); reload the model")
         if not self._accepting:
