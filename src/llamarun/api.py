@@ -87,7 +87,8 @@ _LOAD_ADVICE = {"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"
 
 def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
     """A RuntimeConfig from explicit ``options``, the rest chosen from the hardware and model size."""
-    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+    from .gguf import read_model_facts
+    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
 
     request = ResourceRequest(
         n_ctx=options.get("n_ctx", 0), parallel=options.get("n_slots", 0), threads=options.get("n_threads") or 0,

@@ -37,7 +37,8 @@ def _model_path(name: str) -> str:
 
 def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any) -> Any:
     from ..config import load_settings
-    from ..hardware import ResourceRequest, plan_resources, read_model_facts
+    from ..gguf import read_model_facts
+    from ..hardware import ResourceRequest, plan_resources
 
     settings = load_settings({"n_ctx": ctx, "parallel": parallel})
     return plan_resources(read_model_facts(_model_path(model)), profile, ResourceRequest.from_settings(settings))

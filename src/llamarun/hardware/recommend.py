@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LlamarunError
 from .estimate import MemoryEstimate, format_bytes
-from .gguf_facts import read_model_facts
+from ..gguf import read_model_facts
 from .plan import ResourceRequest, plan_resources
 from .profile import HardwareProfile
 

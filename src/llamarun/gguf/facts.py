@@ -1,6 +1,6 @@
 """The facts of a GGUF model that decide how much memory it needs.
 
-They come from :func:`llamarun.ggufcheck.check_gguf`, which parses only the header
+They come from :func:`llamarun.gguf.check_gguf`, which parses only the header
 (metadata and tensor table) with bounds checks, in milliseconds where
 ``gguf.GGUFReader`` takes seconds; tensor data is never read.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GGUFFormatError
-from ..ggufcheck import ArraySummary, check_gguf
+from .check import check_gguf
+from .info import ArraySummary
 
 __all__ = ["ModelFacts", "read_model_facts"]
 
@@ -65,7 +66,7 @@ def _int(value: Any, key: str, path: str) -> int:
 
 
 def _ints(value: Any, n_layer: int, key: str, path: str) -> tuple[int, ...]:
-    """A per-layer hyperparameter: one number, or an array (ggufcheck keeps its first elements)."""
+    """A per-layer hyperparameter: one number, or an array (check_gguf keeps its first elements)."""
     if not isinstance(value, ArraySummary):
         return (_int(value, key, path),) * n_layer
     head = [_int(v, key, path) for v in value.head[:n_layer]] or [0]
