@@ -21,8 +21,8 @@ from llamarun.hardware import (
     detect_hardware,
     estimate_memory,
     plan_resources,
-    recommend_model,
 )
+from llamarun.recommend import recommend_model
 from llamarun.store.catalog import CatalogEntry
 
 MIB, GIB = 1 << 20, 1 << 30

@@ -100,7 +100,8 @@ def hw(
     parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
 ) -> None:
     """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
-    from ..hardware import detect_hardware, recommend_model
+    from ..hardware import detect_hardware
+    from ..recommend import recommend_model
 
     profile = detect_hardware()
     plan = _plan(model, ctx, parallel, profile) if model else None

@@ -13,18 +13,15 @@ from .gpu import GpuInfo, detect_gpus, parse_nvidia_smi
 from .plan import ResourcePlan, ResourceRequest, check_fits, plan_resources
 from .profile import BuildDevice, BuildInfo, HardwareProfile, detect_build, detect_hardware, parse_system_info
 from .ram import MemoryInfo, detect_memory, parse_meminfo
-from .recommend import Candidate, Recommendation, recommend_model
 
 __all__ = [
     "BuildDevice",
     "BuildInfo",
-    "Candidate",
     "CpuInfo",
     "GpuInfo",
     "HardwareProfile",
     "MemoryEstimate",
     "MemoryInfo",
-    "Recommendation",
     "ResourcePlan",
     "ResourceRequest",
     "check_fits",
@@ -41,5 +38,4 @@ __all__ = [
     "parse_nvidia_smi",
     "parse_system_info",
     "plan_resources",
-    "recommend_model",
 ]
