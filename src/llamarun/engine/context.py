@@ -14,7 +14,7 @@ from ..errors import ContextCreationError, DecodeAbortedError, DecodeError, KVCa
 from ..types import ContextOptions
 from ._handle import NativeHandle
 from ._lib import lib
-from ._libc import libc
+from .libc import libc
 from .batch import Batch
 from .model import Model
 
