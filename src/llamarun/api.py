@@ -11,8 +11,7 @@ from typing import Any
 from .config import DEFAULT_MODEL
 from .engine import ModelInfo
 from .errors import InvalidParameterError
-from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from .runtime.sampling import default_sampling
+from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient, default_sampling
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]

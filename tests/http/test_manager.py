@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from llamarun.errors import InsufficientMemoryError, InvalidParameterError, ModelNotFoundError, OverloadedError
-from llamarun.runtime import RuntimeConfig
-from llamarun.runtime.manager import LoadOptions, ManagerConfig, ModelManager, ModelSource
+from llamarun.runtime import LoadOptions, ManagerConfig, ModelManager, ModelSource, RuntimeConfig
 from tinymodel import write_tiny_gguf
 
 pytestmark = pytest.mark.timeout(120)

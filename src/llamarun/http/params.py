@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..runtime import GenerationRequest
-from ..runtime.manager import LoadOptions
-from ..runtime.sampling import declared_sampling, default_sampling
+from ..runtime import GenerationRequest, LoadOptions, declared_sampling, default_sampling
 from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import _Sampling
