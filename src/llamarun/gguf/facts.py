@@ -49,15 +49,6 @@ class ModelFacts:
     def n_embd_k_gqa(self) -> int:
         return self.n_embd_head_k * max(self.n_head_kv, default=0)
 
-    @property
-    def n_embd_v_gqa(self) -> int:
-        return self.n_embd_head_v * max(self.n_head_kv, default=0)
-
-    def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """KV cache bytes for one token position across all layers (f16 by default)."""
-        per_layer = sum(h * (self.n_embd_head_k + self.n_embd_head_v) for h in self.n_head_kv)
-        return per_layer * bytes_per_element
-
 
 def _int(value: Any, key: str, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
