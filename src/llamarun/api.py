@@ -11,8 +11,7 @@ from typing import Any
 from .config import DEFAULT_MODEL
 from .engine import ModelInfo
 from .errors import InvalidParameterError
-from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from .runtime.sampling import default_sampling
+from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient, default_sampling
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
@@ -87,7 +86,8 @@ _LOAD_ADVICE = {"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"
 
 def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
     """A RuntimeConfig from explicit ``options``, the rest chosen from the hardware and model size."""
-    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+    from .gguf import read_model_facts
+    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
 
     request = ResourceRequest(
         n_ctx=options.get("n_ctx", 0), parallel=options.get("n_slots", 0), threads=options.get("n_threads") or 0,

@@ -11,7 +11,8 @@ through the ``http_status`` class attribute.  Messages say what to do next.
     │   ├── TemplateError              a chat template failed or was unsafe (400)
     │   ├── GrammarError               a grammar/schema is invalid or too large (400)
     │   ├── UnsupportedFeatureError    the model cannot do what was asked (embeddings, images...) (400)
-    │   └── ConfigError                a setting (file, environment, flag) is invalid (400)
+    │   ├── ConfigError                a setting (file, environment, flag) is invalid (400)
+    │   └── ModelfileError             a Modelfile (or /api/create field) we cannot honour (400)
     ├── ModelNotFoundError             no such model in the store (404)
     ├── ModelLoadError                 llama.cpp could not load a file (500)
     │   └── GGUFFormatError            the file is not a well-formed GGUF (400)
@@ -30,7 +31,8 @@ through the ``http_status`` class attribute.  Messages say what to do next.
         ├── DigestMismatchError        downloaded bytes do not match (502)
         ├── DownloadError              a transfer failed (502)
         │   └── RedirectRefusedError   a redirect to a private/loopback address, refused (502)
-        └── DiskFullError              not enough free disk space (507)
+        ├── DiskFullError              not enough free disk space (507)
+        └── NameInUseError             a pull would replace a model under a name not given (409)
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ __all__ = [
 ]
 
 
+
 class LlamarunError(Exception):
     """Root of every error llamarun raises on purpose."""
 
@@ -103,6 +106,19 @@ class TemplateError(InvalidParameterError):
 
 class GrammarError(InvalidParameterError):
     """A grammar or JSON schema is invalid, unsupported, or too large."""
+
+
+class UnsupportedFeatureError(InvalidParameterError):
+    """The model (or this server) cannot do what the request asks: embeddings, images, thinking..."""
+
+
+class ConfigError(InvalidParameterError):
+    """A setting is invalid; ``key`` names it and ``source`` says where it came from."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message, field=key)
+        self.key = key
+        self.source = source
 
 
 class ModelfileError(InvalidParameterError):
@@ -195,6 +211,12 @@ class InsufficientMemoryError(LlamarunError, MemoryError):
     http_status = 507
 
 
+class RemoteServerError(LlamarunError):
+    """A llamarun (or Ollama) server the CLI talks to (``--host``) cannot be reached or answered badly."""
+
+    http_status = 502
+
+
 class StoreError(LlamarunError):
     """The model store failed to complete an operation."""
 
@@ -205,16 +227,14 @@ class DigestMismatchError(StoreError):
     http_status = 502
 
 
-class NameInUseError(StoreError):
-    """A pull would replace a model under a name the caller did not give (it came from the source)."""
-
-    http_status = 409
-
-
 class DownloadError(StoreError):
     """A transfer failed after its retries."""
 
     http_status = 502
+
+
+class RedirectRefusedError(DownloadError):
+    """A server redirected a download somewhere the redirect policy forbids (SSRF guard)."""
 
 
 class DiskFullError(StoreError, OSError):
@@ -223,24 +243,7 @@ class DiskFullError(StoreError, OSError):
     http_status = 507
 
 
-class ConfigError(InvalidParameterError):
-    """A setting is invalid; ``key`` names it and ``source`` says where it came from."""
+class NameInUseError(StoreError):
+    """A pull would replace a model under a name the caller did not give (it came from the source)."""
 
-    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
-        super().__init__(message, field=key)
-        self.key = key
-        self.source = source
-
-
-class RedirectRefusedError(DownloadError):
-    """A server redirected a download somewhere the redirect policy forbids (SSRF guard)."""
-
-
-class UnsupportedFeatureError(InvalidParameterError):
-    """The model (or this server) cannot do what the request asks: embeddings, images, thinking..."""
-
-
-class RemoteServerError(LlamarunError):
-    """A llamarun (or Ollama) server the CLI talks to (``--host``) cannot be reached or answered badly."""
-
-    http_status = 502
+    http_status = 409

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from clitools import LLAMARUN, make_tiny_home, serving
+from waiting import wait_until
 
 KEY = "k3y-for-tests"
 
@@ -66,10 +66,8 @@ def test_run_host_and_stop_with_the_key(keyed: tuple[str, Path, Path]):
     assert _loaded(url) == ["tiny:latest"]
     stopped = _client("stop", "tiny", "--host", url, home=home, LLAMARUN_API_KEY=KEY)
     assert stopped.returncode == 0, stopped.stderr
-    for _ in range(100):  # unloaded at once when idle; a lease still being released defers it a moment
-        if not _loaded(url):
-            break
-        time.sleep(0.1)
+    # unloaded at once when idle; a lease still being released defers it a moment
+    wait_until(lambda: not _loaded(url), timeout=10, interval=0.1)
     assert _loaded(url) == []
     again = _client("stop", "tiny", "--host", url, home=home, LLAMARUN_API_KEY=KEY)
     assert again.returncode == 1 and 'model "tiny" is not loaded' in again.stderr

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from llamarun.hardware import HardwareProfile, detect_hardware, recommend_model
+from llamarun.hardware import HardwareProfile, detect_hardware
+from llamarun.recommend import recommend_model
 from llamarun.hardware.cpu import CpuInfo
 from llamarun.hardware.ram import MemoryInfo
 from llamarun.store import load_catalog

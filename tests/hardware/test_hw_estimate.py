@@ -13,7 +13,8 @@ import pytest
 
 from llamarun.engine import Context, Model
 from llamarun.errors import GGUFFormatError, ModelLoadError
-from llamarun.hardware import context_cells, estimate_memory, read_model_facts
+from llamarun.gguf import read_model_facts
+from llamarun.hardware import context_cells, estimate_memory
 from llamarun.types import ContextOptions
 
 MIB = 1 << 20

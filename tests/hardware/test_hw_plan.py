@@ -10,6 +10,7 @@ import pytest
 from llamarun.config import load_settings
 from llamarun.engine import Context, Model
 from llamarun.errors import GGUFFormatError, InsufficientMemoryError, InvalidParameterError
+from llamarun.gguf import read_model_facts
 from llamarun.hardware import (
     BuildDevice,
     BuildInfo,
@@ -20,9 +21,8 @@ from llamarun.hardware import (
     detect_hardware,
     estimate_memory,
     plan_resources,
-    read_model_facts,
-    recommend_model,
 )
+from llamarun.recommend import recommend_model
 from llamarun.store.catalog import CatalogEntry
 
 MIB, GIB = 1 << 20, 1 << 30

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from llamarun.http import DrainingServer, HttpConfig, ServerState, create_app, uvicorn_config
-from llamarun.runtime.manager import ManagerConfig
+from llamarun.runtime import ManagerConfig
 from llamarun.store import ModelStore
 from tinymodel import CHATML, write_tiny_gguf
 

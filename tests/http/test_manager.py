@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from llamarun.errors import InsufficientMemoryError, InvalidParameterError, ModelNotFoundError, OverloadedError
-from llamarun.runtime import RuntimeConfig
-from llamarun.runtime.manager import LoadOptions, ManagerConfig, ModelManager, ModelSource
+from llamarun.runtime import LoadOptions, ManagerConfig, ModelManager, ModelSource, RuntimeConfig
 from tinymodel import write_tiny_gguf
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -129,18 +129,14 @@ def test_keep_alive(make) -> None:
     manager = make(_fixed_planner(100))
     manager.acquire("a", keep_alive=0.2).release()
     manager.acquire("b", keep_alive=-1).release()
-    deadline = time.monotonic() + 30
-    while "a:latest" in _loaded(manager) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "a:latest" not in _loaded(manager))
     assert _loaded(manager) == {"b:latest"}
     assert next(s for s in manager.status()).expires_at is None  # kept forever
     lease = manager.acquire("b", keep_alive=0)
     time.sleep(0.2)
     assert "b:latest" in _loaded(manager)  # in use: not unloaded
     lease.release()
-    deadline = time.monotonic() + 30
-    while _loaded(manager) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not _loaded(manager))
     assert not _loaded(manager)
 
 
@@ -215,11 +211,8 @@ def test_the_reaper_survives_an_error(make) -> None:
 
     manager._close_entry = close_once  # type: ignore[method-assign]
     manager.acquire("a", keep_alive=0.1).release()
-    deadline = time.monotonic() + 30
-    while not failures and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: failures)
     assert failures == ["a:latest"]
     manager.acquire("b", keep_alive=0.1).release()
-    while _loaded(manager) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not _loaded(manager))
     assert not _loaded(manager) and manager._reaper is not None and manager._reaper.is_alive()

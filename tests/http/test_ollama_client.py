@@ -14,6 +14,7 @@ import ollama
 import pytest
 
 from serve_helpers import Server, start_server
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -90,12 +91,8 @@ def test_load_and_unload_with_empty_prompt(client: ollama.Client) -> None:
 
 
 def test_keep_alive_zero_unloads_after_the_response(client: ollama.Client, smol_server: Server) -> None:
-    import time
-
     client.generate(model="tiny", prompt="x", raw=True, keep_alive=0, options={"num_predict": 2})
-    deadline = time.monotonic() + 30
-    while "tiny:latest" in {m.model for m in client.ps().models} and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "tiny:latest" not in {m.model for m in client.ps().models}, interval=0.1)
     assert "tiny:latest" not in {m.model for m in client.ps().models}
 
 

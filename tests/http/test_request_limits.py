@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import psutil
 import pytest
 
 from serve_helpers import ROOT, Server, start_server
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,9 +134,7 @@ def test_huge_keep_alive_is_refused_and_models_still_unload(strict: Server) -> N
         reply = client.post("/v1/chat/completions", json={
             "model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "keep_alive": 0.5})
         assert reply.status_code == 200
-        deadline = time.monotonic() + 60
-        while "tiny:latest" in _ps(client) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "tiny:latest" not in _ps(client), timeout=60, interval=0.1)
         assert "tiny:latest" not in _ps(client)  # the reaper unloaded it
 
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from serve_helpers import Server, start_server
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -55,7 +56,7 @@ def test_sigterm_drains_in_flight_requests(model_home: Path) -> None:
     try:
         streams = _streams(server, 2, 60)
         server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_until(lambda: httpx.get(f"{server.url}/health", timeout=30).status_code == 503)  # draining
         refused = httpx.post(f"{server.url}/api/generate", json={"model": "smollm2", "prompt": "hi"}, timeout=30)
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
         for s in streams:

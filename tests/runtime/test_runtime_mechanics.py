@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
 from llamarun.errors import EngineDeadError, GrammarError, OverloadedError
 from llamarun.runtime import AsyncClient, GenerationRequest, HealthStatus, Runtime, RuntimeConfig, SyncClient
 from llamarun.types import FinishReason, GenerationResult, SamplingParams
+from waiting import wait_until
 
 GREEDY = SamplingParams(temperature=0)
 
@@ -66,9 +66,7 @@ def test_priority_goes_first(tiny_model_path):
         assert started.wait(30)  # "first" holds the only slot
         rt.submit(req(n=4, priority=0), sink_for("low"))
         rt.submit(req(n=4, priority=5), sink_for("high"))
-        deadline = time.monotonic() + 60
-        while len(order) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(order) >= 3, timeout=60, interval=0.01)
         assert order == ["first", "high", "low"]
 
 
@@ -89,9 +87,7 @@ def test_cancel_frees_the_slot_and_others_continue(runtime):
     victim.cancel()
     assert victim.wait().finish_reason == FinishReason.CANCELLED
     assert other.wait().token_ids == alone.token_ids
-    deadline = time.monotonic() + 10
-    while runtime.snapshot().running and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not runtime.snapshot().running, timeout=10, interval=0.01)
     assert runtime.snapshot().running == 0
 
 

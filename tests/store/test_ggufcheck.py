@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llamarun.errors import GGUFFormatError, ModelLoadError
-from llamarun.ggufcheck import check_gguf
+from llamarun.gguf import check_gguf
 
 from .ggufbuild import (
     ARRAY,
@@ -161,7 +161,7 @@ def test_missing_directory_and_fifo_are_load_errors(tmp_path: Path) -> None:
 
 def test_memory_budget_bounds_what_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a file holds, the facts keep at most KEEP_TOTAL bytes (long values are cut, not read)."""
-    import llamarun.ggufcheck as gc
+    import llamarun.gguf.check as gc
 
     monkeypatch.setattr(gc, "KEEP_TOTAL", 3000)
     path = tmp_path / "long-strings.gguf"

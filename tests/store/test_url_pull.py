@@ -6,13 +6,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from llamarun.errors import DigestMismatchError, DownloadError, GGUFFormatError, RedirectRefusedError
 from llamarun.store import ModelStore, PullProgress, TransferPolicy
+
+from waiting import wait_until
 
 from .conftest import FAST, leftovers, sha
 from .servers import LocalServer, file_handler, proxy_handler
@@ -173,9 +174,7 @@ def test_killed_process_resumes(root: Path, server: LocalServer, tiny_bytes: byt
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = root / "partial" / f"sha256-{sha(tiny_bytes)}.partial"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < STALL):
-            time.sleep(0.02)
+        wait_until(lambda: partial.exists() and partial.stat().st_size >= STALL, interval=0.02)
         assert partial.stat().st_size == STALL
     finally:
         child.send_signal(signal.SIGKILL)

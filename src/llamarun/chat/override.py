@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..errors import TemplateError
 from .sandbox import RenderLimits, SandboxEnvironment
-from .template import ChatTemplate, _builtin_names
+from .template import ChatTemplate, builtin_names
 
 __all__ = ["check_modelfile_template", "modelfile_template"]
 
@@ -15,7 +15,7 @@ def check_modelfile_template(text: str, *, limits: RenderLimits | None = None) -
     from ..store.modelfile import check_template_text
 
     check_template_text(text)
-    if text in _builtin_names():
+    if text in builtin_names():
         return
     limits = limits or RenderLimits()
     if len(text) > limits.max_source_chars:
@@ -26,13 +26,13 @@ def check_modelfile_template(text: str, *, limits: RenderLimits | None = None) -
     except RecursionError:
         raise TemplateError("TEMPLATE nests too deeply to compile", field="template") from None
     except Exception as exc:  # noqa: BLE001 - any compile failure is the author's to fix
-        raise TemplateError(f"TEMPLATE is not a built-in name ({', '.join(_builtin_names())}) and does not "
+        raise TemplateError(f"TEMPLATE is not a built-in name ({', '.join(builtin_names())}) and does not "
                             f"compile as Jinja: {str(exc)[:200]}", field="template") from None
 
 
 def modelfile_template(text: str, base: ChatTemplate) -> ChatTemplate:
     """The template a Modelfile names, in place of ``base`` (the model's own, for BOS/EOS and limits)."""
-    if text in _builtin_names():
+    if text in builtin_names():
         return ChatTemplate.builtin(text, limits=base.limits)
     check_modelfile_template(text, limits=base.limits)
     return ChatTemplate(text, trusted=True, bos_token=base.bos_token, eos_token=base.eos_token, limits=base.limits)

@@ -25,7 +25,7 @@ from .tools import Tool, ToolCallFormat, parse_tools, tools_system_prompt
 if TYPE_CHECKING:
     from ..engine import Model, ModelInfo
 
-__all__ = ["ChatTemplate"]
+__all__ = ["ChatTemplate", "builtin_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _PROBE_TOOL = Tool("llamarun_probe_tool", "probe", {"type": "object", "propertie
 _PROBE_MARK = "llamarun-probe-7f3a"
 
 
-def _builtin_names() -> list[str]:
+def builtin_names() -> list[str]:
     from ..engine import builtin_template_names
 
     return builtin_template_names()
@@ -123,8 +123,8 @@ class ChatTemplate:
 
     @staticmethod
     def _check_builtin(name: str) -> str:
-        if name not in _builtin_names():
-            raise TemplateError(f"unknown built-in chat template {name!r}; known: {', '.join(_builtin_names())}",
+        if name not in builtin_names():
+            raise TemplateError(f"unknown built-in chat template {name!r}; known: {', '.join(builtin_names())}",
                                 field="template")
         return name
 

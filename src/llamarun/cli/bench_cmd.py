@@ -83,7 +83,8 @@ BENCH_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--prompt-tokens/--g
 def _check_fits(path: Any, name: str, n_ctx: int, parallel: int, threads: int) -> None:
     """Refuse a benchmark that will not fit, naming bench's own flags (the library names no flags of bench)."""
     from ..config import load_settings
-    from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+    from ..gguf import read_model_facts
+    from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
 
     request = ResourceRequest.from_settings(load_settings(), n_ctx=n_ctx, parallel=parallel, threads=threads)
     plan = plan_resources(read_model_facts(path), detect_hardware(), request)

@@ -194,7 +194,8 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
     import llamarun
     from ..api import resolve_model
     from ..config import DEFAULT_MODEL, load_settings
-    from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources, read_model_facts
+    from ..gguf import read_model_facts
+    from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
 
     label = name or DEFAULT_MODEL
     path, defaults = resolve_model(label, None)

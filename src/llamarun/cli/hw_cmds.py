@@ -37,7 +37,8 @@ def _model_path(name: str) -> str:
 
 def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any) -> Any:
     from ..config import load_settings
-    from ..hardware import ResourceRequest, plan_resources, read_model_facts
+    from ..gguf import read_model_facts
+    from ..hardware import ResourceRequest, plan_resources
 
     settings = load_settings({"n_ctx": ctx, "parallel": parallel})
     return plan_resources(read_model_facts(_model_path(model)), profile, ResourceRequest.from_settings(settings))
@@ -99,7 +100,8 @@ def hw(
     parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
 ) -> None:
     """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
-    from ..hardware import detect_hardware, recommend_model
+    from ..hardware import detect_hardware
+    from ..recommend import recommend_model
 
     profile = detect_hardware()
     plan = _plan(model, ctx, parallel, profile) if model else None

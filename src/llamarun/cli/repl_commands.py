@@ -11,7 +11,7 @@ from collections.abc import Callable
 import typer
 
 from ..errors import LlamarunError
-from .repl import HELP, ChatSession, error, split_args, unquote
+from .repl_session import HELP, ChatSession, error, split_args, unquote
 
 __all__ = ["run_command"]
 

@@ -106,7 +106,8 @@ def run(
     """Answer a prompt with a model, or chat with it interactively."""
     from .chat_params import validate_options
     from .model_names import could_be_model, ensure_local_model
-    from .repl import ChatSession, chat_repl, stream_answer
+    from .repl import chat_repl, stream_answer
+    from .repl_session import ChatSession
 
     from ..config import load_settings
 

@@ -93,7 +93,7 @@ def _setup_logging(level: str) -> None:
 def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_bytes: int = 16 << 20,
                max_upload_bytes: int = 1 << 40, preload: tuple[str, ...] = ()) -> None:
     from ..http import DrainingServer, HttpConfig, ServerState, create_app, store_resolver, uvicorn_config
-    from ..runtime.manager import ManagerConfig, ModelManager
+    from ..runtime import ManagerConfig, ModelManager
     from ..store import ModelStore
 
     config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes,

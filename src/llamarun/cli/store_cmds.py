@@ -121,7 +121,7 @@ def _facts(model: Any) -> dict[str, Any]:
     if model.facts:
         return model.facts
     from ..errors import LlamarunError
-    from ..ggufcheck import check_gguf
+    from ..gguf import check_gguf
 
     try:
         return check_gguf(model.path).summary()

@@ -9,6 +9,7 @@ context and its samplers (``Context.abort`` is the exception).
 from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
+from .libc import eventfd_setter
 from .model import Model, ModelInfo
 from .fastdist import DrawBuffer, native_draw
 from .sampler import SamplerChain, sample_rows
@@ -30,6 +31,7 @@ __all__ = [
     "backend_devices",
     "builtin_template_names",
     "default_threads",
+    "eventfd_setter",
     "max_devices",
     "native_draw",
     "sample_rows",

@@ -34,10 +34,6 @@ class Batch(NativeHandle):
     def clear(self) -> None:
         self.n_tokens = 0
 
-    @property
-    def free_slots(self) -> int:
-        return self.capacity - self.n_tokens
-
     def add(self, token: int, pos: int, seq_ids: int | Sequence[int], logits: bool) -> int:
         """Append one token; returns its index in the batch (for sampling)."""
         batch = self.ptr

@@ -14,7 +14,7 @@ from ..errors import ContextCreationError, DecodeAbortedError, DecodeError, KVCa
 from ..types import ContextOptions
 from ._handle import NativeHandle
 from ._lib import lib
-from ._libc import libc
+from .libc import libc
 from .batch import Batch
 from .model import Model
 
@@ -140,10 +140,6 @@ class Context(NativeHandle):
     def clear_abort(self) -> None:
         self._abort.clear()
 
-    @property
-    def abort_requested(self) -> bool:
-        return self._abort.is_set
-
     def logits(self, index: int) -> np.ndarray:
         """Logits of the token at batch ``index`` (a copy, shape ``[n_vocab]``)."""
         return self.logits_view(index).copy()
@@ -222,15 +218,9 @@ class Context(NativeHandle):
         """Share positions [p0, p1) of ``src`` with ``dst`` (no copy in unified KV)."""
         lib().llama_memory_seq_cp(self._mem(), src, dst, p0, p1)
 
-    def seq_keep(self, seq_id: int) -> None:
-        lib().llama_memory_seq_keep(self._mem(), seq_id)
-
     def seq_pos_max(self, seq_id: int) -> int:
         """Largest position stored for a sequence, -1 when it is empty."""
         return int(lib().llama_memory_seq_pos_max(self._mem(), seq_id))
-
-    def seq_pos_min(self, seq_id: int) -> int:
-        return int(lib().llama_memory_seq_pos_min(self._mem(), seq_id))
 
     def clear_memory(self) -> None:
         lib().llama_memory_clear(self._mem(), True)

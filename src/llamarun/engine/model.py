@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from ..errors import ModelLoadError
-from ..ggufcheck import check_gguf
+from ..gguf import check_gguf
 from ._handle import NativeHandle
 from ._lib import lib
 from .vocab import Vocab
@@ -53,7 +53,7 @@ def _model_params(n_gpu_layers: int, use_mmap: bool):  # noqa: ANN202 - ctypes s
 class Model(NativeHandle):
     """A GGUF model loaded by llama.cpp.
 
-    The file is checked with :func:`llamarun.ggufcheck.check_gguf` before
+    The file is checked with :func:`llamarun.gguf.check_gguf` before
     llama.cpp sees it, so a missing, non-GGUF or malformed file raises a typed
     error naming the file and the process survives.
     """

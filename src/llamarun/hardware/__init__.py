@@ -1,7 +1,7 @@
 """This machine and what fits on it: hardware profile, memory estimates, resource plans.
 
     profile = detect_hardware()                    # CPU, RAM, GPUs, llama.cpp build
-    facts = read_model_facts(path)                 # sizes from the GGUF header
+    facts = read_model_facts(path)                 # llamarun.gguf: sizes from the GGUF header
     plan = plan_resources(facts, profile, ResourceRequest.from_settings(settings))
     check_fits(plan, force=False)                  # InsufficientMemoryError with the numbers
     context = Context(model, plan.context_options())
@@ -9,24 +9,19 @@
 
 from .cpu import CpuInfo, detect_cpu, parse_cpuinfo
 from .estimate import MemoryEstimate, context_cells, estimate_memory, format_bytes
-from .gguf_facts import ModelFacts, read_model_facts
 from .gpu import GpuInfo, detect_gpus, parse_nvidia_smi
 from .plan import ResourcePlan, ResourceRequest, check_fits, plan_resources
 from .profile import BuildDevice, BuildInfo, HardwareProfile, detect_build, detect_hardware, parse_system_info
 from .ram import MemoryInfo, detect_memory, parse_meminfo
-from .recommend import Candidate, Recommendation, recommend_model
 
 __all__ = [
     "BuildDevice",
     "BuildInfo",
-    "Candidate",
     "CpuInfo",
     "GpuInfo",
     "HardwareProfile",
     "MemoryEstimate",
     "MemoryInfo",
-    "ModelFacts",
-    "Recommendation",
     "ResourcePlan",
     "ResourceRequest",
     "check_fits",
@@ -43,6 +38,4 @@ __all__ = [
     "parse_nvidia_smi",
     "parse_system_info",
     "plan_resources",
-    "read_model_facts",
-    "recommend_model",
 ]

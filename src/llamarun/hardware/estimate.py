@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..units import format_bytes
-from .gguf_facts import ModelFacts
+from ..gguf import ModelFacts
 
 __all__ = ["KV_TYPE_BYTES", "MemoryEstimate", "context_cells", "estimate_memory", "format_bytes"]
 

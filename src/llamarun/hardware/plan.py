@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InsufficientMemoryError, InvalidParameterError
 from .estimate import MemoryEstimate, estimate_memory, format_bytes
-from .gguf_facts import ModelFacts
+from ..gguf import ModelFacts
 from .profile import HardwareProfile
 
 if TYPE_CHECKING:

@@ -36,10 +36,6 @@ class MemoryInfo:
         """What a new model may use by default: usable minus the headroom."""
         return self.usable - self.headroom
 
-    @property
-    def effective_total(self) -> int:
-        return min(self.total, self.cgroup_limit or self.total)
-
 
 def parse_meminfo(text: str) -> dict[str, int]:
     """``/proc/meminfo`` as bytes by field name (``MemTotal``, ``MemAvailable``, ...)."""

@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from ..runtime import HealthStatus
-from ..runtime.manager import ManagerConfig, ModelManager, ModelSource
+from ..runtime import HealthStatus, ManagerConfig, ModelManager, ModelSource
 from .config import HttpConfig
 from .errors import install_error_handlers
 from .guard import Guard, ServerState

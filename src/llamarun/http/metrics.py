@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from .guard import ASGIApp, Message, Receive, Scope, Send, ServerState
 
 if TYPE_CHECKING:
-    from ..runtime.manager import ModelManager
+    from ..runtime import ModelManager
 
 __all__ = ["HttpMetrics", "MetricsMiddleware", "RuntimeCollector", "method_label", "route_label"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 
-from ..runtime.manager import Lease
+from ..runtime import Lease
 from .ollama_schemas import EmbeddingsRequest, EmbedRequest
 from .ollama_stream import nanoseconds
 from .params import ollama_load_options

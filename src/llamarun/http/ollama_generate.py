@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import InvalidParameterError, UnsupportedFeatureError
-from ..runtime.manager import Lease
+from ..runtime import Lease
 from ..types import PromptSegments
 from .ollama_schemas import ChatRequest, GenerateRequest, Message, Options
 from .ollama_stream import now_rfc3339, respond

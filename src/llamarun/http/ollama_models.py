@@ -135,7 +135,7 @@ def _capabilities(pooling: int, template: str) -> list[str]:
     """Ollama's capability names: a model without pooling generates (with tools and thinking when its
     chat template has them) and embeds; a pooled embedding model only embeds; a reranker (rank
     pooling) does neither, whatever template it carries."""
-    from ..runtime.embed import POOLING_RANK
+    from ..runtime import POOLING_RANK
 
     if pooling > 0:
         return [] if pooling == POOLING_RANK else ["embedding"]
@@ -155,7 +155,7 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     info = {k: v for k, v in gguf.metadata_json().items()
             if verbose or not (k.startswith("tokenizer.ggml.") and isinstance(v, (list, dict)))}
     info.pop("tokenizer.chat_template", None)
-    from ..runtime.embed import pooling_type
+    from ..runtime import pooling_type
 
     template = gguf.chat_template or ""
     capabilities = _capabilities(pooling_type(gguf.metadata, summary.get("architecture") or ""), template)

@@ -11,8 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import LlamarunError
-from ..runtime import AsyncRequest
-from ..runtime.manager import Lease
+from ..runtime import AsyncRequest, Lease
 from ..types import Chunk, GenerationResult, PromptSegments, TokenLogprob
 from .ollama_schemas import ChatRequest, GenerateRequest
 from .ollama_stream import NDJSON, nanoseconds, now_rfc3339

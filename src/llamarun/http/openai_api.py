@@ -15,8 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..config import parse_keep_alive
 from ..errors import InvalidParameterError, LlamarunError, UnsupportedFeatureError
-from ..runtime import AsyncRequest
-from ..runtime.manager import Lease
+from ..runtime import AsyncRequest, Lease
 from ..types import Chunk, GenerationResult, TokenLogprob
 from .errors import error_body, status_of
 from .ollama_embed import embed_texts

@@ -16,6 +16,7 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "SamplingFields",
     "StreamOptions",
 ]
 
@@ -53,7 +54,7 @@ def _check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None
     return value
 
 
-class _Sampling(_Body):
+class SamplingFields(_Body):
     """Fields shared by chat and text completions (plus llama-server/vLLM extensions)."""
 
     model: str = Field(..., min_length=1, max_length=300)
@@ -92,7 +93,7 @@ class _Sampling(_Body):
         return _check_logit_bias(value)
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
     logprobs: bool = False
@@ -104,7 +105,7 @@ class ChatCompletionRequest(_Sampling):
     reasoning_effort: str | None = None
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = ""
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False

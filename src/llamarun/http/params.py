@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..runtime import GenerationRequest
-from ..runtime.manager import LoadOptions
-from ..runtime.sampling import declared_sampling, default_sampling
+from ..runtime import GenerationRequest, LoadOptions, declared_sampling, default_sampling
 from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
-from .openai_schemas import _Sampling
+from .openai_schemas import SamplingFields
 
 __all__ = ["modelfile_load_options", "ollama_load_options", "ollama_request", "openai_request", "stops",
            "with_modelfile_options", "with_modelfile_sampling"]
@@ -93,8 +91,8 @@ def ollama_request(prompt: str | Sequence[int] | PromptSegments, options: Option
     )
 
 
-def openai_request(body: _Sampling, prompt: str | Sequence[int] | PromptSegments, *, max_tokens: int | None, grammar: str | None,
-                   timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
+def openai_request(body: SamplingFields, prompt: str | Sequence[int] | PromptSegments, *, max_tokens: int | None,
+                   grammar: str | None, timeout: float | None, logprobs: int = 0, seed_offset: int = 0,
                    add_special: bool = True, parse_special: bool = True, stream_interval: int = 1,
                    metadata: Mapping[str, str] | None = None) -> GenerationRequest:
     """Left out: the model's GGUF recommendations (``metadata``, as llama-server does), else OpenAI's

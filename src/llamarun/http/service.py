@@ -25,9 +25,7 @@ from ..errors import (
     RequestCancelledError,
     UnsupportedFeatureError,
 )
-from ..runtime import AsyncRequest, GenerationRequest, Runtime
-from ..runtime.manager import Lease, LoadOptions, ModelManager
-from ..runtime.request import MAX_STREAM_INTERVAL
+from ..runtime import MAX_STREAM_INTERVAL, AsyncRequest, GenerationRequest, Lease, LoadOptions, ModelManager, Runtime
 from ..types import Chunk, FinishReason, GenerationResult, TokenLogprob
 from .config import HttpConfig
 from .guard import ServerState
@@ -198,7 +196,7 @@ class Service:
     @staticmethod
     def submit(lease: Lease, spec: GenerationRequest) -> AsyncRequest:
         """Queue a generation; :class:`OverloadedError` (503) at once when the queue is full."""
-        from ..runtime.embed import is_embedding_model
+        from ..runtime import is_embedding_model
 
         if is_embedding_model(lease.info):
             raise UnsupportedFeatureError(f'"{lease.name}" is an embedding model: it cannot generate text',

@@ -1,23 +1,48 @@
 """The runtime: one engine thread per loaded model, continuous batching, prefix reuse,
-cancellation, deadlines and bounded admission; sync and asyncio clients over it."""
+cancellation, deadlines and bounded admission; sync and asyncio clients over it; the
+model manager (which models are loaded, leases on them) and the sampling defaults.
+
+Other layers import from here, never from the submodules."""
 
 from .client import AsyncClient, AsyncRequest, RequestStream, SyncClient
-from .config import RuntimeConfig
+from .config import ManagerConfig, RuntimeConfig
+from .embed import POOLING_RANK, Embedder, Embedding, is_embedding_model, is_reranker, pooling_type
+from .leases import Lease, ModelSource, ModelStatus
+from .load_policy import LoadOptions, Planner
+from .manager import ModelManager
 from .metrics import MetricsSnapshot, RuntimeMetrics
-from .request import GenerationRequest, RequestStatus
+from .request import MAX_STREAM_INTERVAL, GenerationRequest, RequestStatus
 from .runtime import Health, HealthStatus, Runtime
+from .sampling import OLLAMA_DEFAULTS, declared_sampling, default_sampling
 
 __all__ = [
+    "MAX_STREAM_INTERVAL",
+    "OLLAMA_DEFAULTS",
+    "POOLING_RANK",
     "AsyncClient",
     "AsyncRequest",
+    "Embedder",
+    "Embedding",
     "GenerationRequest",
     "Health",
     "HealthStatus",
+    "Lease",
+    "LoadOptions",
+    "ManagerConfig",
     "MetricsSnapshot",
+    "ModelManager",
+    "ModelSource",
+    "ModelStatus",
+    "Planner",
     "RequestStatus",
     "RequestStream",
     "Runtime",
     "RuntimeConfig",
     "RuntimeMetrics",
     "SyncClient",
+    "declared_sampling",
+    "default_sampling",
+    "is_embedding_model",
+    "is_reranker",
+    "pooling_type",
 ]

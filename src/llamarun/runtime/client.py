@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
-from ..engine.wakeup import wakeup_fd
+from .wakeup import wakeup_fd
 from ..types import Chunk, GenerationResult, TokenLogprob
 from .request import GenerationRequest
 from .runtime import Runtime
@@ -105,7 +105,7 @@ class LoopOutbox:
     The engine thread appends events as it samples; they are handed over as
     it starts its next decode (see :mod:`.handoff`), not one per token in the
     middle of sampling.  The wake-up is an eventfd the loop reads, set without
-    letting go of the GIL (:mod:`llamarun.engine.wakeup`); where there is none,
+    letting go of the GIL (:mod:`llamarun.runtime.wakeup`); where there is none,
     or the loop cannot watch a descriptor, ``call_soon_threadsafe``.
     """
 

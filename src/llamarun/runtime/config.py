@@ -1,12 +1,16 @@
-"""Sizes and limits of one model's runtime."""
+"""Sizes and limits of one model's runtime, and the model manager's defaults and limits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["RuntimeConfig"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["ManagerConfig", "RuntimeConfig"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,34 @@ class RuntimeConfig:
     @property
     def total_kv(self) -> int:
         return self.kv_size or self.n_ctx * self.n_slots
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits."""
+
+    n_ctx: int = 0
+    parallel: int = 0
+    threads: int = 0
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_gpu_layers: int = -1
+    max_queue: int = 512
+    max_loaded: int = 3
+    memory_budget: int = 0  # bytes for all loaded models; 0 = what is available minus hw's headroom
+    keep_alive: float = 300.0
+    wait_timeout: float = 600.0  # how long a request waits for busy models to make room
+    max_request_ctx: int = 0  # largest n_ctx a request may ask; 0 = max(n_ctx, the model's training context)
+    allow_request_reload: bool = False  # may a request's load options reload a model with other settings?
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
+        values: dict[str, Any] = {
+            "n_ctx": settings.n_ctx, "parallel": settings.parallel, "threads": settings.threads,
+            "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
+            "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
+            "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
+            "max_request_ctx": settings.max_request_ctx, "allow_request_reload": settings.allow_request_reload,
+        }
+        values.update(changes)
+        return cls(**values)

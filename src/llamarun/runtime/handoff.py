@@ -4,7 +4,7 @@ Waking a consumer after every sampled token held up the engine thread in the
 middle of sampling, once per stream per step.  Instead, events wait in
 flushers and are handed over in one wake-up per step, after the next batch is
 planned, just before ``llama_decode``.  The asyncio flusher wakes its loop
-without letting go of the GIL (:mod:`llamarun.engine.wakeup`), so the loop runs
+without letting go of the GIL (:mod:`llamarun.runtime.wakeup`), so the loop runs
 while the decode computes rather than in front of it: woken the usual way, the
 loop took the GIL in the middle of the wake-up's system call and the engine
 thread waited for it, 0.3 ms per step with one stream and 0.8 ms with eight.

@@ -119,7 +119,7 @@ def hardware_limits(hardware: HardwareCache | None = None) -> Limits:
     cache = hardware or HardwareCache()
 
     def limits(source: ModelSource, config: ManagerConfig) -> RequestLimits:
-        from ..hardware import read_model_facts
+        from ..gguf import read_model_facts
 
         max_ctx = config.max_request_ctx
         if not max_ctx:
@@ -182,7 +182,8 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
 
     def plan(source: ModelSource, options: LoadOptions, config: ManagerConfig,
              budget: int) -> tuple[RuntimeConfig, int]:
-        from ..hardware import ResourceRequest, check_fits, plan_resources, read_model_facts
+        from ..gguf import read_model_facts
+        from ..hardware import ResourceRequest, check_fits, plan_resources
 
         n_batch = options.n_batch or config.n_batch
         request = ResourceRequest(

@@ -29,12 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..config import MAX_KEEP_ALIVE
 from ..errors import InsufficientMemoryError, InvalidParameterError, OverloadedError
-from .config import RuntimeConfig
+from .config import ManagerConfig, RuntimeConfig
 from .embed import Embedder
 from .load_policy import (
     HardwareCache,
@@ -47,63 +45,12 @@ from .load_policy import (
     hardware_limits,
     hardware_planner,
 )
-from .runtime import Health, HealthStatus, Runtime
+from .leases import Lease, ModelSource, ModelStatus
+from .runtime import HealthStatus, Runtime
 
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..engine import ModelInfo
-
-__all__ = [
-    "Lease",
-    "LoadOptions",
-    "ManagerConfig",
-    "ModelManager",
-    "ModelSource",
-    "ModelStatus",
-    "Planner",
-]
+__all__ = ["ModelManager"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A resolved model: its canonical name (``name:tag``), GGUF path and digest."""
-
-    name: str
-    path: Path
-    digest: str = ""
-
-
-@dataclass(frozen=True)
-class ManagerConfig:
-    """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits."""
-
-    n_ctx: int = 0
-    parallel: int = 0
-    threads: int = 0
-    n_batch: int = 512
-    n_ubatch: int = 512
-    n_gpu_layers: int = -1
-    max_queue: int = 512
-    max_loaded: int = 3
-    memory_budget: int = 0  # bytes for all loaded models; 0 = what is available minus hw's headroom
-    keep_alive: float = 300.0
-    wait_timeout: float = 600.0  # how long a request waits for busy models to make room
-    max_request_ctx: int = 0  # largest n_ctx a request may ask; 0 = max(n_ctx, the model's training context)
-    allow_request_reload: bool = False  # may a request's load options reload a model with other settings?
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
-        values: dict[str, Any] = {
-            "n_ctx": settings.n_ctx, "parallel": settings.parallel, "threads": settings.threads,
-            "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
-            "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
-            "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
-            "max_request_ctx": settings.max_request_ctx, "allow_request_reload": settings.allow_request_reload,
-        }
-        values.update(changes)
-        return cls(**values)
 
 
 class _State(enum.Enum):
@@ -131,56 +78,6 @@ class _Entry:
         return (runtime is not None and source.path == self.source.path
                 and options.matches(self.config, self.options)
                 and runtime.health().status == HealthStatus.OK)
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """A loaded (or loading) model as ``/api/ps`` and ``/health`` show it."""
-
-    name: str
-    path: Path
-    digest: str
-    state: str  # "loading" | "ready"
-    config: RuntimeConfig
-    size_bytes: int
-    in_use: int
-    expires_at: float | None  # wall-clock seconds; None while in use or kept forever
-    loaded_at: float
-    info: ModelInfo | None
-    health: Health | None
-
-
-class Lease:
-    """A model held for one request; :meth:`release` (or leaving ``with``) when done."""
-
-    def __init__(self, manager: ModelManager, entry: _Entry) -> None:
-        self._manager = manager
-        self._entry = entry
-        self._released = False
-        assert entry.runtime is not None
-        self.runtime: Runtime = entry.runtime
-        self.name = entry.source.name
-        self.source = entry.source
-        self.config = entry.config
-        self.load_s = 0.0
-
-    @property
-    def info(self) -> ModelInfo:
-        return self.runtime.info
-
-    def embedder(self) -> Embedder:
-        return self._manager._embedder(self._entry)
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._manager._release(self._entry)
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class ModelManager:
@@ -330,7 +227,9 @@ class ModelManager:
         entry.last_used = time.monotonic()
         entry.expires_at = None
         entry.keep_alive = keep_alive
-        lease = Lease(self, entry)
+        assert entry.runtime is not None
+        lease = Lease(entry.runtime, entry.source, entry.config,
+                      release=lambda: self._release(entry), embedder=lambda: self._embedder(entry))
         lease.load_s = load_s
         return lease
 

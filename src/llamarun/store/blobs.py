@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import DigestMismatchError, DiskFullError, DownloadError, GGUFFormatError
-from ..ggufcheck import GGUFInfo, check_gguf
+from ..gguf import GGUFInfo, check_gguf
 from ..units import format_bytes
 from .layout import StoreLayout
 

@@ -97,11 +97,6 @@ class StoreLayout:
         self.ensure()
         return tempfile.TemporaryDirectory(prefix=f"{key}.", suffix=".tmp", dir=self.partials)
 
-    def partial_file(self, digest_hint: str = "") -> Path:
-        """A new, unique partial file inside the store (kept for older callers)."""
-        key = f"sha256-{digest_hint}" if _KEY.fullmatch(f"sha256-{digest_hint}") else "url-" + "0" * 16
-        return self.temp_file(key)
-
     # -- manifests --------------------------------------------------------
 
     def manifest_path(self, ref: ModelRef) -> Path:

@@ -27,7 +27,7 @@ from ..errors import (
     NameInUseError,
     StoreError,
 )
-from ..ggufcheck import check_gguf
+from ..gguf import check_gguf
 from .blobs import BlobInfo, ensure_free_space, hash_file
 from .layout import StoreLayout
 from .catalog import load_catalog

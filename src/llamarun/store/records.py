@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidNameError, ModelfileError, ModelNotFoundError, StoreError
-from ..ggufcheck import GGUFInfo
+from ..gguf import GGUFInfo
 from .layout import StoreLayout
 from .catalog import find_entry, load_catalog
 from .modelfile import PARAMETERS, ModelDefaults

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import home_dir
 from ..errors import ModelNotFoundError
-from ..ggufcheck import check_gguf
+from ..gguf import check_gguf
 from .derived import create_derived
 from .layout import StoreLayout
 from .modelfile import ModelDefaults, parse_modelfile

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import json
 import logging
 import random
 import re
@@ -23,7 +22,6 @@ __all__ = [
     "TransientError",
     "check_peer",
     "fetch_bytes",
-    "fetch_json",
     "open_client",
     "raise_for_status",
     "send_checked",
@@ -189,11 +187,3 @@ def fetch_bytes(url: str, *, policy: TransferPolicy, headers: Mapping[str, str] 
             return bytes(body)
 
     return with_retries(policy, f"GET {url}", attempt)
-
-
-def fetch_json(url: str, *, policy: TransferPolicy, headers: Mapping[str, str] | None = None) -> Any:
-    data = fetch_bytes(url, policy=policy, headers=headers)
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise DownloadError(f"{url} did not return valid JSON: {exc}") from None

@@ -9,11 +9,12 @@ from __future__ import annotations
 from ..names import parse_ref
 from .base import FetchContext, PullPlan, SourceSpec
 from .catalog import CatalogSource
-from .hf import HfSource, parse_hf_source
+from .direct import parse_direct_source
+from .hf import HfSource
 from .local import LocalFileSource
-from .ollama import OllamaLocalSource, OllamaRegistrySource, parse_ollama_local, parse_ollama_registry
-from .pip import PipSource, parse_pip_source
-from .url import UrlSource, parse_url_source
+from .ollama import OllamaLocalSource, OllamaRegistrySource
+from .pip import PipSource
+from .url import UrlSource
 
 __all__ = [
     "CatalogSource",
@@ -32,15 +33,7 @@ __all__ = [
 
 def parse_source(text: str) -> SourceSpec:
     """Validate a pull source (``pip:``, ``http(s)://``, ``hf://``, ``ollama://``, ``ollama-local:``, catalog name)."""
-    if isinstance(text, str):
-        if text.startswith("pip:"):
-            return parse_pip_source(text)
-        if text.startswith(("https://", "http://")):
-            return parse_url_source(text)
-        if text.startswith("hf://"):
-            return parse_hf_source(text)
-        if text.startswith("ollama://"):
-            return parse_ollama_registry(text)
-        if text.startswith("ollama-local:"):
-            return parse_ollama_local(text)
+    spec = parse_direct_source(text)
+    if spec is not None:
+        return spec
     return CatalogSource(parse_ref(text))

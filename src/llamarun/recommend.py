@@ -6,6 +6,9 @@ the CPU: an estimated >= ``MIN_TOKENS_PER_S`` generated tokens/s).  If no model
 is fast enough, take the fastest that fits.  Models already in the store are
 measured from their GGUF header; the others are estimated from the catalog's
 size and parameter count.
+
+It sits above both ``hardware`` (what fits) and ``store`` (what is stored, the catalog),
+which must not import each other.
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import LlamarunError
-from .estimate import MemoryEstimate, format_bytes
-from .gguf_facts import read_model_facts
-from .plan import ResourceRequest, plan_resources
-from .profile import HardwareProfile
+from .errors import LlamarunError
+from .gguf import read_model_facts
+from .hardware import HardwareProfile, MemoryEstimate, ResourceRequest, format_bytes, plan_resources
 
 if TYPE_CHECKING:
-    from ..store.catalog import CatalogEntry
+    from .store.catalog import CatalogEntry
 
 __all__ = ["Candidate", "Recommendation", "estimate_tokens_per_s", "recommend_model"]
 
@@ -107,7 +108,7 @@ def _judge(name: str, entry: CatalogEntry, hardware: HardwareProfile, budget: in
 
 def _stored_path(name: str) -> str | None:
     try:
-        from ..store import ModelStore  # deferred
+        from .store import ModelStore  # deferred
 
         return str(ModelStore().get(name).path)
     except (LlamarunError, OSError, ImportError) as exc:
@@ -120,7 +121,7 @@ def recommend_model(
 ) -> Recommendation:
     """Pick the best catalog model for ``hardware`` and say why."""
     if catalog is None:
-        from ..store.catalog import load_catalog  # deferred
+        from .store.catalog import load_catalog  # deferred
 
         catalog = load_catalog()
     budget = hardware.memory.budget

@@ -6,7 +6,7 @@ file descriptor (``os.write``, ``socket.send``, ``call_soon_threadsafe``)
 lets go of the GIL around the system call, and the woken loop thread takes it
 in that moment: the engine thread then waits, doing nothing, until the loop has
 formatted and sent everything (0.3 ms per step at one stream, 0.8 ms at
-eight).  Written through a ``ctypes.PyDLL`` function, which keeps the GIL, the
+eight).  Written through a ``ctypes.PyDLL`` function (:func:`llamarun.engine.eventfd_setter`), which keeps the GIL, the
 loop wakes but can only run once the decode has let go of the GIL, and its
 work overlaps the decode instead of delaying it.
 
@@ -17,10 +17,9 @@ use ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 
-from ._libc import libc
+from ..engine import eventfd_setter
 
 __all__ = ["WakeupFd", "wakeup_fd"]
 
@@ -29,15 +28,12 @@ class WakeupFd:
     """A non-blocking eventfd: :meth:`set` from any thread (GIL kept), :meth:`clear` from the reader."""
 
     def __init__(self) -> None:
-        self._write = libc().write  # PyDLL: the call keeps the GIL
-        self._write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-        self._write.restype = ctypes.c_ssize_t
-        self._one = ctypes.c_uint64(1)
+        self._set = eventfd_setter()  # PyDLL: the call keeps the GIL
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def set(self) -> None:
         """Make the descriptor readable (a few microseconds; never blocks)."""
-        self._write(self.fd, ctypes.byref(self._one), 8)
+        self._set(self.fd)
 
     def clear(self) -> None:
         with contextlib.suppress(BlockingIOError):

@@ -1,6 +1,6 @@
 """The facts of a GGUF model that decide how much memory it needs.
 
-They come from :func:`llamarun.ggufcheck.check_gguf`, which parses only the header
+They come from :func:`llamarun.gguf.check_gguf`, which parses only the header
 (metadata and tensor table) with bounds checks, in milliseconds where
 ``gguf.GGUFReader`` takes seconds; tensor data is never read.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GGUFFormatError
-from ..ggufcheck import ArraySummary, check_gguf
+from .check import check_gguf
+from .info import ArraySummary
 
 __all__ = ["ModelFacts", "read_model_facts"]
 
@@ -48,15 +49,6 @@ class ModelFacts:
     def n_embd_k_gqa(self) -> int:
         return self.n_embd_head_k * max(self.n_head_kv, default=0)
 
-    @property
-    def n_embd_v_gqa(self) -> int:
-        return self.n_embd_head_v * max(self.n_head_kv, default=0)
-
-    def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """KV cache bytes for one token position across all layers (f16 by default)."""
-        per_layer = sum(h * (self.n_embd_head_k + self.n_embd_head_v) for h in self.n_head_kv)
-        return per_layer * bytes_per_element
-
 
 def _int(value: Any, key: str, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -65,7 +57,7 @@ def _int(value: Any, key: str, path: str) -> int:
 
 
 def _ints(value: Any, n_layer: int, key: str, path: str) -> tuple[int, ...]:
-    """A per-layer hyperparameter: one number, or an array (ggufcheck keeps its first elements)."""
+    """A per-layer hyperparameter: one number, or an array (check_gguf keeps its first elements)."""
     if not isinstance(value, ArraySummary):
         return (_int(value, key, path),) * n_layer
     head = [_int(v, key, path) for v in value.head[:n_layer]] or [0]

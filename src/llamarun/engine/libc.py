@@ -1,0 +1,41 @@
+"""The C library, for the few calls made into it directly (all ctypes stays in the engine).
+
+The engine takes ``strlen``'s address as llama.cpp's abort callback
+(:mod:`llamarun.engine.context`); the runtime's wake-up descriptor
+(:mod:`llamarun.runtime.wakeup`) writes to an eventfd through :func:`eventfd_setter`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable
+
+__all__ = ["eventfd_setter", "libc"]
+
+
+def libc() -> ctypes.PyDLL:
+    """The C library, loaded so that calls through it keep the GIL (``ctypes.PyDLL``).
+
+    Its functions are short (``write`` to an eventfd) or are only taken by address
+    (``strlen`` as llama.cpp's abort callback, called by llama.cpp's own threads), so
+    keeping the GIL costs nothing and stops another thread from taking it mid-call.
+    """
+    return ctypes.PyDLL("msvcrt" if sys.platform == "win32" else ctypes.util.find_library("c"))
+
+
+def eventfd_setter() -> Callable[[int], None]:
+    """A function that adds one to an eventfd with ``write``, keeping the GIL (a PyDLL call).
+
+    A closed descriptor (-1) makes the write fail with EBADF, which is ignored.
+    """
+    write = libc().write
+    write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    write.restype = ctypes.c_ssize_t
+    one = ctypes.c_uint64(1)
+
+    def set_fd(fd: int) -> None:
+        write(fd, ctypes.byref(one), 8)
+
+    return set_fd
