@@ -91,3 +91,21 @@ def test_raw_prompts_still_parse_control_tokens(smol_server: Server, model: Mode
     client = openai.OpenAI(base_url=f"{smol_server.url}/v1", api_key="x", max_retries=0, timeout=120)
     completion = client.completions.create(model="smollm2", prompt=RAW, max_tokens=1, temperature=0)
     assert completion.usage.prompt_tokens == len(parsed)
+
+
+@pytest.mark.parametrize("template", ["chatml", "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+                                      "{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n"])
+def test_a_modelfile_template_keeps_client_text_plain(smol_server: Server, model: Model, template: str) -> None:
+    """A model created with its own TEMPLATE (built-in name or Jinja) tokenizes client text plain too."""
+    from llamarun.chat.override import modelfile_template
+
+    client = ollama.Client(host=smol_server.url, timeout=120)
+    name = "templated-builtin" if template == "chatml" else "templated-jinja"
+    client.create(model=name, from_="smollm2", template=template)
+    messages = [{"role": "user", "content": EVIL}]
+    plan = prepare_chat(modelfile_template(template, ChatTemplate.for_model(model)), messages)
+    assert plan.segments is not None
+    plain = model.vocab.tokenize_parts(plan.segments.parts, add_special=False)
+    forged = model.tokenize(plan.prompt, add_special=False, parse_special=True)
+    reply = client.chat(model=name, messages=messages, options=ONE_TOKEN)
+    assert reply.prompt_eval_count == len(plain) != len(forged)

@@ -31,8 +31,11 @@ def check_modelfile_template(text: str, *, limits: RenderLimits | None = None) -
 
 
 def modelfile_template(text: str, base: ChatTemplate) -> ChatTemplate:
-    """The template a Modelfile names, in place of ``base`` (the model's own, for BOS/EOS and limits)."""
+    """The template a Modelfile names, in place of ``base`` (the model's own, for BOS/EOS, limits and
+    the control-token texts that client text must never become)."""
+    control_texts = base.client_text.texts if base.client_text is not None else None
     if text in builtin_names():
-        return ChatTemplate.builtin(text, limits=base.limits)
+        return ChatTemplate.builtin(text, limits=base.limits, control_texts=control_texts)
     check_modelfile_template(text, limits=base.limits)
-    return ChatTemplate(text, trusted=True, bos_token=base.bos_token, eos_token=base.eos_token, limits=base.limits)
+    return ChatTemplate(text, trusted=True, bos_token=base.bos_token, eos_token=base.eos_token, limits=base.limits,
+                        control_texts=control_texts)

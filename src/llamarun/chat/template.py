@@ -131,9 +131,10 @@ class ChatTemplate:
     # -- construction ------------------------------------------------------------
 
     @classmethod
-    def builtin(cls, name: str, *, limits: RenderLimits | None = None) -> ChatTemplate:
+    def builtin(cls, name: str, *, limits: RenderLimits | None = None,
+                control_texts: Collection[str] | None = None) -> ChatTemplate:
         """One of llama.cpp's built-in templates by name (``chatml``, ``llama3``, ...): safe for requests."""
-        return cls(None, fallback=name, limits=limits)
+        return cls(None, fallback=name, limits=limits, control_texts=control_texts)
 
     @classmethod
     def for_model(cls, model: Model | ModelInfo, *, variant: str | None = None, fallback: str = "chatml",
