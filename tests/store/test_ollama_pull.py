@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from llamarun.errors import DigestMismatchError, DownloadError, InvalidNameError, ModelNotFoundError
+from llamarun.errors import (
+    DigestMismatchError, DownloadError, InvalidNameError, ModelNotFoundError, NameInUseError,
+)
 from llamarun.store import ModelStore, PullProgress
 
 from .conftest import leftovers, sha
+from tinymodel import write_tiny_gguf
+
 from .servers import LocalServer, Registry, ollama_handler
 
 TEMPLATE = "{{ .System }}<|user|>{{ .Prompt }}"
@@ -42,6 +46,20 @@ def test_registry_namespace_names_the_model(store: ModelStore, tiny_bytes: bytes
     registry.add_model("someone/thing", "latest", tiny_bytes)
     with LocalServer(ollama_handler(registry)) as srv:
         assert store.pull(f"ollama://127.0.0.1:{srv.port}/someone/thing", insecure=True).name == "someone/thing:latest"
+
+
+def test_another_registry_never_takes_over_a_stored_name(store: ModelStore, tmp_path: Path,
+                                                          tiny_bytes: bytes) -> None:
+    """ollama://HOST/library/NAME drops the host from the name: from a registry other than Ollama's own,
+    the name is derived and a pull refuses to re-point one that holds another model."""
+    other = write_tiny_gguf(tmp_path / "other.gguf", seed=7)
+    kept = store.create("tiny:q8", other)
+    registry = Registry()
+    registry.add_model("library/tiny", "q8", tiny_bytes)
+    with LocalServer(ollama_handler(registry)) as srv:
+        with pytest.raises(NameInUseError):
+            store.pull(f"ollama://127.0.0.1:{srv.port}/library/tiny:q8", insecure=True)
+    assert store.get("tiny:q8").digest == kept.digest
 
 
 def test_registry_wrong_blob_bytes(store: ModelStore, root: Path, tiny_bytes: bytes) -> None:

@@ -181,9 +181,12 @@ class OllamaRegistrySource:
             req = BlobRequest(blob_url, key, sha256=expected, size=model.size, label=pull_label(expected, "model"))
             return download_blob(fctx.layout, req, fctx.policy, fctx.emit)
 
+        # The name drops the host: from another registry than Ollama's own it is derived, and a pull
+        # from it never takes over a name that holds another source's model (llama3.2:1b).
         return PullPlan(source=f"ollama://{self.ref}", default_name=self.ref.default_name(), fetch=fetch,
                         sha256=model.digest, size=model.size, verified_by="Ollama registry digest",
-                        extra={"ollama": extras} if extras else {})
+                        extra={"ollama": extras} if extras else {},
+                        name_derived=self.ref.host != DEFAULT_REGISTRY)
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> bytes:
