@@ -105,3 +105,21 @@ def test_library_load_applies_the_defaults(server: Server, client: ollama.Client
         assert result.prompt_tokens > base.prompt_tokens
         assert model.generate("hello", ignore_eos=True, stop=[]).completion_tokens == 3
         assert model.generate("hello", max_tokens=5, ignore_eos=True).completion_tokens == 5
+
+
+def test_a_modelfile_num_ctx_is_the_model_s_own_load_setting(server: Server, client: ollama.Client) -> None:
+    """PARAMETER num_ctx loads the model with that context (the server's --ctx is 1024), on both APIs,
+    without the request asking for it: it is the model's setting, not a reload the request wants."""
+    import openai
+
+    client.create(model="long", from_="tiny", parameters={"num_ctx": 2048, "temperature": 0})
+    reply = client.chat(model="long", messages=[{"role": "user", "content": "hello"}], options={"num_predict": 2})
+    assert reply.done
+    loaded = {m.model: m for m in client.ps().models}
+    assert loaded["long:latest"].context_length == 2048
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+    done = oai.chat.completions.create(model="long", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert done.choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(ollama.ResponseError) as refused:  # a request may still not reload it here
+        client.chat(model="long", messages=[{"role": "user", "content": "hello"}], options={"num_ctx": 4096})
+    assert refused.value.status_code == 400 and "num_ctx" in str(refused.value)

@@ -28,12 +28,20 @@ __all__ = ["create_app", "store_resolver"]
 logger = logging.getLogger(__name__)
 
 
+# A Modelfile's load parameters, as the manager names them: the model loads with them.
+_MODEL_LOAD_SETTINGS = (("num_ctx", "n_ctx"), ("num_thread", "n_threads"), ("num_batch", "n_batch"),
+                        ("num_gpu", "n_gpu_layers"))
+
+
 def store_resolver(store: Any) -> Any:
     """Model names -> files through the store (names only: never a path from a request)."""
 
     def resolve(name: str) -> ModelSource:
         stored = store.get(name)
-        return ModelSource(name=stored.name, path=stored.path, digest=stored.digest)
+        params = stored.defaults.parameters
+        load = tuple((ours, int(params[theirs])) for theirs, ours in _MODEL_LOAD_SETTINGS if params.get(theirs) is not None
+                     and not (theirs == "num_thread" and params[theirs] == 0))  # 0: no preference
+        return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
 
     return resolve
 

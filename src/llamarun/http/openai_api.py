@@ -21,7 +21,7 @@ from .errors import error_body, status_of
 from .ollama_embed import embed_texts
 from .ollama_turn import token_pieces
 from .openai_schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
-from .params import modelfile_load_options, openai_request, with_modelfile_sampling
+from .params import openai_request, with_modelfile_sampling
 from .service import Collected, Service, check_finished, request_timeout
 from .streaming import SseTemplate, WatchedStreamingResponse, sse
 
@@ -187,7 +187,7 @@ def openai_router(service: Service) -> APIRouter:
         defaults = await service.model_defaults(body.model)
         body = with_modelfile_sampling(body, defaults.parameters, has_max=body.max_tokens is not None
                                        or body.max_completion_tokens is not None)
-        lease = await service.acquire(request.receive, body.model, modelfile_load_options(defaults.parameters),
+        lease = await service.acquire(request.receive, body.model, None,
                                       _keep_alive(body.keep_alive))
         try:
             plan = await service.prepare_chat(
@@ -303,7 +303,7 @@ def openai_router(service: Service) -> APIRouter:
         timeout = request_timeout(body.timeout, request.headers, service.config.request_timeout)
         defaults = await service.model_defaults(body.model)
         body = with_modelfile_sampling(body, defaults.parameters, has_max=body.max_tokens is not None)
-        lease = await service.acquire(request.receive, body.model, modelfile_load_options(defaults.parameters),
+        lease = await service.acquire(request.receive, body.model, None,
                                       _keep_alive(body.keep_alive))
         try:
             from ..grammar import response_format_grammar

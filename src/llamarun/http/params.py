@@ -10,7 +10,7 @@ from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import SamplingFields
 
-__all__ = ["modelfile_load_options", "ollama_load_options", "ollama_request", "openai_request", "stops",
+__all__ = ["ollama_load_options", "ollama_request", "openai_request", "stops",
            "with_modelfile_options", "with_modelfile_sampling"]
 
 _OLLAMA_SAMPLING = ("top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "temperature", "repeat_penalty",
@@ -28,12 +28,18 @@ def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(s for s in value if s)
 
 
+# A Modelfile's load parameters are the model's own settings (the manager loads it with them,
+# :class:`~llamarun.runtime.ModelSource`), never options the request asked for.
+_MODEL_LOAD_PARAMETERS = frozenset({"num_ctx", "num_thread", "num_batch", "num_gpu"})
+
+
 def with_modelfile_options(options: Options | None, params: Mapping[str, Any]) -> Options | None:
     """A request's Ollama ``options`` with the Modelfile's parameters where the request gives none."""
     if not params:
         return options
     base = options or Options()
-    return base.model_copy(update={k: v for k, v in params.items() if getattr(base, k, None) is None})
+    return base.model_copy(update={k: v for k, v in params.items()
+                                   if k not in _MODEL_LOAD_PARAMETERS and getattr(base, k, None) is None})
 
 
 _OPENAI_FROM_MODELFILE = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty",
@@ -48,14 +54,6 @@ def with_modelfile_sampling(body: Any, params: Mapping[str, Any], *, has_max: bo
     if predict is not None and predict >= 0 and not has_max:
         update["max_tokens"] = predict
     return body.model_copy(update=update) if update else body
-
-
-def modelfile_load_options(params: Mapping[str, Any]) -> LoadOptions | None:
-    """Load settings a Modelfile gives (``num_ctx``...) for a request that gives none of its own."""
-    if not params:
-        return None
-    return LoadOptions(n_ctx=params.get("num_ctx"), n_threads=params.get("num_thread") or None,
-                       n_batch=params.get("num_batch"), n_gpu_layers=params.get("num_gpu"))
 
 
 _OLLAMA_LOAD_LABELS = (("n_ctx", "options.num_ctx"), ("n_threads", "options.num_thread"),

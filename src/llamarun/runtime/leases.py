@@ -22,11 +22,18 @@ __all__ = ["Lease", "ModelSource", "ModelStatus"]
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A resolved model: its canonical name (``name:tag``), GGUF path and digest."""
+    """A resolved model: its canonical name (``name:tag``), GGUF path and digest.
+
+    ``load_settings`` are the model's own load settings (its Modelfile's ``num_ctx``,
+    ``num_thread``, ``num_batch``, ``num_gpu`` as ``n_ctx``, ``n_threads``, ``n_batch``,
+    ``n_gpu_layers``): the manager loads the model with them, below a request's options
+    where the operator allows those, and bounds them as it bounds a request's.
+    """
 
     name: str
     path: Path
     digest: str = ""
+    load_settings: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from ..errors import InvalidParameterError
 from .config import RuntimeConfig
 
 if TYPE_CHECKING:
-    from .manager import ManagerConfig, ModelSource
+    from .config import ManagerConfig
+    from .leases import ModelSource
 
 __all__ = [
     "HardwareCache",
@@ -68,6 +69,22 @@ class LoadOptions:
     def given(self) -> bool:
         """True when the request states any load option."""
         return any(v is not None for v in (self.n_ctx, self.n_threads, self.n_batch, self.n_gpu_layers))
+
+    @classmethod
+    def of_model(cls, source: ModelSource) -> LoadOptions:
+        """A model's own load settings (its Modelfile's), named as the Modelfile names them in errors."""
+        names = {"n_ctx": "num_ctx", "n_threads": "num_thread", "n_batch": "num_batch", "n_gpu_layers": "num_gpu"}
+        settings = dict(source.load_settings)
+        return cls(**{k: settings.get(k) for k in names},
+                   labels=tuple((k, f"PARAMETER {v} in the Modelfile of {source.name}") for k, v in names.items()))
+
+    def over(self, base: LoadOptions) -> LoadOptions:
+        """These options where given, ``base``'s elsewhere (a request's over a model's own)."""
+        merged = {k: getattr(self, k) if getattr(self, k) is not None else getattr(base, k)
+                  for k in ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")}
+        labels = dict(base.labels)
+        labels.update(self.labels)
+        return LoadOptions(**merged, labels=tuple(labels.items()))
 
     def matches(self, config: RuntimeConfig, loaded_with: LoadOptions | None = None) -> bool:
         """True when a model loaded with ``config`` (asked for as ``loaded_with``) serves these options."""

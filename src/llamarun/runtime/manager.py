@@ -110,10 +110,12 @@ class ModelManager:
         asked = options or LoadOptions()
         keep = _keep_alive(self.config.keep_alive if keep_alive is None else keep_alive)
         source = self._resolve(name)
-        if asked.given:
-            check_limits(asked, self._limits(source, self.config), source.name)
-        # without reloads a request is served by the server's own settings, or refused
-        options = asked if self.config.allow_request_reload else LoadOptions()
+        own = LoadOptions.of_model(source)  # the model's Modelfile: the operator's per-model settings
+        for given in (own, asked):
+            if given.given:
+                check_limits(given, self._limits(source, self.config), source.name)
+        # without reloads a request is served by the settings the model loads with, or refused
+        options = asked.over(own) if self.config.allow_request_reload else own
         deadline = time.monotonic() + (self.config.wait_timeout if timeout is None else timeout)
         started = time.monotonic()
         planned: tuple[RuntimeConfig, int] | None = None
@@ -125,7 +127,7 @@ class ModelManager:
                     self._wait(deadline, f"model {source.name} is still loading")
                     continue
                 if entry is not None and entry.usable_for(source, options):
-                    if options is not asked:
+                    if not self.config.allow_request_reload:
                         check_served(asked, entry.config, source.name)
                     return self._lease(entry, keep, 0.0)
                 if entry is not None:  # other settings, another file, or a dead engine: reload
@@ -138,7 +140,7 @@ class ModelManager:
                     planned = self._plan_locked(source, options)
                     continue  # the lock was released while planning: look again
                 config, est = planned
-                if options is not asked:
+                if not self.config.allow_request_reload:
                     check_served(asked, config, source.name)
                 victims = self._victims(source.name, est)
                 if victims is None:
