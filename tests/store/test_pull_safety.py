@@ -165,6 +165,16 @@ def test_redirect_from_loopback_to_metadata_is_refused_before_connecting(
     assert not store.has("m") and leftovers(root) == []
 
 
+@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/iam/", "http://[fe80::1]/x.gguf",
+                                    "http://100.100.100.200/latest/meta-data/"])
+def test_a_metadata_address_as_the_first_url_is_refused_before_connecting(
+        store: ModelStore, root: Path, proxy: LocalServer, target: str) -> None:
+    """`/api/pull {"model": "http://169.254.169.254/..."}` must not make the server send that request."""
+    with pytest.raises(RedirectRefusedError, match="link-local or cloud metadata"):
+        store.pull(target, name="m")
+    assert proxy.requests == [] and not store.has("m") and leftovers(root) == []
+
+
 def test_proxy_fixture_would_see_a_followed_redirect(store: ModelStore, server: LocalServer, proxy: LocalServer,
                                                      tiny_bytes: bytes) -> None:
     """Control for the test above: a public redirect target is followed, through the proxy."""

@@ -178,6 +178,8 @@ class Guard:
         name = origin.strip().rstrip("/").lower()
         if "*" in self._origins or name in self._origins:
             return True
+        if not self.config.loopback:  # no Host check there: a rebound name would pass as "its own" origin
+            return False
         host = (_header(scope, b"host") or "").strip().lower()
         return bool(host) and name == f"{scope.get('scheme', 'http')}://{host}"  # the server's own pages
 

@@ -14,7 +14,10 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError, RedirectRefusedError
-from .netpolicy import address_is_internal, address_is_metadata, check_redirect, host_is_internal, same_origin, uses_proxy
+from .netpolicy import (
+    address_is_internal, address_is_metadata, check_redirect, host_is_internal, host_is_metadata, same_origin,
+    uses_proxy,
+)
 
 __all__ = [
     "CONTENT_RANGE",
@@ -70,14 +73,14 @@ def open_client(policy: TransferPolicy) -> Any:
                         headers={"User-Agent": policy.user_agent})
 
 
-def check_peer(response: Any, url: str, origin_internal: bool, *, redirected: bool = False) -> None:
-    """Refuse a public name that connected to an internal address (DNS rebinding), and a redirect
+def check_peer(response: Any, url: str, origin_internal: bool) -> None:
+    """Refuse a public name that connected to an internal address (DNS rebinding), and any URL
     that connected to a link-local or metadata address whatever the first URL was."""
     if uses_proxy(url):
         return
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if peer and redirected and address_is_metadata(str(peer[0])):
+    if peer and address_is_metadata(str(peer[0])):
         response.close()
         raise RedirectRefusedError(f"refused {url}: it connected to the link-local or metadata address {peer[0]}")
     if origin_internal:
@@ -105,6 +108,9 @@ def send_checked(client: Any, url: str, headers: Mapping[str, str], policy: Tran
     """GET ``url`` (streaming), following only the redirects the policy allows."""
     import httpx
 
+    if host_is_metadata(urlsplit(url).hostname or ""):  # before anything is sent, proxy or not
+        raise RedirectRefusedError(f"refused {url[:200]}: it is a link-local or cloud metadata address, "
+                                   "and models are never downloaded from one")
     current, hdrs = url, dict(headers)
     for _ in range(policy.max_redirects + 1):
         try:
@@ -113,7 +119,7 @@ def send_checked(client: Any, url: str, headers: Mapping[str, str], policy: Tran
             raise DownloadError(f"cannot download {current}: {exc}") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{type(exc).__name__} for {current}: {exc}") from None
-        check_peer(response, current, origin_internal, redirected=current != url)
+        check_peer(response, current, origin_internal)
         location = response.headers.get("Location")
         if response.status_code not in _REDIRECT_STATUS or not location:
             return response
