@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .config import DEFAULT_MODEL
@@ -23,15 +24,15 @@ class _DefaultMaxTokens(int):
 
 DEFAULT_MAX_TOKENS: int = _DefaultMaxTokens(256)
 # Modelfile (Ollama) parameter names -> keyword options of generate/chat
-_FROM_MODELFILE = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+_FROM_MODELFILE = MappingProxyType({"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                    "typical_p": "typical_p", "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n",
                    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
                    "seed": "seed", "mirostat": "mirostat", "mirostat_tau": "mirostat_tau",
-                   "mirostat_eta": "mirostat_eta", "stop": "stop", "num_keep": "n_keep"}
+                   "mirostat_eta": "mirostat_eta", "stop": "stop", "num_keep": "n_keep"})
 
-_SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
-_REQUEST_FIELDS = {"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs", "stream_interval",
-                   "add_special", "parse_special"}
+_SAMPLING_FIELDS = frozenset(f.name for f in fields(SamplingParams))
+_REQUEST_FIELDS = frozenset({"stop", "ignore_eos", "timeout", "priority", "truncate", "n_keep", "logprobs",
+                             "stream_interval", "add_special", "parse_special"})
 _CONFIG_FIELDS = {f.name for f in fields(RuntimeConfig)}
 
 
@@ -81,7 +82,7 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = Non
 
 
 # How a memory error of llamarun.load() names its remedies: the library's parameters, not CLI flags.
-_LOAD_ADVICE = {"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"}
+_LOAD_ADVICE = MappingProxyType({"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"})
 
 
 def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:

@@ -128,6 +128,8 @@ class _Marking:
             return text
         spans = [(a, b, _FULL) for a, b in self.guard.occurrences(text)]
         spans += [(a, b, _EDGE) for a, b in self.guard.edges(text)]
+        if not spans and not text.isascii() and self._case_mapped_hides_one(text):
+            spans = [(0, len(text), _FULL)]  # a character whose case mapping is several (ﬆ -> ST)
         if not spans:
             return text
         out, pos = [], 0
@@ -137,6 +139,14 @@ class _Marking:
             pos = end
         out.append(text[pos:])
         return "".join(out)
+
+    def _case_mapped_hides_one(self, text: str) -> bool:
+        """True when a template's ``upper``/``lower`` (or case folding) of ``text`` would contain
+        control-token text or a partial marker at an edge that the text itself does not."""
+        for mapped in {text.upper(), text.lower(), text.casefold()} - {text}:
+            if self.guard.occurrences(mapped) or self.guard.edges(mapped):
+                return True
+        return False
 
     def split(self, rendered: str) -> PromptSegments:
         pieces: list[tuple[str, int]] = []

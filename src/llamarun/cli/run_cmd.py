@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Optional
 
 import typer
@@ -78,7 +80,7 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
 
 # A bound on each answer; sampling comes from the model (its Modelfile, the catalog's recommendation,
 # its GGUF's general.sampling.*) or Ollama's defaults, as in `ollama run`.
-_RUN_DEFAULTS: dict[str, Any] = {"num_predict": 512}
+_RUN_DEFAULTS: Mapping[str, Any] = MappingProxyType({"num_predict": 512})
 
 
 def run(

@@ -44,7 +44,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_OPEN_PATHS = {("GET", "/"), ("HEAD", "/"), ("GET", "/health/live"), ("HEAD", "/health/live")}
+_OPEN_PATHS = frozenset({("GET", "/"), ("HEAD", "/"), ("GET", "/health/live"), ("HEAD", "/health/live")})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CROSS_SITES = frozenset({"cross-site", "same-site"})  # same-site: another port of localhost is another origin
 _BROWSER_SIMPLE_TYPES = frozenset({"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"})

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["OLLAMA_DEFAULTS", "declared_sampling", "default_sampling"]
 
 #: Ollama's defaults, with its repeat penalty: greedy decoding makes small models loop.
-OLLAMA_DEFAULTS: Mapping[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repeat_penalty": 1.1,
-                                      "repeat_last_n": 64}
+OLLAMA_DEFAULTS: Mapping[str, Any] = MappingProxyType({"temperature": 0.8, "top_k": 40, "top_p": 0.9,
+                                                       "repeat_penalty": 1.1, "repeat_last_n": 64})
 
 # GGUF key -> (SamplingParams field, type, lowest, highest)
-_GGUF_KEYS: Mapping[str, tuple[str, type, float, float]] = {
+_GGUF_KEYS: Mapping[str, tuple[str, type, float, float]] = MappingProxyType({
     "general.sampling.temp": ("temperature", float, 0.0, 100.0),
     "general.sampling.top_k": ("top_k", int, 0, 1_000_000),
     "general.sampling.top_p": ("top_p", float, 0.0, 1.0),
@@ -28,7 +29,7 @@ _GGUF_KEYS: Mapping[str, tuple[str, type, float, float]] = {
     "general.sampling.mirostat": ("mirostat", int, 0, 2),
     "general.sampling.mirostat_tau": ("mirostat_tau", float, 0.0, 100.0),
     "general.sampling.mirostat_eta": ("mirostat_eta", float, 0.0, 10.0),
-}
+})
 
 
 def _parse(raw: str, kind: type, lo: float, hi: float) -> Any:
