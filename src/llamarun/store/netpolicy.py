@@ -81,32 +81,30 @@ def address_is_metadata(address: str | IPAddress) -> bool:
     return ip.is_link_local or ip in _METADATA_ADDRESSES
 
 
-def host_is_metadata(host: str, resolve: Resolver | None = None) -> bool:
-    """Whether ``host`` is, is named like or resolves to a link-local or cloud metadata address."""
+def _host_is(host: str, address_test: Callable[[IPAddress], bool], names: Callable[[str], bool],
+             resolve: Resolver | None) -> bool:
+    """``address_test`` of an IP literal, else ``names`` of the name, else of what it resolves to."""
     host = host.strip("[]").rstrip(".").lower()
     if not host:
         return False
     try:
-        return address_is_metadata(ipaddress.ip_address(host.split("%", 1)[0]))
+        return address_test(ipaddress.ip_address(host.split("%", 1)[0]))
     except ValueError:
         pass
-    if host in _METADATA_NAMES:
+    if names(host):
         return True
-    return any(address_is_metadata(a) for a in (resolve or _system_resolver)(host))
+    return any(address_test(a) for a in (resolve or _system_resolver)(host))
+
+
+def host_is_metadata(host: str, resolve: Resolver | None = None) -> bool:
+    """Whether ``host`` is, is named like or resolves to a link-local or cloud metadata address."""
+    return _host_is(host, address_is_metadata, lambda name: name in _METADATA_NAMES, resolve)
 
 
 def host_is_internal(host: str, resolve: Resolver | None = None) -> bool:
     """Whether ``host`` (an IP literal or a name) is or resolves to an internal address."""
-    host = host.strip("[]").rstrip(".").lower()
-    if not host:
-        return False
-    try:
-        return address_is_internal(ipaddress.ip_address(host.split("%", 1)[0]))
-    except ValueError:
-        pass
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    return any(address_is_internal(a) for a in (resolve or _system_resolver)(host))
+    return _host_is(host, address_is_internal, lambda name: name == "localhost" or name.endswith(".localhost"),
+                    resolve)
 
 
 def same_origin(a: str, b: str) -> bool:
