@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from ..runtime import HealthStatus, ManagerConfig, ModelManager, ModelSource
+from ..runtime import MODELFILE_LOAD_NAMES, HealthStatus, ManagerConfig, ModelManager, ModelSource
 from .config import HttpConfig
 from .errors import install_error_handlers
 from .guard import Guard, ServerState
@@ -28,18 +28,14 @@ __all__ = ["create_app", "store_resolver"]
 logger = logging.getLogger(__name__)
 
 
-# A Modelfile's load parameters, as the manager names them: the model loads with them.
-_MODEL_LOAD_SETTINGS = (("num_ctx", "n_ctx"), ("num_thread", "n_threads"), ("num_batch", "n_batch"),
-                        ("num_gpu", "n_gpu_layers"))
-
-
 def store_resolver(store: Any) -> Any:
     """Model names -> files through the store (names only: never a path from a request)."""
 
     def resolve(name: str) -> ModelSource:
         stored = store.get(name)
         params = stored.defaults.parameters
-        load = tuple((ours, int(params[theirs])) for theirs, ours in _MODEL_LOAD_SETTINGS if params.get(theirs) is not None
+        load = tuple((ours, int(params[theirs])) for ours, theirs in MODELFILE_LOAD_NAMES.items()
+                     if params.get(theirs) is not None
                      and not (theirs == "num_thread" and params[theirs] == 0))  # 0: no preference
         return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
 

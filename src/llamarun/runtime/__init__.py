@@ -8,7 +8,7 @@ from .client import AsyncClient, AsyncRequest, RequestStream, SyncClient
 from .config import ManagerConfig, RuntimeConfig
 from .embed import POOLING_RANK, Embedder, Embedding, is_embedding_model, is_reranker, pooling_type
 from .leases import Lease, ModelSource, ModelStatus
-from .load_policy import LoadOptions, Planner
+from .load_policy import MODELFILE_LOAD_NAMES, LoadOptions, Planner
 from .manager import ModelManager
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import MAX_STREAM_INTERVAL, GenerationRequest, RequestStatus
@@ -28,6 +28,7 @@ __all__ = [
     "HealthStatus",
     "Lease",
     "LoadOptions",
+    "MODELFILE_LOAD_NAMES",
     "ManagerConfig",
     "MetricsSnapshot",
     "ModelManager",

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HardwareCache",
     "LoadOptions",
+    "MODELFILE_LOAD_NAMES",
     "Planner",
     "RequestLimits",
     "available_budget",
@@ -46,6 +48,10 @@ __all__ = [
 _SERVE_ADVICE = ("Ask for a smaller options.num_ctx, or start serve with a smaller --ctx, fewer --parallel "
                  "sequences or a larger --memory-budget, or use a smaller model")
 _FALLBACK_CTX = 4096  # when the model does not say how long a context it was trained for
+_OPTIONS = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")
+# How a Modelfile (Ollama) names each load option
+MODELFILE_LOAD_NAMES: Mapping[str, str] = MappingProxyType(
+    {"n_ctx": "num_ctx", "n_threads": "num_thread", "n_batch": "num_batch", "n_gpu_layers": "num_gpu"})
 
 
 @dataclass(frozen=True)
@@ -68,23 +74,21 @@ class LoadOptions:
     @property
     def given(self) -> bool:
         """True when the request states any load option."""
-        return any(v is not None for v in (self.n_ctx, self.n_threads, self.n_batch, self.n_gpu_layers))
+        return any(getattr(self, k) is not None for k in _OPTIONS)
 
     @classmethod
     def of_model(cls, source: ModelSource) -> LoadOptions:
         """A model's own load settings (its Modelfile's), named as the Modelfile names them in errors."""
-        names = {"n_ctx": "num_ctx", "n_threads": "num_thread", "n_batch": "num_batch", "n_gpu_layers": "num_gpu"}
         settings = dict(source.load_settings)
-        return cls(**{k: settings.get(k) for k in names},
-                   labels=tuple((k, f"PARAMETER {v} in the Modelfile of {source.name}") for k, v in names.items()))
+        return cls(**{k: settings.get(k) for k in _OPTIONS},
+                   labels=tuple((k, f"PARAMETER {v} in the Modelfile of {source.name}")
+                                for k, v in MODELFILE_LOAD_NAMES.items()))
 
     def over(self, base: LoadOptions) -> LoadOptions:
         """These options where given, ``base``'s elsewhere (a request's over a model's own)."""
-        merged = {k: getattr(self, k) if getattr(self, k) is not None else getattr(base, k)
-                  for k in ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")}
-        labels = dict(base.labels)
-        labels.update(self.labels)
-        return LoadOptions(**merged, labels=tuple(labels.items()))
+        chosen = {k: self if getattr(self, k) is not None else base for k in _OPTIONS}
+        return LoadOptions(**{k: getattr(o, k) for k, o in chosen.items()},
+                           labels=tuple((k, o.label(k)) for k, o in chosen.items()))  # named as who gave it
 
     def matches(self, config: RuntimeConfig, loaded_with: LoadOptions | None = None) -> bool:
         """True when a model loaded with ``config`` (asked for as ``loaded_with``) serves these options."""
