@@ -106,7 +106,7 @@ class Service:
         self.store = store
         self.state = state
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llamarun-http")
-        self._templates: weakref.WeakKeyDictionary[Runtime, Any] = weakref.WeakKeyDictionary()
+        self._templates: weakref.WeakKeyDictionary[Runtime, dict[str | None, Any]] = weakref.WeakKeyDictionary()
         self.started = time.time()
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -140,18 +140,16 @@ class Service:
 
     async def template(self, lease: Lease, override: str | None = None) -> Any:
         """The model's chat template, or the Modelfile's ``override`` (built with the model's BOS/EOS)."""
-        runtime = lease.runtime
-        template = self._templates.get(runtime)
-        if template is None:
+        built = self._templates.setdefault(lease.runtime, {})  # per loaded model: the own one, then overrides
+        if None not in built:
             from ..chat import ChatTemplate
 
-            template = await self.engine_call(lease, ChatTemplate.for_model)
-            self._templates[runtime] = template
-        if override:
+            built[None] = await self.engine_call(lease, ChatTemplate.for_model)
+        if override and override not in built:  # compiled in the sandbox once per model, not per request
             from ..chat.override import modelfile_template
 
-            template = await self.blocking(modelfile_template, override, template)
-        return template
+            built[override] = await self.blocking(modelfile_template, override, built[None])
+        return built[override or None]
 
     async def model_defaults(self, name: str) -> Any:
         """The stored model's Modelfile defaults (empty for a name the store does not know: the
