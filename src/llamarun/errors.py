@@ -1,8 +1,10 @@
 """The one error hierarchy of llamarun.
 
 Every error raised on purpose by llamarun derives from :class:`LlamarunError`.
-Frontends map these to their protocol (HTTP status, gRPC status, bridge JSON)
-through the ``http_status`` class attribute.  Messages say what to do next.
+Frontends map these to their protocol through one table, :data:`ERROR_CODES`:
+each class's HTTP status, gRPC status code name and Unix-socket bridge code
+(a class not in the table has its nearest listed base's codes; ``exc.codes``,
+``exc.http_status``).  Messages say what to do next.
 
     LlamarunError
     ├── InvalidParameterError          bad input from a caller (400)
@@ -37,7 +39,12 @@ through the ``http_status`` class attribute.  Messages say what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 __all__ = [
+    "ERROR_CODES",
+    "ErrorCodes",
     "ClosedHandleError",
     "ConfigError",
     "ContextCreationError",
@@ -67,20 +74,37 @@ __all__ = [
     "StoreError",
     "TemplateError",
     "UnsupportedFeatureError",
+    "codes_of_class",
 ]
 
+
+@dataclass(frozen=True)
+class ErrorCodes:
+    """How one error class is spelled by each frontend: an HTTP status, a gRPC status code name
+    (``grpc.StatusCode[name]``) and the bridge's error code."""
+
+    http: int
+    grpc: str
+    bridge: str
 
 
 class LlamarunError(Exception):
     """Root of every error llamarun raises on purpose."""
 
-    http_status: int = 500
+    @property
+    def codes(self) -> ErrorCodes:
+        """This error's codes in every protocol (from :data:`ERROR_CODES`)."""
+        return codes_of_class(type(self))
+
+    @property
+    def http_status(self) -> int:
+        return self.codes.http
+
 
 
 class InvalidParameterError(LlamarunError, ValueError):
     """A caller passed a value that is out of range or of the wrong kind."""
 
-    http_status = 400
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -132,7 +156,6 @@ class ModelfileError(InvalidParameterError):
 class ModelNotFoundError(LlamarunError, LookupError):
     """No model of that name exists in the store."""
 
-    http_status = 404
 
 
 class ModelLoadError(LlamarunError):
@@ -146,7 +169,6 @@ class ModelLoadError(LlamarunError):
 class GGUFFormatError(ModelLoadError):
     """The file is not a well-formed GGUF file (checked before llama.cpp sees it)."""
 
-    http_status = 400
 
 
 class ContextCreationError(LlamarunError):
@@ -164,13 +186,11 @@ class DecodeError(LlamarunError):
 class KVCacheFullError(DecodeError):
     """No KV cache slot for the batch; shrink the batch or free sequences."""
 
-    http_status = 503
 
 
 class DecodeAbortedError(DecodeError):
     """The decode was aborted through the abort callback."""
 
-    http_status = 499
 
 
 class ClosedHandleError(LlamarunError, RuntimeError):
@@ -180,19 +200,16 @@ class ClosedHandleError(LlamarunError, RuntimeError):
 class RequestCancelledError(LlamarunError):
     """The request was cancelled before it finished."""
 
-    http_status = 499
 
 
 class DeadlineExceededError(LlamarunError, TimeoutError):
     """The request's deadline passed."""
 
-    http_status = 504
 
 
 class OverloadedError(LlamarunError):
     """The waiting queue is full; retry after ``retry_after`` seconds."""
 
-    http_status = 503
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
@@ -202,19 +219,16 @@ class OverloadedError(LlamarunError):
 class EngineDeadError(LlamarunError):
     """The engine thread of a model died; the model must be reloaded."""
 
-    http_status = 503
 
 
 class InsufficientMemoryError(LlamarunError, MemoryError):
     """A model at the requested size will not fit this machine."""
 
-    http_status = 507
 
 
 class RemoteServerError(LlamarunError):
     """A llamarun (or Ollama) server the CLI talks to (``--host``) cannot be reached or answered badly."""
 
-    http_status = 502
 
 
 class StoreError(LlamarunError):
@@ -224,13 +238,11 @@ class StoreError(LlamarunError):
 class DigestMismatchError(StoreError):
     """Downloaded bytes did not match the expected SHA-256."""
 
-    http_status = 502
 
 
 class DownloadError(StoreError):
     """A transfer failed after its retries."""
 
-    http_status = 502
 
 
 class RedirectRefusedError(DownloadError):
@@ -240,10 +252,50 @@ class RedirectRefusedError(DownloadError):
 class DiskFullError(StoreError, OSError):
     """Not enough free disk space for the operation."""
 
-    http_status = 507
 
 
 class NameInUseError(StoreError):
     """A pull would replace a model under a name the caller did not give (it came from the source)."""
 
-    http_status = 409
+
+# The one table of protocol codes, in the order of the tree above.
+ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
+    LlamarunError: ErrorCodes(500, "INTERNAL", "internal"),
+    InvalidParameterError: ErrorCodes(400, "INVALID_ARGUMENT", "invalid_parameter"),
+    ContextOverflowError: ErrorCodes(400, "INVALID_ARGUMENT", "context_overflow"),
+    InvalidNameError: ErrorCodes(400, "INVALID_ARGUMENT", "invalid_name"),
+    TemplateError: ErrorCodes(400, "INVALID_ARGUMENT", "template_error"),
+    GrammarError: ErrorCodes(400, "INVALID_ARGUMENT", "grammar_error"),
+    UnsupportedFeatureError: ErrorCodes(400, "INVALID_ARGUMENT", "unsupported"),
+    ConfigError: ErrorCodes(400, "INVALID_ARGUMENT", "config_error"),
+    ModelfileError: ErrorCodes(400, "INVALID_ARGUMENT", "modelfile_error"),
+    ModelNotFoundError: ErrorCodes(404, "NOT_FOUND", "model_not_found"),
+    ModelLoadError: ErrorCodes(500, "INTERNAL", "model_load_failed"),
+    GGUFFormatError: ErrorCodes(400, "INVALID_ARGUMENT", "bad_gguf"),
+    ContextCreationError: ErrorCodes(500, "RESOURCE_EXHAUSTED", "context_creation_failed"),
+    DecodeError: ErrorCodes(500, "INTERNAL", "decode_failed"),
+    KVCacheFullError: ErrorCodes(503, "UNAVAILABLE", "kv_cache_full"),
+    DecodeAbortedError: ErrorCodes(499, "CANCELLED", "cancelled"),
+    ClosedHandleError: ErrorCodes(500, "INTERNAL", "closed"),
+    RequestCancelledError: ErrorCodes(499, "CANCELLED", "cancelled"),
+    DeadlineExceededError: ErrorCodes(504, "DEADLINE_EXCEEDED", "deadline_exceeded"),
+    OverloadedError: ErrorCodes(503, "UNAVAILABLE", "overloaded"),
+    EngineDeadError: ErrorCodes(503, "UNAVAILABLE", "engine_dead"),
+    InsufficientMemoryError: ErrorCodes(507, "RESOURCE_EXHAUSTED", "insufficient_memory"),
+    RemoteServerError: ErrorCodes(502, "UNAVAILABLE", "remote_failed"),
+    StoreError: ErrorCodes(500, "INTERNAL", "store_error"),
+    DigestMismatchError: ErrorCodes(502, "DATA_LOSS", "digest_mismatch"),
+    DownloadError: ErrorCodes(502, "UNAVAILABLE", "download_failed"),
+    RedirectRefusedError: ErrorCodes(502, "PERMISSION_DENIED", "redirect_refused"),
+    DiskFullError: ErrorCodes(507, "RESOURCE_EXHAUSTED", "disk_full"),
+    NameInUseError: ErrorCodes(409, "ALREADY_EXISTS", "name_in_use"),
+}
+
+
+def codes_of_class(cls: type[BaseException]) -> ErrorCodes:
+    """The codes of ``cls``: its own row, else its nearest base's; unknown errors are internal."""
+    for base in cls.__mro__:
+        codes = ERROR_CODES.get(base)  # type: ignore[call-overload]
+        if codes is not None:
+            return codes
+    return ERROR_CODES[LlamarunError]

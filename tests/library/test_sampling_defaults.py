@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import llamarun
-from llamarun.http.openai_schemas import CompletionRequest
-from llamarun.http.ollama_schemas import Options
-from llamarun.http.params import ollama_request, openai_request
+from llamarun.http.openai.fields import body_request as openai_request
+from llamarun.http.openai.schemas import CompletionRequest
+from llamarun.serving import Options
+from llamarun.serving import options_request as ollama_request
 from tinymodel import write_tiny_gguf
 
 DECLARED = {"temp": 0.0, "top_k": 1, "top_p": 0.5, "penalty_repeat": 1.3, "penalty_last_n": 32}

@@ -11,17 +11,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..runtime import MODELFILE_LOAD_NAMES, HealthStatus, ManagerConfig, ModelManager, ModelSource
 from .config import HttpConfig
 from .errors import install_error_handlers
 from .guard import Guard, ServerState
+from ..serving import Service, ServingConfig
+from .context import ServiceDep
 from .metrics import HttpMetrics, MetricsMiddleware
-from .ollama_api import ollama_router
-from .openai_api import openai_router
-from .service import Service
+from .ollama import ollama_router
+from .openai import openai_router
 
 __all__ = ["create_app", "store_resolver"]
 
@@ -55,7 +56,8 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     if manager is None:
         manager = ModelManager(manager_config or ManagerConfig(), resolve=store_resolver(store))
     state = state or ServerState()
-    service = Service(config, manager, store, state)
+    service = Service(manager, store, ServingConfig(request_timeout=config.request_timeout,
+                                                    stream_interval=config.stream_interval, version=config.version))
     metrics = HttpMetrics(manager, state)
 
     @contextlib.asynccontextmanager
@@ -73,9 +75,9 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app.state.server_state = state
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(_admin_router(service, metrics))
-    app.include_router(ollama_router(service))
-    app.include_router(openai_router(service))
+    app.include_router(_admin_router())
+    app.include_router(ollama_router())
+    app.include_router(openai_router())
     app.add_middleware(Guard, config=config, state=state)  # type: ignore[arg-type]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -87,43 +89,46 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     return app
 
 
-def _admin_router(service: Service, metrics: HttpMetrics) -> Any:
-    from fastapi import APIRouter
-
+def _admin_router() -> APIRouter:
     router = APIRouter(tags=["server"])
-
-    @router.get("/", response_class=PlainTextResponse)
-    async def root() -> str:
-        return "llamarun is running"
-
-    @router.head("/")
-    async def root_head() -> Response:
-        return Response(status_code=200, media_type="text/plain")
-
-    @router.get("/health")
-    async def health(request: Request) -> JSONResponse:
-        return _health(service)
-
-    @router.get("/health/live", response_class=PlainTextResponse)
-    async def live() -> str:
-        """Liveness for probes: answered without the API key, says nothing about models."""
-        return "ok"
-
-    @router.head("/health/live")
-    async def live_head() -> Response:
-        return Response(status_code=200, media_type="text/plain")
-
-    @router.get("/metrics")
-    async def prometheus() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        body = await service.blocking(generate_latest, metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
+    router.add_api_route("/", root, methods=["GET"], response_class=PlainTextResponse)
+    router.add_api_route("/", root_head, methods=["HEAD"])
+    router.add_api_route("/health", health, methods=["GET"])
+    router.add_api_route("/health/live", live, methods=["GET"], response_class=PlainTextResponse)
+    router.add_api_route("/health/live", live_head, methods=["HEAD"])
+    router.add_api_route("/metrics", prometheus, methods=["GET"])
     return router
 
 
-def _health(service: Service) -> JSONResponse:
+async def root() -> str:
+    return "llamarun is running"
+
+
+async def root_head() -> Response:
+    return Response(status_code=200, media_type="text/plain")
+
+
+async def health(request: Request, service: ServiceDep) -> JSONResponse:
+    return _health(service, request.app.state.server_state)
+
+
+async def live() -> str:
+    """Liveness for probes: answered without the API key, says nothing about models."""
+    return "ok"
+
+
+async def live_head() -> Response:
+    return Response(status_code=200, media_type="text/plain")
+
+
+async def prometheus(request: Request, service: ServiceDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    body = await service.blocking(generate_latest, request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _health(service: Service, state: ServerState) -> JSONResponse:
     models = []
     status = "ok"
     for s in service.manager.status():
@@ -139,8 +144,8 @@ def _health(service: Service) -> JSONResponse:
         if s.state == "loading" and status == "ok":
             status = "loading"
         models.append(entry)
-    if service.state.draining:
+    if state.draining:
         status = "stopping"
     code = 503 if status in ("stopping", "error") else 200
-    in_flight = max(0, service.state.inflight - 1)  # not this /health request itself
+    in_flight = max(0, state.inflight - 1)  # not this /health request itself
     return JSONResponse({"status": status, "models": models, "in_flight": in_flight}, status_code=code)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import LlamarunError, ModelNotFoundError, OverloadedError
+from ..serving import CallerGone, codes_of
 
 __all__ = [
     "ClientDisconnected",
@@ -33,8 +34,8 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
                  429: "rate_limit_error", 499: "request_cancelled", 503: "overloaded_error", 504: "timeout_error"}
 
 
-class ClientDisconnected(Exception):
-    """The client went away before the response was ready (logged as 499, nobody reads it)."""
+ClientDisconnected = CallerGone
+"""The client went away before the response was ready (logged as 499, nobody reads it)."""
 
 
 def is_openai_path(path: str) -> bool:
@@ -42,13 +43,10 @@ def is_openai_path(path: str) -> bool:
 
 
 def status_of(exc: BaseException) -> int:
-    if isinstance(exc, LlamarunError):
-        return exc.http_status
+    """The HTTP status of ``exc`` (llamarun's errors: :data:`llamarun.errors.ERROR_CODES`)."""
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, ClientDisconnected):
-        return 499
-    return 500
+    return codes_of(exc).http
 
 
 def error_body(path: str, status: int, message: str, *, param: str | None = None,

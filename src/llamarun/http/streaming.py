@@ -8,8 +8,8 @@ responses alike, and cancels it the moment the client is gone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -19,9 +19,9 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .errors import ClientDisconnected
+from ..serving import Gone, until_gone
 
-__all__ = ["SseTemplate", "WatchedStreamingResponse", "line_json", "ndjson", "sse", "until_disconnect"]
+__all__ = ["SseTemplate", "WatchedStreamingResponse", "disconnected", "line_json", "ndjson", "sse", "until_disconnect"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +35,14 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
+def disconnected(receive: Receive) -> Gone:
+    """The serving layer's :data:`~llamarun.serving.Gone` for an HTTP request: returns on disconnect."""
+    return functools.partial(_wait_disconnect, receive)
+
+
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientDisconnected`."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise ClientDisconnected()
+    return await until_gone(disconnected(receive), work)
 
 
 class WatchedStreamingResponse(StreamingResponse):

@@ -22,45 +22,46 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from ..errors import DigestMismatchError, InvalidParameterError
-from ..store.blobs import commit_blob, ensure_free_space, sync_file, write_chunk
-from ..store.layout import StoreLayout
-from ..store.locks import try_key_lock
-from ..store.names import normalize_digest
-from .errors import ClientDisconnected
-from .service import Service
+from ...errors import DigestMismatchError, InvalidParameterError
+from ...serving import CallerGone, Service
+from ...store.blobs import commit_blob, ensure_free_space, sync_file, write_chunk
+from ...store.layout import StoreLayout
+from ...store.locks import try_key_lock
+from ...store.names import normalize_digest
+from ..context import ServiceDep
 
 __all__ = ["blobs_router"]
 
 _LOCK_POLL_S = 0.25  # how often an upload retries the lock a pull or upload of the same blob holds
 
 
-def blobs_router(service: Service) -> APIRouter:
+def blobs_router() -> APIRouter:
     router = APIRouter(tags=["ollama"])
-
-    @router.head("/api/blobs/{digest}")
-    async def has_blob(digest: str) -> Response:
-        path = service.store.layout.blob_path(digest)  # InvalidNameError (400) for a malformed digest
-        return Response(status_code=200 if path.is_file() else 404)
-
-    @router.post("/api/blobs/{digest}", status_code=201)
-    async def upload_blob(digest: str, request: Request) -> Response:
-        layout = service.store.layout
-        expected = normalize_digest(digest)
-        length = request.headers.get("content-length")
-        size = int(length) if length and length.isdigit() else None
-        try:
-            async with _blob_lock(layout, expected):  # a pull or upload of the same blob finishes first
-                if layout.blob_path(digest).is_file():
-                    return Response(status_code=200)  # already stored: the body need not be read
-                if size is not None:
-                    ensure_free_space(layout, size, f"the uploaded blob {digest}")
-                await _receive(service, layout, request.stream(), expected, size)
-        except ClientDisconnect:
-            raise ClientDisconnected() from None
-        return Response(status_code=201)
-
+    router.add_api_route("/api/blobs/{digest}", has_blob, methods=["HEAD"])
+    router.add_api_route("/api/blobs/{digest}", upload_blob, methods=["POST"], status_code=201)
     return router
+
+
+async def has_blob(digest: str, service: ServiceDep) -> Response:
+    path = service.store.layout.blob_path(digest)  # InvalidNameError (400) for a malformed digest
+    return Response(status_code=200 if path.is_file() else 404)
+
+
+async def upload_blob(digest: str, request: Request, service: ServiceDep) -> Response:
+    layout = service.store.layout
+    expected = normalize_digest(digest)
+    length = request.headers.get("content-length")
+    size = int(length) if length and length.isdigit() else None
+    try:
+        async with _blob_lock(layout, expected):  # a pull or upload of the same blob finishes first
+            if layout.blob_path(digest).is_file():
+                return Response(status_code=200)  # already stored: the body need not be read
+            if size is not None:
+                ensure_free_space(layout, size, f"the uploaded blob {digest}")
+            await _receive(service, layout, request.stream(), expected, size)
+    except ClientDisconnect:
+        raise CallerGone() from None
+    return Response(status_code=201)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...serving.options import MAX_CTX, MAX_TOKENS, Options
+
 __all__ = [
     "ChatRequest",
     "CopyRequest",
@@ -27,54 +29,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_TOKENS = 1 << 24
-MAX_CTX = 1 << 20
-Int32 = Field(default=None, ge=-(2**31), le=2**31 - 1)
-
-# Ollama options that change nothing here (GPU placement, memory mapping, legacy knobs): silently accepted.
-_ACCEPTED = {"numa", "main_gpu", "use_mmap", "use_mlock", "low_vram", "vocab_only", "f16_kv", "logits_all",
-             "penalize_newline", "tfs_z", "num_gqa", "rope_frequency_base", "rope_frequency_scale"}
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
-
-
-class Options(BaseModel):
-    """``options`` of generate/chat/embed: sampling, length and load settings."""
-
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-    num_keep: int | None = Field(None, ge=-1, le=MAX_TOKENS)
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
-    num_predict: int | None = Field(None, ge=-2, le=MAX_TOKENS)
-    top_k: int | None = Field(None, ge=-1, le=1_000_000)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_last_n: int | None = Field(None, ge=-1, le=MAX_CTX)
-    temperature: float | None = Field(None, ge=0.0, le=100.0)
-    repeat_penalty: float | None = Field(None, ge=0.0, le=100.0)
-    presence_penalty: float | None = Field(None, ge=-100.0, le=100.0)
-    frequency_penalty: float | None = Field(None, ge=-100.0, le=100.0)
-    mirostat: int | None = Field(None, ge=0, le=2)
-    mirostat_tau: float | None = Field(None, ge=0.0, le=100.0)
-    mirostat_eta: float | None = Field(None, ge=0.0, le=10.0)
-    stop: list[str] | str | None = Field(None, max_length=16)
-    num_ctx: int | None = Field(None, ge=16, le=MAX_CTX)
-    num_batch: int | None = Field(None, ge=1, le=1 << 16)
-    num_gpu: int | None = Field(None, ge=-1, le=100_000)
-    num_thread: int | None = Field(None, ge=0, le=1024)
-    timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops (the partial "
-                                  "text is answered with done_reason \"deadline\").")
-    ignore_eos: bool | None = None
-
-    @model_validator(mode="after")
-    def _warn_unknown(self) -> Options:
-        unknown = sorted(set(self.model_extra or ()) - _ACCEPTED)
-        if unknown:
-            logger.warning("ignoring unknown option(s): %s", ", ".join(unknown))
-        return self
 
 
 KeepAlive = str | float | None
@@ -88,7 +44,7 @@ class _ModelBody(_Body):
     @field_validator("keep_alive", mode="before")
     @classmethod
     def _keep_alive(cls, value: Any) -> Any:
-        from ..config import parse_keep_alive
+        from ...config import parse_keep_alive
 
         if value is None or value == "":
             return None

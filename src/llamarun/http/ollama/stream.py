@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from .service import Service
-from .streaming import WatchedStreamingResponse, ndjson
+from ...serving import Service
+from ..streaming import WatchedStreamingResponse, ndjson
 
 __all__ = ["NDJSON", "nanoseconds", "now_rfc3339", "respond", "rfc3339", "store_progress"]
 

@@ -9,56 +9,64 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import InvalidParameterError, LlamarunError, ModelNotFoundError, UnsupportedFeatureError
-from .ollama_schemas import CopyRequest, CreateRequest, DeleteRequest, PullRequest, ShowRequest
-from .ollama_stream import now_rfc3339, rfc3339, store_progress
-from .service import Service
+from ...errors import InvalidParameterError, LlamarunError, ModelNotFoundError, UnsupportedFeatureError
+from ...serving import Service
+from ..context import ServiceDep
+from .schemas import CopyRequest, CreateRequest, DeleteRequest, PullRequest, ShowRequest
+from .stream import now_rfc3339, rfc3339, store_progress
 
 __all__ = ["models_router"]
 
 
-def models_router(service: Service) -> APIRouter:
+def models_router() -> APIRouter:
     router = APIRouter(tags=["ollama"])
-
-    @router.get("/api/tags")
-    async def tags() -> dict[str, Any]:
-        return {"models": await service.blocking(_tags, service.store)}
-
-    @router.post("/api/show")
-    async def show(body: ShowRequest) -> dict[str, Any]:
-        details = await service.blocking(service.store.show, body.model)
-        return _show(details, body.verbose)
-
-    @router.get("/api/ps")
-    async def ps() -> dict[str, Any]:
-        return {"models": [_ps(s) for s in service.manager.status()]}
-
-    @router.post("/api/copy")
-    async def copy(body: CopyRequest) -> Response:
-        await service.blocking(service.store.copy, body.source, body.destination)
-        return Response(status_code=200)
-
-    @router.delete("/api/delete")
-    async def delete(body: DeleteRequest) -> Response:
-        await service.blocking(service.store.get, body.model)
-        await service.blocking(service.manager.unload, body.model)
-        await service.blocking(service.store.remove, body.model)
-        return Response(status_code=200)
-
-    @router.post("/api/pull")
-    async def pull(body: PullRequest, request: Request) -> Response:
-        return await store_progress(service, request, body.stream,
-                                    lambda emit: service.store.pull(body.model, insecure=body.insecure, progress=emit))
-
-    @router.post("/api/create")
-    async def create(body: CreateRequest, request: Request) -> Response:
-        return await store_progress(service, request, body.stream, lambda emit: _create(service, body, emit))
-
-    @router.get("/api/version")
-    async def version() -> dict[str, str]:
-        return {"version": service.config.version}
-
+    router.add_api_route("/api/tags", tags, methods=["GET"])
+    router.add_api_route("/api/show", show, methods=["POST"])
+    router.add_api_route("/api/ps", ps, methods=["GET"])
+    router.add_api_route("/api/copy", copy, methods=["POST"])
+    router.add_api_route("/api/delete", delete, methods=["DELETE"])
+    router.add_api_route("/api/pull", pull, methods=["POST"])
+    router.add_api_route("/api/create", create, methods=["POST"])
+    router.add_api_route("/api/version", version, methods=["GET"])
     return router
+
+
+async def tags(service: ServiceDep) -> dict[str, Any]:
+    return {"models": await service.blocking(_tags, service.store)}
+
+
+async def show(body: ShowRequest, service: ServiceDep) -> dict[str, Any]:
+    details = await service.blocking(service.store.show, body.model)
+    return _show(details, body.verbose)
+
+
+async def ps(service: ServiceDep) -> dict[str, Any]:
+    return {"models": [_ps(s) for s in service.manager.status()]}
+
+
+async def copy(body: CopyRequest, service: ServiceDep) -> Response:
+    await service.blocking(service.store.copy, body.source, body.destination)
+    return Response(status_code=200)
+
+
+async def delete(body: DeleteRequest, service: ServiceDep) -> Response:
+    await service.blocking(service.store.get, body.model)
+    await service.blocking(service.manager.unload, body.model)
+    await service.blocking(service.store.remove, body.model)
+    return Response(status_code=200)
+
+
+async def pull(body: PullRequest, request: Request, service: ServiceDep) -> Response:
+    return await store_progress(service, request, body.stream,
+                                lambda emit: service.store.pull(body.model, insecure=body.insecure, progress=emit))
+
+
+async def create(body: CreateRequest, request: Request, service: ServiceDep) -> Response:
+    return await store_progress(service, request, body.stream, lambda emit: _create(service, body, emit))
+
+
+async def version(service: ServiceDep) -> dict[str, str]:
+    return {"version": service.config.version}
 
 
 def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) -> Any:
@@ -80,7 +88,7 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
         model = store.create(body.model, source, progress=emit)
         return store.create_with_defaults(body.model, body.model, defaults, progress=emit) if defaults else model
     if from_:
-        from ..store.derived import is_path_like
+        from ...store.derived import is_path_like
 
         if is_path_like(from_):
             raise InvalidParameterError("'from' names a stored model, never a file on the server: upload the "
@@ -93,8 +101,8 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
 
 def _create_defaults(body: CreateRequest) -> tuple[str | None, Any]:
     """``from`` and the defaults of a create request (its ``modelfile`` text, then its fields over it)."""
-    from ..chat.override import check_modelfile_template
-    from ..store.modelfile import ModelDefaults, parse_modelfile
+    from ...chat.override import check_modelfile_template
+    from ...store.modelfile import ModelDefaults, parse_modelfile
 
     from_, base = body.from_, ModelDefaults()
     if body.modelfile:
@@ -135,11 +143,11 @@ def _capabilities(pooling: int, template: str) -> list[str]:
     """Ollama's capability names: a model without pooling generates (with tools and thinking when its
     chat template has them) and embeds; a pooled embedding model only embeds; a reranker (rank
     pooling) does neither, whatever template it carries."""
-    from ..runtime import POOLING_RANK
+    from ...runtime import POOLING_RANK
 
     if pooling > 0:
         return [] if pooling == POOLING_RANK else ["embedding"]
-    from ..chat import thinking_markers
+    from ...chat import thinking_markers
 
     capabilities = ["completion", "embedding"]
     if "tools" in template:
@@ -155,7 +163,7 @@ def _show(details: Any, verbose: bool) -> dict[str, Any]:
     info = {k: v for k, v in gguf.metadata_json().items()
             if verbose or not (k.startswith("tokenizer.ggml.") and isinstance(v, (list, dict)))}
     info.pop("tokenizer.chat_template", None)
-    from ..runtime import pooling_type
+    from ...runtime import pooling_type
 
     template = gguf.chat_template or ""
     capabilities = _capabilities(pooling_type(gguf.metadata, summary.get("architecture") or ""), template)

@@ -9,57 +9,59 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import InvalidParameterError, UnsupportedFeatureError
-from ..runtime import Lease
-from ..types import PromptSegments
-from .ollama_schemas import ChatRequest, GenerateRequest, Message, Options
-from .ollama_stream import now_rfc3339, respond
-from .ollama_turn import Prepared, run_turn
-from .params import ollama_load_options, with_modelfile_options
-from .service import Service
+from ...errors import InvalidParameterError, UnsupportedFeatureError
+from ...runtime import Lease
+from ...serving import Service, load_options, with_modelfile_options
+from ...types import PromptSegments
+from ..context import ServiceDep
+from ..streaming import disconnected
+from .schemas import ChatRequest, GenerateRequest, Message, Options
+from .stream import now_rfc3339, respond
+from .turn import Prepared, run_turn
 
 __all__ = ["generation_router"]
 
 
-def generation_router(service: Service) -> APIRouter:
+def generation_router() -> APIRouter:
     router = APIRouter(tags=["ollama"])
-
-    @router.post("/api/generate")
-    async def generate(body: GenerateRequest, request: Request) -> Response:
-        started = time.monotonic()
-        _check_unsupported(body.images, body.template, body.suffix)
-        defaults = await service.model_defaults(body.model)
-        body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
-        if not body.prompt and not body.context:
-            return respond(await _load_or_unload(service, body.model, body.keep_alive, request, False, body.options),
-                           body.stream)
-
-        async def prepare(lease: Lease) -> Prepared:
-            return await _prepare_generate(service, lease, body, defaults)
-
-        return await run_turn(service, request, body, chat=False, started=started, prepare=prepare)
-
-    @router.post("/api/chat")
-    async def chat(body: ChatRequest, request: Request) -> Response:
-        started = time.monotonic()
-        for m in body.messages:
-            _check_unsupported(m.images, None)
-        defaults = await service.model_defaults(body.model)
-        body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
-        if not body.messages:
-            return respond(await _load_or_unload(service, body.model, body.keep_alive, request, True, body.options),
-                           body.stream)
-
-        async def prepare(lease: Lease) -> Prepared:
-            plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], defaults=defaults,
-                                              tools=body.tools or None,
-                                              tool_choice="auto" if body.tools else None,
-                                              response_format=body.format, think=_think(body.think, lease))
-            return Prepared(plan.prompt_input, plan.grammar, plan)
-
-        return await run_turn(service, request, body, chat=True, started=started, prepare=prepare)
-
+    router.add_api_route("/api/generate", generate, methods=["POST"])
+    router.add_api_route("/api/chat", chat, methods=["POST"])
     return router
+
+
+async def generate(body: GenerateRequest, request: Request, service: ServiceDep) -> Response:
+    started = time.monotonic()
+    _check_unsupported(body.images, body.template, body.suffix)
+    defaults = await service.model_defaults(body.model)
+    body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
+    if not body.prompt and not body.context:
+        return respond(await _load_or_unload(service, body.model, body.keep_alive, request, False, body.options),
+                       body.stream)
+
+    async def prepare(lease: Lease) -> Prepared:
+        return await _prepare_generate(service, lease, body, defaults)
+
+    return await run_turn(service, request, body, chat=False, started=started, prepare=prepare)
+
+
+async def chat(body: ChatRequest, request: Request, service: ServiceDep) -> Response:
+    started = time.monotonic()
+    for m in body.messages:
+        _check_unsupported(m.images, None)
+    defaults = await service.model_defaults(body.model)
+    body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
+    if not body.messages:
+        return respond(await _load_or_unload(service, body.model, body.keep_alive, request, True, body.options),
+                       body.stream)
+
+    async def prepare(lease: Lease) -> Prepared:
+        plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], defaults=defaults,
+                                          tools=body.tools or None,
+                                          tool_choice="auto" if body.tools else None,
+                                          response_format=body.format, think=_think(body.think, lease))
+        return Prepared(plan.prompt_input, plan.grammar, plan)
+
+    return await run_turn(service, request, body, chat=True, started=started, prepare=prepare)
 
 
 async def _prepare_generate(service: Service, lease: Lease, body: GenerateRequest, defaults: Any) -> Prepared:
@@ -68,9 +70,7 @@ async def _prepare_generate(service: Service, lease: Lease, body: GenerateReques
     turn's tokens followed by this prompt's (then without the Modelfile's MESSAGEs, as Ollama does)."""
     plan, prompt, context = None, body.prompt, None
     if body.raw:
-        from ..grammar import response_format_grammar
-
-        grammar = await service.blocking(response_format_grammar, body.format)
+        grammar = await service.response_grammar(body.format)
     else:
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
@@ -96,7 +96,7 @@ async def _load_or_unload(service: Service, model: str, keep_alive: float | None
         await service.blocking(service.manager.resolve, model)  # 404 for unknown models
         await service.blocking(service.manager.unload, model)
         return {**base, "done": True, "done_reason": "unload"}
-    lease = await service.acquire(request.receive, model, ollama_load_options(options), keep_alive)
+    lease = await service.acquire(model, load_options(options), keep_alive, gone=disconnected(request.receive))
     lease.release()
     return {**base, "done": True, "done_reason": "load"}
 
@@ -115,7 +115,7 @@ def _think(think: Any, lease: Lease) -> bool | None:
     if think is None or think is False:
         return None if think is None else False
     info = lease.info
-    from ..chat import thinking_markers
+    from ...chat import thinking_markers
 
     if thinking_markers(info.chat_template) is None:
         raise UnsupportedFeatureError(f'"{lease.name}" does not support thinking', field="think")

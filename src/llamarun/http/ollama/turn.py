@@ -1,4 +1,4 @@
-"""One Ollama generate/chat request in flight: submit it on a lease, then answer whole or as NDJSON."""
+"""One Ollama generate/chat request: a serving :class:`~llamarun.serving.Turn`, answered whole or as NDJSON."""
 
 from __future__ import annotations
 
@@ -10,36 +10,16 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from ..errors import LlamarunError
-from ..runtime import AsyncRequest, Lease
-from ..types import Chunk, GenerationResult, PromptSegments, TokenLogprob
-from .ollama_schemas import ChatRequest, GenerateRequest
-from .ollama_stream import NDJSON, nanoseconds, now_rfc3339
-from .params import ollama_load_options, ollama_request
-from .service import Service, check_finished, request_timeout
-from .streaming import WatchedStreamingResponse, ndjson
+from ...errors import LlamarunError
+from ...runtime import Lease
+from ...serving import Event, Pieces, Service, Turn, TurnPlan, load_options, options_request, start_turn
+from ...types import Chunk, GenerationResult, PromptSegments, TokenLogprob
+from ..context import request_timeout
+from ..streaming import WatchedStreamingResponse, disconnected, ndjson
+from .schemas import ChatRequest, GenerateRequest
+from .stream import NDJSON, nanoseconds, now_rfc3339
 
-__all__ = ["Pieces", "Prepared", "Turn", "run_turn", "token_pieces"]
-
-
-class Pieces:
-    """Token id -> text for logprobs (reads the vocabulary on the engine thread once per response)."""
-
-    def __init__(self, mapping: dict[int, str]) -> None:
-        self.mapping = mapping
-
-    def __call__(self, token: int) -> str:
-        return self.mapping.get(token, "")
-
-
-async def token_pieces(service: Service, lease: Lease, items: Sequence[TokenLogprob]) -> Pieces:
-    """The text of every token named in ``items`` (chosen and top alternatives)."""
-    ids = sorted({lp.token for lp in items} | {t for lp in items for t, _ in lp.top})
-    if not ids:
-        return Pieces({})
-    mapping = await service.engine_call(
-        lease, lambda m: {t: m.vocab.piece(t).decode("utf-8", "replace") for t in ids})
-    return Pieces(mapping)
+__all__ = ["OllamaAnswer", "Prepared", "run_turn"]
 
 
 def _logprobs(items: Sequence[TokenLogprob], piece: Pieces) -> list[dict[str, Any]]:
@@ -49,20 +29,6 @@ def _logprobs(items: Sequence[TokenLogprob], piece: Pieces) -> list[dict[str, An
 
 # Ollama's done_reason is a free string in its clients; a deadline says so (the text is partial).
 _DONE_REASONS = {"length": "length", "deadline": "deadline"}
-
-
-def _final_fields(result: GenerationResult, lease: Lease, started: float) -> dict[str, Any]:
-    t = result.timings
-    return {
-        "done": True,
-        "done_reason": _DONE_REASONS.get(result.finish_reason.value, "stop"),
-        "total_duration": nanoseconds(time.monotonic() - started),
-        "load_duration": nanoseconds(lease.load_s),
-        "prompt_eval_count": result.prompt_tokens,
-        "prompt_eval_duration": nanoseconds(t.prompt_s),
-        "eval_count": result.completion_tokens,
-        "eval_duration": nanoseconds(t.generate_s),
-    }
 
 
 @dataclass(frozen=True)
@@ -78,54 +44,41 @@ class Prepared:
 
 async def run_turn(service: Service, request: Request, body: GenerateRequest | ChatRequest, *, chat: bool,
                    started: float, prepare: Callable[[Lease], Awaitable[Prepared]]) -> Response:
-    """Acquire the model, let ``prepare`` build the prompt, submit it and answer: the lease is
-    released on every failure before the turn owns it."""
+    """Start the turn (``prepare`` builds the prompt on the lease) and answer it."""
     body_timeout = body.options.timeout if body.options and body.options.timeout is not None else body.timeout
-    timeout = request_timeout(body_timeout, request.headers, service.config.request_timeout)
-    lease = await service.acquire(request.receive, body.model, ollama_load_options(body.options), body.keep_alive)
-    try:
+    timeout = request_timeout(service, body_timeout, request.headers)
+
+    async def build(lease: Lease) -> TurnPlan:
         prepared = await prepare(lease)
         top = max(1, body.top_logprobs) if body.logprobs else 0
-        spec = ollama_request(prepared.prompt, body.options, grammar=prepared.grammar, timeout=timeout,
-                              logprobs=top, truncate=bool(body.truncate), add_special=prepared.add_special,
-                              parse_special=True, stream_interval=service.stream_interval(body.stream),
-                              metadata=lease.info.metadata)
-        areq = service.submit(lease, spec)
-    except BaseException:
-        lease.release()
-        raise
-    turn = Turn(service, lease, areq, chat=chat, plan=prepared.plan, model=body.model, started=started,
-                timeout=timeout, context=prepared.context, logprobs=body.logprobs)
-    return await turn.respond(request, body.stream)
+        spec = options_request(prepared.prompt, body.options, grammar=prepared.grammar, timeout=timeout,
+                               logprobs=top, truncate=bool(body.truncate), add_special=prepared.add_special,
+                               parse_special=True, stream_interval=service.stream_interval(body.stream),
+                               metadata=lease.info.metadata)
+        return TurnPlan([spec], prepared.plan, prepared.context)
+
+    turn = await start_turn(service, body.model, build=build, load=load_options(body.options),
+                            keep_alive=body.keep_alive, gone=disconnected(request.receive))
+    answer = OllamaAnswer(service, turn, chat=chat, model=body.model, started=started, logprobs=body.logprobs)
+    return await answer.respond(body.stream)
 
 
-class Turn:
-    """One generate/chat request in flight: its lease, runtime request and response shaping."""
+class OllamaAnswer:
+    """Ollama's shape of a turn's output: one JSON object, or NDJSON lines as tokens come."""
 
-    def __init__(self, service: Service, lease: Lease, areq: AsyncRequest, *, chat: bool, plan: Any,
-                 model: str, started: float, timeout: float | None, context: list[int] | None,
+    def __init__(self, service: Service, turn: Turn, *, chat: bool, model: str, started: float,
                  logprobs: bool) -> None:
-        self.service, self.lease, self.areq = service, lease, areq
-        self.chat, self.plan, self.model, self.started = chat, plan, model, started
-        self.timeout, self.context, self.logprobs = timeout, context, logprobs
+        self.service, self.turn, self.lease = service, turn, turn.lease
+        self.chat, self.plan, self.model, self.started = chat, turn.plan.chat, model, started
+        self.context, self.logprobs = turn.plan.context, logprobs
 
-    def close(self) -> None:
-        self.areq.cancel()
-        self.lease.release()
-
-    async def respond(self, request: Request, stream: bool) -> Response:
+    async def respond(self, stream: bool) -> Response:
         """Answer with the whole result, or stream it once the first token (or error) is known."""
         if not stream:
-            try:
-                return JSONResponse(await self.whole(request.receive))
-            finally:
-                self.close()
-        try:
-            first = await self.service.first_event(request.receive, self.areq)
-        except BaseException:
-            self.close()
-            raise
-        return WatchedStreamingResponse(self.stream(first), media_type=NDJSON, on_close=[self.close])
+            async with self.turn:
+                return JSONResponse(await self.whole())
+        first = await self.turn.first_events(check=False)
+        return WatchedStreamingResponse(self.stream(first[0]), media_type=NDJSON, on_close=[self.turn.close])
 
     def _line(self, text: str, thinking: str = "", **extra: Any) -> dict[str, Any]:
         line: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
@@ -144,18 +97,27 @@ class Turn:
 
     def _final(self, result: GenerationResult, **extra: Any) -> dict[str, Any]:
         line = self._line("", **extra)
-        line.update(_final_fields(result, self.lease, self.started))
+        t = result.timings
+        line.update({
+            "done": True,
+            "done_reason": _DONE_REASONS.get(result.finish_reason.value, "stop"),
+            "total_duration": nanoseconds(time.monotonic() - self.started),
+            "load_duration": nanoseconds(self.lease.load_s),
+            "prompt_eval_count": result.prompt_tokens,
+            "prompt_eval_duration": nanoseconds(t.prompt_s),
+            "eval_count": result.completion_tokens,
+            "eval_duration": nanoseconds(t.generate_s),
+        })
         if self.context is not None:
             line["context"] = [*self.context, *result.token_ids]
         return line
 
     async def _logprob_lines(self, items: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
-        return _logprobs(items, await token_pieces(self.service, self.lease, items))
+        return _logprobs(items, await self.service.token_pieces(self.lease, items))
 
-    async def whole(self, receive: Any) -> dict[str, Any]:
-        (collected,) = await self.service.collect(receive, [self.areq])
+    async def whole(self) -> dict[str, Any]:
+        (collected,) = await self.turn.collect()
         result = collected.result
-        check_finished(result, self.timeout)
         extra: dict[str, Any] = {}
         if self.logprobs:
             extra["logprobs"] = await self._logprob_lines(collected.logprobs)
@@ -176,24 +138,18 @@ class Turn:
                 line["thinking"] = output.thinking
         return line
 
-    async def stream(self, first: Chunk | GenerationResult) -> AsyncIterator[bytes]:
+    async def stream(self, first: Event) -> AsyncIterator[bytes]:
         parser = self.plan.stream_parser() if self.plan is not None else None
-        event: Chunk | GenerationResult = first
         try:
-            while True:
-                if isinstance(event, GenerationResult):
-                    check_finished(event, self.timeout)
+            async for _, event in self.turn.events([first]):
+                if isinstance(event, GenerationResult):  # a failed one raised in events()
                     yield await self._closing_lines(event, parser)
-                    return
-                if event.text or event.logprobs:
+                elif event.text or event.logprobs:
                     line = await self._chunk_line(event, parser)
                     if line is not None:
                         yield ndjson(line)
-                event = await self.areq.next_event()
         except LlamarunError as exc:  # mid-stream failure: a final error line (status already sent)
             yield ndjson({"error": str(exc)})
-        finally:
-            self.areq.cancel()
 
     async def _chunk_line(self, chunk: Chunk, parser: Any) -> dict[str, Any] | None:
         thinking, text = "", chunk.text

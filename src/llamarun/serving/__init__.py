@@ -1,0 +1,47 @@
+"""The serving layer: what every frontend (HTTP, gRPC, the socket bridge, Ray Serve) shares.
+
+- :class:`Service`: leases on loaded models, chat plans, the engine thread, a thread pool.
+- :func:`start_turn` / :class:`Turn`: submit a turn's choices, stream or collect them, cancel when
+  the caller goes away (:data:`Gone`), release the lease on every path.
+- :func:`options_request`, :func:`spec_request`: requests from sampling options (Ollama's
+  vocabulary, :class:`Options`; OpenAI-style explicit fields, :class:`SpecSampling`).
+- :func:`embed_texts`: embeddings.
+- :func:`codes_of`: an exception's HTTP status, gRPC code and bridge code (one table:
+  :data:`llamarun.errors.ERROR_CODES`).
+
+Frontends import from here and from :mod:`llamarun.runtime`'s types, never from one another.
+"""
+
+from .cancel import CallerGone, Gone, until_gone
+from .embed import Embedded, embed_texts
+from .options import MAX_CTX, MAX_TOKENS, Options
+from .outcome import check_finished, codes_of
+from .sampling import SpecSampling, load_options, options_request, spec_request, stops, with_modelfile_options
+from .service import Pieces, Service, ServingConfig
+from .turn import Collected, Event, Turn, TurnPlan, start_turn
+
+__all__ = [
+    "MAX_CTX",
+    "MAX_TOKENS",
+    "CallerGone",
+    "Collected",
+    "Embedded",
+    "Event",
+    "Gone",
+    "Options",
+    "Pieces",
+    "Service",
+    "ServingConfig",
+    "SpecSampling",
+    "Turn",
+    "TurnPlan",
+    "check_finished",
+    "codes_of",
+    "embed_texts",
+    "load_options",
+    "options_request",
+    "spec_request",
+    "start_turn",
+    "stops",
+    "until_gone",
+]
