@@ -1,6 +1,8 @@
 """The serving layer: what every frontend (HTTP, gRPC, the socket bridge, Ray Serve) shares.
 
 - :class:`Service`: leases on loaded models, chat plans, the engine thread, a thread pool.
+- :func:`start_chat`, :func:`start_prompt` (:class:`TurnRequest`): a chat or prompt turn in Ollama's
+  vocabulary, with the model's Modelfile defaults; :func:`load_or_unload`.
 - :func:`start_turn` / :class:`Turn`: submit a turn's choices, stream or collect them, cancel when
   the caller goes away (:data:`Gone`), release the lease on every path.
 - :func:`options_request`, :func:`spec_request`: requests from sampling options (Ollama's
@@ -13,6 +15,7 @@ Frontends import from here and from :mod:`llamarun.runtime`'s types, never from 
 """
 
 from .cancel import CallerGone, Gone, until_gone
+from .conversation import TurnRequest, load_or_unload, start_chat, start_prompt
 from .embed import Embedded, embed_texts
 from .options import MAX_CTX, MAX_TOKENS, Options
 from .outcome import check_finished, codes_of
@@ -35,13 +38,18 @@ __all__ = [
     "SpecSampling",
     "Turn",
     "TurnPlan",
+    "TurnRequest",
     "check_finished",
     "codes_of",
     "embed_texts",
     "load_options",
+    "load_or_unload",
     "options_request",
     "spec_request",
+    "start_chat",
+    "start_prompt",
     "start_turn",
     "stops",
     "until_gone",
+    "with_modelfile_options",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -10,14 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...errors import InvalidParameterError, UnsupportedFeatureError
-from ...runtime import Lease
-from ...serving import Service, load_options, with_modelfile_options
-from ...types import PromptSegments
-from ..context import ServiceDep
+from ...serving import Service, Turn, TurnRequest, load_or_unload, start_chat, start_prompt
+from ..context import ServiceDep, request_timeout
 from ..streaming import disconnected
-from .schemas import ChatRequest, GenerateRequest, Message, Options
+from .schemas import ChatRequest, GenerateRequest, Message
 from .stream import now_rfc3339, respond
-from .turn import Prepared, run_turn
+from .turn import OllamaAnswer
 
 __all__ = ["generation_router"]
 
@@ -29,76 +26,55 @@ def generation_router() -> APIRouter:
     return router
 
 
+def _turn_request(body: GenerateRequest | ChatRequest, service: Service, request: Request,
+                  **fields: Any) -> TurnRequest:
+    """The serving layer's request for a body (``options.timeout`` wins over the top-level one)."""
+    body_timeout = body.options.timeout if body.options and body.options.timeout is not None else body.timeout
+    return TurnRequest(
+        model=body.model, options=body.options, format=body.format,
+        think=None if body.think is None else bool(body.think),
+        logprobs=max(1, body.top_logprobs) if body.logprobs else 0, truncate=bool(body.truncate),
+        keep_alive=body.keep_alive, timeout=request_timeout(service, body_timeout, request.headers),
+        stream=body.stream, **fields)
+
+
 async def generate(body: GenerateRequest, request: Request, service: ServiceDep) -> Response:
     started = time.monotonic()
     _check_unsupported(body.images, body.template, body.suffix)
-    defaults = await service.model_defaults(body.model)
-    body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
     if not body.prompt and not body.context:
-        return respond(await _load_or_unload(service, body.model, body.keep_alive, request, False, body.options),
-                       body.stream)
-
-    async def prepare(lease: Lease) -> Prepared:
-        return await _prepare_generate(service, lease, body, defaults)
-
-    return await run_turn(service, request, body, chat=False, started=started, prepare=prepare)
+        return respond(await _load_or_unload(service, body, request, chat=False), body.stream)
+    req = _turn_request(body, service, request, prompt=body.prompt, system=body.system, raw=body.raw,
+                        context=body.context)
+    turn = await start_prompt(service, req, gone=disconnected(request.receive))
+    return await _answer(service, turn, body, chat=False, started=started)
 
 
 async def chat(body: ChatRequest, request: Request, service: ServiceDep) -> Response:
     started = time.monotonic()
     for m in body.messages:
         _check_unsupported(m.images, None)
-    defaults = await service.model_defaults(body.model)
-    body = body.model_copy(update={"options": with_modelfile_options(body.options, defaults.parameters)})
     if not body.messages:
-        return respond(await _load_or_unload(service, body.model, body.keep_alive, request, True, body.options),
-                       body.stream)
-
-    async def prepare(lease: Lease) -> Prepared:
-        plan = await service.prepare_chat(lease, [_message(m) for m in body.messages], defaults=defaults,
-                                          tools=body.tools or None,
-                                          tool_choice="auto" if body.tools else None,
-                                          response_format=body.format, think=_think(body.think, lease))
-        return Prepared(plan.prompt_input, plan.grammar, plan)
-
-    return await run_turn(service, request, body, chat=True, started=started, prepare=prepare)
+        return respond(await _load_or_unload(service, body, request, chat=True), body.stream)
+    req = _turn_request(body, service, request, messages=[_message(m) for m in body.messages],
+                        tools=body.tools or None)
+    turn = await start_chat(service, req, gone=disconnected(request.receive))
+    return await _answer(service, turn, body, chat=True, started=started)
 
 
-async def _prepare_generate(service: Service, lease: Lease, body: GenerateRequest, defaults: Any) -> Prepared:
-    """A raw prompt (with its format's grammar), or the model's chat template around system + prompt
-    (the Modelfile's SYSTEM and MESSAGEs when the request has none); with ``context``, the previous
-    turn's tokens followed by this prompt's (then without the Modelfile's MESSAGEs, as Ollama does)."""
-    plan, prompt, context = None, body.prompt, None
-    if body.raw:
-        grammar = await service.response_grammar(body.format)
-    else:
-        messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
-            {"role": "user", "content": body.prompt}]
-        if body.context and defaults:
-            defaults = dataclasses.replace(defaults, messages=())
-        plan = await service.prepare_chat(lease, messages, defaults=defaults, response_format=body.format,
-                                          think=_think(body.think, lease))
-        prompt, grammar = plan.prompt_input, plan.grammar
-    tokens: str | PromptSegments | list[int] = prompt
-    if body.context:  # a raw prompt is the client's whole prompt: its control-token text is parsed
-        parts = prompt.parts if isinstance(prompt, PromptSegments) else ((prompt, True),)
-        context = [*body.context, *await service.tokenize_parts(lease, parts, add_special=False)]
-        tokens = context
-    return Prepared(tokens, grammar, plan, context=context, add_special=body.raw)
+async def _answer(service: Service, turn: Turn, body: GenerateRequest | ChatRequest, *, chat: bool,
+                  started: float) -> Response:
+    answer = OllamaAnswer(service, turn, chat=chat, model=body.model, started=started, logprobs=body.logprobs)
+    return await answer.respond(body.stream)
 
 
-async def _load_or_unload(service: Service, model: str, keep_alive: float | None, request: Request, chat: bool,
-                          options: Options | None) -> dict[str, Any]:
+async def _load_or_unload(service: Service, body: GenerateRequest | ChatRequest, request: Request, *,
+                          chat: bool) -> dict[str, Any]:
     """An empty prompt loads the model (``keep_alive`` 0: unloads it) and answers at once."""
-    base: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
+    done = await load_or_unload(service, body.model, options=body.options, keep_alive=body.keep_alive,
+                                gone=disconnected(request.receive))
+    base: dict[str, Any] = {"model": body.model, "created_at": now_rfc3339()}
     base.update({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""})
-    if keep_alive is not None and keep_alive == 0:
-        await service.blocking(service.manager.resolve, model)  # 404 for unknown models
-        await service.blocking(service.manager.unload, model)
-        return {**base, "done": True, "done_reason": "unload"}
-    lease = await service.acquire(model, load_options(options), keep_alive, gone=disconnected(request.receive))
-    lease.release()
-    return {**base, "done": True, "done_reason": "load"}
+    return {**base, "done": True, "done_reason": done}
 
 
 def _check_unsupported(images: Any, template: str | None, suffix: str = "") -> None:
@@ -109,17 +85,6 @@ def _check_unsupported(images: Any, template: str | None, suffix: str = "") -> N
                                     "used (use raw=true to send a fully formatted prompt)", field="template")
     if suffix:
         raise UnsupportedFeatureError("suffix (fill-in-the-middle) is not supported", field="suffix")
-
-
-def _think(think: Any, lease: Lease) -> bool | None:
-    if think is None or think is False:
-        return None if think is None else False
-    info = lease.info
-    from ...chat import thinking_markers
-
-    if thinking_markers(info.chat_template) is None:
-        raise UnsupportedFeatureError(f'"{lease.name}" does not support thinking', field="think")
-    return True
 
 
 def _message(m: Message) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ...serving.options import MAX_CTX, MAX_TOKENS, Options
+from ...serving.options import MAX_CTX, Options
 
 __all__ = [
     "ChatRequest",

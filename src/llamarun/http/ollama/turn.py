@@ -1,25 +1,20 @@
-"""One Ollama generate/chat request: a serving :class:`~llamarun.serving.Turn`, answered whole or as NDJSON."""
+"""Ollama's answer to a generate/chat turn (a serving :class:`~llamarun.serving.Turn`): whole or as NDJSON."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ...errors import LlamarunError
-from ...runtime import Lease
-from ...serving import Event, Pieces, Service, Turn, TurnPlan, load_options, options_request, start_turn
-from ...types import Chunk, GenerationResult, PromptSegments, TokenLogprob
-from ..context import request_timeout
-from ..streaming import WatchedStreamingResponse, disconnected, ndjson
-from .schemas import ChatRequest, GenerateRequest
+from ...serving import Event, Pieces, Service, Turn
+from ...types import Chunk, GenerationResult, TokenLogprob
+from ..streaming import WatchedStreamingResponse, ndjson
 from .stream import NDJSON, nanoseconds, now_rfc3339
 
-__all__ = ["OllamaAnswer", "Prepared", "run_turn"]
+__all__ = ["OllamaAnswer"]
 
 
 def _logprobs(items: Sequence[TokenLogprob], piece: Pieces) -> list[dict[str, Any]]:
@@ -29,38 +24,6 @@ def _logprobs(items: Sequence[TokenLogprob], piece: Pieces) -> list[dict[str, An
 
 # Ollama's done_reason is a free string in its clients; a deadline says so (the text is partial).
 _DONE_REASONS = {"length": "length", "deadline": "deadline"}
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a handler built on its lease: the prompt (text or token ids) and how to read the output."""
-
-    prompt: str | PromptSegments | list[int]
-    grammar: str | None
-    plan: Any = None  # the chat plan (parses thinking and tool calls); None for raw prompts
-    context: list[int] | None = None  # /api/generate's context: returned extended by the answer
-    add_special: bool = False
-
-
-async def run_turn(service: Service, request: Request, body: GenerateRequest | ChatRequest, *, chat: bool,
-                   started: float, prepare: Callable[[Lease], Awaitable[Prepared]]) -> Response:
-    """Start the turn (``prepare`` builds the prompt on the lease) and answer it."""
-    body_timeout = body.options.timeout if body.options and body.options.timeout is not None else body.timeout
-    timeout = request_timeout(service, body_timeout, request.headers)
-
-    async def build(lease: Lease) -> TurnPlan:
-        prepared = await prepare(lease)
-        top = max(1, body.top_logprobs) if body.logprobs else 0
-        spec = options_request(prepared.prompt, body.options, grammar=prepared.grammar, timeout=timeout,
-                               logprobs=top, truncate=bool(body.truncate), add_special=prepared.add_special,
-                               parse_special=True, stream_interval=service.stream_interval(body.stream),
-                               metadata=lease.info.metadata)
-        return TurnPlan([spec], prepared.plan, prepared.context)
-
-    turn = await start_turn(service, body.model, build=build, load=load_options(body.options),
-                            keep_alive=body.keep_alive, gone=disconnected(request.receive))
-    answer = OllamaAnswer(service, turn, chat=chat, model=body.model, started=started, logprobs=body.logprobs)
-    return await answer.respond(body.stream)
 
 
 class OllamaAnswer:
