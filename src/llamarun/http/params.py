@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..runtime import GenerationRequest, LoadOptions, declared_sampling, default_sampling
+from ..runtime import MODELFILE_LOAD_NAMES, GenerationRequest, LoadOptions, declared_sampling, default_sampling
 from ..types import PromptSegments, SamplingParams
 from .ollama_schemas import Options
 from .openai_schemas import SamplingFields
@@ -56,8 +56,7 @@ def with_modelfile_sampling(body: Any, params: Mapping[str, Any], *, has_max: bo
     return body.model_copy(update=update) if update else body
 
 
-_OLLAMA_LOAD_LABELS = (("n_ctx", "options.num_ctx"), ("n_threads", "options.num_thread"),
-                       ("n_batch", "options.num_batch"), ("n_gpu_layers", "options.num_gpu"))
+_OLLAMA_LOAD_LABELS = tuple((ours, f"options.{theirs}") for ours, theirs in MODELFILE_LOAD_NAMES.items())
 
 
 def ollama_load_options(options: Options | None) -> LoadOptions:
