@@ -12,8 +12,18 @@ from typing import Any
 from .config import DEFAULT_MODEL
 from .engine import ModelInfo
 from .errors import InvalidParameterError
-from .runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient, default_sampling
+from .runtime import (
+    PLANNED_FIELDS,
+    GenerationRequest,
+    Runtime,
+    RuntimeConfig,
+    SyncClient,
+    default_sampling,
+    modelfile_load_settings,
+    plan_load,
+)
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
+from .units import parse_size
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
 
@@ -58,16 +68,18 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None, store: Any) -> tu
 
 
 def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = None, force: bool = False,
-         **options: Any) -> "LoadedModel":
+         memory_budget: int | str = 0, **options: Any) -> "LoadedModel":
     """Load a model (store name or GGUF path; default: ``smollm2``) and start its engine.
 
     ``options`` are :class:`~llamarun.runtime.RuntimeConfig` fields, e.g.
     ``n_ctx=4096, n_slots=4, n_threads=2, n_gpu_layers=0``.  Context size, slots,
-    threads and GPU layers left out are chosen for this machine; a model that will
-    not fit is refused with the numbers (:class:`InsufficientMemoryError`) unless
-    ``force=True``.  A stored model made from a Modelfile (``llamarun create -f``) brings its
-    defaults: its ``num_ctx`` when ``n_ctx`` is not given, and its parameters, system prompt,
-    example messages and template for every call that leaves them out.
+    threads and GPU layers left out are chosen for this machine by the planner ``llamarun
+    serve`` uses (:func:`~llamarun.runtime.plan_load`), within ``memory_budget`` (bytes or
+    ``"2GiB"``; 0: the memory available now); a model that will not fit is refused with the
+    numbers (:class:`InsufficientMemoryError`) unless ``force=True``.  A stored model made from
+    a Modelfile (``llamarun create -f``) brings its defaults: its load parameters (``num_ctx``,
+    ``num_thread``, ``num_batch``, ``num_gpu``) for the options not given, and its parameters,
+    system prompt, example messages and template for every call that leaves them out.
     """
     unknown = set(options) - _CONFIG_FIELDS
     if unknown:
@@ -75,30 +87,36 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, store: Any = Non
     path, defaults = resolve_model(name_or_path, store)
     name = str(name_or_path or DEFAULT_MODEL)
     options = {k: v for k, v in options.items() if v is not None}
-    if defaults and "n_ctx" not in options and "num_ctx" in defaults.parameters:
-        options["n_ctx"] = defaults.parameters["num_ctx"]
-    config = plan_config(path, options, force=force, name=name)
+    if defaults:
+        options = {**modelfile_load_settings(defaults.parameters), **options}
+    config = plan_config(path, options, force=force, name=name, memory_budget=memory_budget)
     return LoadedModel(Runtime(path, config, name=name), defaults=defaults)
 
 
 # How a memory error of llamarun.load() names its remedies: the library's parameters, not CLI flags.
-_LOAD_ADVICE = MappingProxyType({"n_ctx": "n_ctx=", "parallel": "n_slots=", "force": "force=True"})
+_LOAD_ADVICE = MappingProxyType({"n_ctx": "n_ctx=", "n_slots": "n_slots=", "force": "force=True"})
 
 
-def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "") -> RuntimeConfig:
-    """A RuntimeConfig from explicit ``options``, the rest chosen from the hardware and model size."""
-    from .gguf import read_model_facts
-    from .hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
+def plan_config(path: Path, options: Mapping[str, Any], *, force: bool = False, name: str = "",
+                memory_budget: int | str = 0, hardware: Any = None) -> RuntimeConfig:
+    """A RuntimeConfig from explicit ``options``, the rest chosen for ``hardware`` (a
+    :class:`~llamarun.hardware.HardwareProfile`; default: this machine) by the planner the
+    model manager uses too (:func:`~llamarun.runtime.plan_load`)."""
+    from .hardware import ResourceRequest, detect_hardware
 
-    request = ResourceRequest(
-        n_ctx=options.get("n_ctx", 0), parallel=options.get("n_slots", 0), threads=options.get("n_threads") or 0,
-        n_gpu_layers=options.get("n_gpu_layers", -1), n_batch=options.get("n_batch", 512),
-        n_ubatch=options.get("n_ubatch", 512), flash_attn=options.get("flash_attn"))
-    plan = plan_resources(read_model_facts(path), detect_hardware(), request)
-    check_fits(plan, force=force, model_name=name, names=_LOAD_ADVICE)
-    chosen = {"n_ctx": plan.n_ctx, "n_slots": plan.parallel, "n_threads": plan.threads,
-              "n_gpu_layers": plan.n_gpu_layers}
-    return RuntimeConfig(**{**chosen, **options})
+    asked = {k: v for k, v in options.items() if k in PLANNED_FIELDS}
+    request = ResourceRequest(**asked, memory_budget=_size("memory_budget", memory_budget))
+    config, _plan = plan_load(path, hardware or detect_hardware(), request, model_name=name, force=force,
+                              names=_LOAD_ADVICE, **{k: v for k, v in options.items() if k not in PLANNED_FIELDS})
+    RuntimeConfig(**asked)  # an explicit value is refused as RuntimeConfig refuses it (n_slots=0 is not "auto")
+    return config
+
+
+def _size(name: str, value: int | str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise InvalidParameterError(f"{name}: {exc}", field=name) from None
 
 
 def build_request(prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None, options: Mapping[str, Any],

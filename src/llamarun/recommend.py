@@ -84,7 +84,7 @@ def _rough_memory(entry: CatalogEntry, n_ctx: int) -> int:
 
 
 def _judge(name: str, entry: CatalogEntry, hardware: HardwareProfile, budget: int) -> Candidate:
-    request = ResourceRequest(n_ctx=_RECOMMEND_CTX, parallel=1)
+    request = ResourceRequest(n_ctx=_RECOMMEND_CTX, n_slots=1)
     path = _stored_path(name)
     if path is not None:
         try:

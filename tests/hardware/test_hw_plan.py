@@ -48,8 +48,8 @@ def test_auto_plan_on_this_machine(smollm2_path: Path, machine: HardwareProfile)
     facts = read_model_facts(smollm2_path)
     plan = plan_resources(facts, machine)
     assert plan.fits
-    assert plan.threads == machine.cpu.recommended_threads
-    assert plan.n_ctx == 4096 and plan.parallel == 4 and plan.n_ctx_total == 4096 * 4
+    assert plan.n_threads == machine.cpu.recommended_threads
+    assert plan.n_ctx == 4096 and plan.n_slots == 4 and plan.n_ctx_total == 4096 * 4
     if not machine.can_offload:
         assert plan.n_gpu_layers == 0 and any("GPU layers 0" in r for r in plan.reasons)
     assert any(r.startswith("threads") for r in plan.reasons)
@@ -58,9 +58,9 @@ def test_auto_plan_on_this_machine(smollm2_path: Path, machine: HardwareProfile)
 
 def test_plan_context_options_create_what_was_estimated(tiny_model_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(tiny_model_path)
-    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=1000, parallel=3))
+    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=1000, n_slots=3))
     options = plan.context_options()
-    assert options.n_seq_max == 3 and options.n_threads == plan.threads
+    assert options.n_seq_max == 3 and options.n_threads == plan.n_threads
     with Model(tiny_model_path) as model, Context(model, options) as ctx:
         assert ctx.n_ctx == plan.n_ctx_total == plan.estimate.n_ctx
         assert ctx.n_ctx // ctx.n_seq_max == plan.n_ctx >= 1000  # each sequence gets what it asked for
@@ -68,8 +68,8 @@ def test_plan_context_options_create_what_was_estimated(tiny_model_path: Path, m
 
 def test_requested_values_are_kept(smollm2_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(smollm2_path)
-    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=2048, parallel=2, threads=1))
-    assert (plan.n_ctx, plan.parallel, plan.threads) == (2048, 2, 1)
+    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=2048, n_slots=2, n_threads=1))
+    assert (plan.n_ctx, plan.n_slots, plan.n_threads) == (2048, 2, 1)
     assert "context 2048 tokens per sequence (requested)" in plan.reasons
 
 
@@ -78,7 +78,7 @@ def test_auto_values_shrink_to_fit_a_small_budget(smollm2_path: Path, machine: H
     budget = 300 * MIB
     plan = plan_resources(facts, machine, ResourceRequest(memory_budget=budget))
     assert plan.fits and plan.estimate.total <= budget
-    assert plan.n_ctx * plan.parallel < 4096 * 4
+    assert plan.n_ctx * plan.n_slots < 4096 * 4
     assert any(r.startswith("shrunk") for r in plan.reasons)
 
 
@@ -91,8 +91,8 @@ def test_budget_from_available_ram_keeps_headroom(smollm2_path: Path, machine: H
 
 def test_does_not_fit_is_refused_with_numbers(smollm2_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(smollm2_path)
-    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=8192, parallel=8, memory_budget=200 * MIB))
-    assert not plan.fits and (plan.n_ctx, plan.parallel) == (8192, 8)  # requested values are not shrunk
+    plan = plan_resources(facts, machine, ResourceRequest(n_ctx=8192, n_slots=8, memory_budget=200 * MIB))
+    assert not plan.fits and (plan.n_ctx, plan.n_slots) == (8192, 8)  # requested values are not shrunk
     with pytest.raises(InsufficientMemoryError) as info:
         check_fits(plan, model_name="smollm2")
     message = str(info.value)
@@ -104,7 +104,7 @@ def test_does_not_fit_is_refused_with_numbers(smollm2_path: Path, machine: Hardw
 def test_even_the_smallest_auto_choice_may_not_fit(smollm2_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(smollm2_path)
     plan = plan_resources(facts, machine, ResourceRequest(memory_budget=50 * MIB))
-    assert not plan.fits and plan.parallel == 1 and plan.n_ctx == 512
+    assert not plan.fits and plan.n_slots == 1 and plan.n_ctx == 512
     with pytest.raises(InsufficientMemoryError, match="requires more system memory"):
         check_fits(plan)
 
@@ -120,13 +120,13 @@ def test_requested_gpu_layers_on_a_cpu_only_build(smollm2_path: Path, machine: H
 def test_gpu_with_room_takes_every_layer(smollm2_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(smollm2_path)
     plan = plan_resources(facts, with_gpu(machine, 8 * GIB))
-    assert plan.n_gpu_layers == facts.n_layer + 1 and plan.parallel == 8
+    assert plan.n_gpu_layers == facts.n_layer + 1 and plan.n_slots == 8
     assert plan.estimate.gpu_bytes > plan.estimate.kv_cache and plan.fits
 
 
 def test_small_gpu_gets_part_of_the_layers(smollm2_path: Path, machine: HardwareProfile) -> None:
     facts = read_model_facts(smollm2_path)
-    request = ResourceRequest(n_ctx=4096, parallel=1)
+    request = ResourceRequest(n_ctx=4096, n_slots=1)
     full = estimate_memory(facts, n_ctx=4096, n_gpu_layers=facts.n_layer + 1)
     gpu_free = int(full.gpu_bytes * 0.8 / 0.9)  # the planner keeps 10% of the GPU free
     plan = plan_resources(facts, with_gpu(machine, gpu_free), request)
@@ -139,8 +139,8 @@ def test_request_from_settings_and_validation(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('n_ctx = 2048\nparallel = 2\nmemory_budget = "1GiB"\n')
     settings = load_settings(env={"LLAMARUN_CONFIG": str(config)})
-    request = ResourceRequest.from_settings(settings, parallel=3)
-    assert (request.n_ctx, request.parallel, request.memory_budget, request.n_gpu_layers) == (2048, 3, GIB, -1)
+    request = ResourceRequest.from_settings(settings, n_slots=3)
+    assert (request.n_ctx, request.n_slots, request.memory_budget, request.n_gpu_layers) == (2048, 3, GIB, -1)
     with pytest.raises(InvalidParameterError):
         ResourceRequest(n_ctx=-1)
     with pytest.raises(InvalidParameterError):

@@ -36,7 +36,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) 
     config = HttpConfig(port=0)
     state = ServerState()
     app = create_app(config, store=store, state=state,
-                     manager_config=ManagerConfig(threads=1, n_ctx=256, parallel=1, keep_alive=-1))
+                     manager_config=ManagerConfig(n_threads=1, n_ctx=256, n_slots=1, keep_alive=-1))
     server = DrainingServer(uvicorn_config(app, config), state, shutdown_timeout=5)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

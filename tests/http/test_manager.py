@@ -47,7 +47,7 @@ def make(models: dict[str, Path]) -> Iterator:
     made: list[ModelManager] = []
 
     def build(planner=None, **config) -> ModelManager:
-        manager = ModelManager(ManagerConfig(**{"threads": 1, "n_ctx": 256, "parallel": 1, **config}),
+        manager = ModelManager(ManagerConfig(**{"n_threads": 1, "n_ctx": 256, "n_slots": 1, **config}),
                                resolve=_resolver(models), planner=planner)
         made.append(manager)
         return manager
@@ -81,7 +81,7 @@ def test_loads_once_for_concurrent_first_use(make) -> None:
 
 
 def test_least_recently_used_goes_first(make) -> None:
-    manager = make(_fixed_planner(100), max_loaded=2)
+    manager = make(_fixed_planner(100), max_loaded_models=2)
     manager.acquire("a").release()
     manager.acquire("b").release()
     manager.acquire("a").release()  # b is now the least recently used
@@ -91,7 +91,7 @@ def test_least_recently_used_goes_first(make) -> None:
 
 
 def test_memory_budget_evicts_and_refuses(make) -> None:
-    manager = make(_fixed_planner(100), memory_budget=250, max_loaded=10)
+    manager = make(_fixed_planner(100), memory_budget=250, max_loaded_models=10)
     for name in "abc":
         manager.acquire(name).release()
     assert _loaded(manager) == {"b:latest", "c:latest"}  # a third would exceed 250 bytes
@@ -101,7 +101,7 @@ def test_memory_budget_evicts_and_refuses(make) -> None:
 
 
 def test_busy_models_are_not_evicted(make) -> None:
-    manager = make(_fixed_planner(100), max_loaded=2)
+    manager = make(_fixed_planner(100), max_loaded_models=2)
     a, b = manager.acquire("a"), manager.acquire("b")
     with pytest.raises(OverloadedError):
         manager.acquire("c", timeout=0.3)

@@ -77,16 +77,16 @@ def _print_table(result: Any) -> None:
 
 
 # What bench's memory advice may name: its context is --prompt-tokens + --gen-tokens, its slots --levels.
-BENCH_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--prompt-tokens/--gen-tokens", "parallel": "--levels"})
+BENCH_FLAGS: Mapping[str, str] = MappingProxyType({"n_ctx": "--prompt-tokens/--gen-tokens", "n_slots": "--levels"})
 
 
-def _check_fits(path: Any, name: str, n_ctx: int, parallel: int, threads: int) -> None:
+def _check_fits(path: Any, name: str, n_ctx: int, n_slots: int, n_threads: int) -> None:
     """Refuse a benchmark that will not fit, naming bench's own flags (the library names no flags of bench)."""
     from ..config import load_settings
     from ..gguf import read_model_facts
     from ..hardware import ResourceRequest, check_fits, detect_hardware, plan_resources
 
-    request = ResourceRequest.from_settings(load_settings(), n_ctx=n_ctx, parallel=parallel, threads=threads)
+    request = ResourceRequest.from_settings(load_settings(), n_ctx=n_ctx, n_slots=n_slots, n_threads=n_threads)
     plan = plan_resources(read_model_facts(path), detect_hardware(), request)
     check_fits(plan, model_name=name, names=BENCH_FLAGS)
 

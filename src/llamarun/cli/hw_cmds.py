@@ -100,6 +100,7 @@ def hw(
     parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
 ) -> None:
     """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
+    from ..config.names import public_names
     from ..hardware import detect_hardware
     from ..recommend import recommend_model
 
@@ -109,15 +110,15 @@ def hw(
     if as_json:
         data: dict[str, Any] = profile.to_dict()
         if plan is not None:
-            data["plan"] = dataclasses.asdict(plan) | {"memory_total": plan.estimate.total}
+            data["plan"] = public_names(dataclasses.asdict(plan)) | {"memory_total": plan.estimate.total}
         if advice is not None:
             data["recommendation"] = dataclasses.asdict(advice)
         typer.echo(json.dumps(_finite(data), indent=2))
     else:
         _print_profile(profile)
         if plan is not None:
-            _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.parallel} sequences, "
-                           f"{plan.threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
+            _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.n_slots} sequences, "
+                           f"{plan.n_threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
         if advice is not None:
             _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
     if plan is not None and not plan.fits:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..config.names import SPELLINGS
 from ..errors import InsufficientMemoryError, InvalidParameterError
 from .estimate import MemoryEstimate, estimate_memory, format_bytes
 from ..gguf import ModelFacts
@@ -39,8 +40,8 @@ class ResourceRequest:
     """What the caller asked for; 0 (or -1 for ``n_gpu_layers``) means "choose for me"."""
 
     n_ctx: int = 0  # tokens one sequence may hold
-    parallel: int = 0  # sequences decoded together (slots)
-    threads: int = 0
+    n_slots: int = 0  # sequences decoded together
+    n_threads: int = 0
     n_gpu_layers: int = -1
     n_batch: int = 512
     n_ubatch: int = 512
@@ -49,7 +50,7 @@ class ResourceRequest:
     memory_in_use: int = 0  # bytes of an explicit budget already taken by other loaded models
 
     def __post_init__(self) -> None:
-        for name in ("n_ctx", "parallel", "threads", "memory_budget", "memory_in_use"):
+        for name in ("n_ctx", "n_slots", "n_threads", "memory_budget", "memory_in_use"):
             if getattr(self, name) < 0:
                 raise InvalidParameterError(f"{name} must be >= 0, got {getattr(self, name)}", field=name)
         if self.n_gpu_layers < -1:
@@ -61,17 +62,9 @@ class ResourceRequest:
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ResourceRequest:
         """The request the settings describe, with ``changes`` (e.g. a request's num_ctx) applied."""
-        values: dict[str, Any] = {
-            "n_ctx": settings.n_ctx,
-            "parallel": settings.parallel,
-            "threads": settings.threads,
-            "n_gpu_layers": settings.n_gpu_layers,
-            "n_batch": settings.n_batch,
-            "n_ubatch": settings.n_ubatch,
-            "memory_budget": settings.memory_budget,
-        }
-        values.update(changes)
-        return cls(**values)
+        from ..config.names import settings_values
+
+        return cls(**{**settings_values(settings, (f.name for f in fields(cls))), **changes})
 
 
 @dataclass(frozen=True)
@@ -80,9 +73,9 @@ class ResourcePlan:
 
     model: str
     n_ctx: int  # tokens one sequence may hold (after llama.cpp's padding)
-    parallel: int
+    n_slots: int
     n_ctx_total: int  # KV cells of the whole context: pass as ContextOptions.n_ctx
-    threads: int
+    n_threads: int
     n_gpu_layers: int
     n_batch: int
     n_ubatch: int
@@ -101,8 +94,8 @@ class ResourcePlan:
             "n_ctx": self.n_ctx_total,
             "n_batch": self.n_batch,
             "n_ubatch": self.n_ubatch,
-            "n_seq_max": self.parallel,
-            "n_threads": self.threads,
+            "n_seq_max": self.n_slots,
+            "n_threads": self.n_threads,
             "n_gpu_layers": self.n_gpu_layers,
             "flash_attn": self.flash_attn,
         }
@@ -152,7 +145,7 @@ def _candidates(request: ResourceRequest, ctx_target: int, par_target: int) -> I
     while True:
         if not request.n_ctx and ctx > 2048:
             ctx //= 2
-        elif not request.parallel and par > 1:
+        elif not request.n_slots and par > 1:
             par //= 2
         elif not request.n_ctx and ctx > MIN_AUTO_CTX:
             ctx //= 2
@@ -171,8 +164,8 @@ def _targets(facts: ModelFacts, hardware: HardwareProfile, request: ResourceRequ
     else:
         ctx = min(AUTO_CTX, facts.n_ctx_train or AUTO_CTX)
         reasons.append(f"context {ctx} tokens per sequence (auto; model trained for {facts.n_ctx_train})")
-    if request.parallel:
-        par = request.parallel
+    if request.n_slots:
+        par = request.n_slots
         reasons.append(f"{par} parallel sequences (requested)")
     else:
         par = AUTO_PARALLEL_GPU if hardware.can_offload else AUTO_PARALLEL_CPU
@@ -182,8 +175,8 @@ def _targets(facts: ModelFacts, hardware: HardwareProfile, request: ResourceRequ
 
 def _thread_reason(hardware: HardwareProfile, request: ResourceRequest) -> tuple[int, str]:
     cpu = hardware.cpu
-    if request.threads:
-        return request.threads, f"threads {request.threads} (requested)"
+    if request.n_threads:
+        return request.n_threads, f"threads {request.n_threads} (requested)"
     threads = cpu.recommended_threads
     return threads, (
         f"threads {threads}: one per physical core this process may use "
@@ -250,7 +243,7 @@ def plan_resources(
     reasons.append(f"needs {est.describe()}; {verdict} (RAM budget {format_bytes(ram)}"
                    + (f", GPU budget {format_bytes(gpu)})" if gpu else ")"))
     return ResourcePlan(
-        model=facts.name, n_ctx=est.n_ctx_seq, parallel=par, n_ctx_total=est.n_ctx, threads=threads,
+        model=facts.name, n_ctx=est.n_ctx_seq, n_slots=par, n_ctx_total=est.n_ctx, n_threads=threads,
         n_gpu_layers=layers, n_batch=request.n_batch, n_ubatch=n_ubatch, flash_attn=request.flash_attn,
         estimate=est, ram_budget=ram, gpu_budget=gpu, fits=fits, reasons=tuple(reasons),
     )
@@ -258,7 +251,8 @@ def plan_resources(
 
 # How the advice names each remedy; the default speaks `llamarun serve`'s flags. Callers pass their
 # own spelling (the CLI its flags, the library its parameters); a remedy missing from it is not offered.
-ADVICE_NAMES: Mapping[str, str] = MappingProxyType({"n_ctx": "--ctx", "parallel": "--parallel", "force": "--force"})
+ADVICE_NAMES: Mapping[str, str] = MappingProxyType(
+    {name: SPELLINGS[name].flag for name in ("n_ctx", "n_slots")} | {"force": "--force"})
 
 
 def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | None = None,
@@ -266,7 +260,7 @@ def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | Non
     """Raise InsufficientMemoryError with the numbers unless the plan fits (or ``force``).
 
     ``model_name`` (e.g. the store name) replaces the GGUF's own name in the message; ``names``
-    maps ``n_ctx``, ``parallel`` and ``force`` to what the caller's user types (default
+    maps ``n_ctx``, ``n_slots`` and ``force`` to what the caller's user types (default
     :data:`ADVICE_NAMES`); a key left out is a remedy the caller does not have. ``advice``, when
     given, replaces the remedies built from ``names`` (what the caller's user can change).
     """
@@ -278,7 +272,7 @@ def check_fits(plan: ResourcePlan, *, force: bool = False, model_name: str | Non
         where = f"GPU memory ({format_bytes(est.gpu_bytes)} needed, {format_bytes(plan.gpu_budget)} usable)"
     else:
         where = f"system memory ({format_bytes(est.cpu_bytes)} needed, {format_bytes(plan.ram_budget)} usable)"
-    message = (f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.parallel} sequences requires "
+    message = (f"model {model_name or plan.model!r} at context {plan.n_ctx} x {plan.n_slots} sequences requires "
                f"more {where}: {est.describe()}. {advice if advice is not None else _advice(spelled)}")
     if force:
         logger.warning("loading anyway (%s): %s", spelled.get("force", "force"), message)
@@ -290,8 +284,8 @@ def _advice(names: Mapping[str, str]) -> str:
     remedies = []
     if "n_ctx" in names:
         remedies.append(f"a smaller context ({names['n_ctx']})")
-    if "parallel" in names:
-        remedies.append(f"fewer parallel sequences ({names['parallel']})")
+    if "n_slots" in names:
+        remedies.append(f"fewer parallel sequences ({names['n_slots']})")
     remedies.append("a smaller model")
     text = "Use " + ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
     return text + (f", or {names['force']} to load it anyway" if "force" in names else "")

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from ..runtime import MODELFILE_LOAD_NAMES, HealthStatus, ManagerConfig, ModelManager, ModelSource
+from ..runtime import HealthStatus, ManagerConfig, ModelManager, ModelSource, modelfile_load_settings
 from .config import HttpConfig
 from .errors import install_error_handlers
 from .guard import Guard, ServerState
@@ -34,10 +34,7 @@ def store_resolver(store: Any) -> Any:
 
     def resolve(name: str) -> ModelSource:
         stored = store.get(name)
-        params = stored.defaults.parameters
-        load = tuple((ours, int(params[theirs])) for ours, theirs in MODELFILE_LOAD_NAMES.items()
-                     if params.get(theirs) is not None
-                     and not (theirs == "num_thread" and params[theirs] == 0))  # 0: no preference
+        load = tuple(modelfile_load_settings(stored.defaults.parameters).items())
         return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
 
     return resolve

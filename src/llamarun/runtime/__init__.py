@@ -8,7 +8,16 @@ from .client import AsyncClient, AsyncRequest, RequestStream, SyncClient
 from .config import ManagerConfig, RuntimeConfig
 from .embed import POOLING_RANK, Embedder, Embedding, is_embedding_model, is_reranker, pooling_type
 from .leases import Lease, ModelSource, ModelStatus
-from .load_policy import MODELFILE_LOAD_NAMES, LoadOptions, Planner
+from .load_policy import (
+    MODELFILE_LOAD_NAMES,
+    PLANNED_FIELDS,
+    HardwareCache,
+    LoadOptions,
+    Planner,
+    hardware_planner,
+    modelfile_load_settings,
+    plan_load,
+)
 from .manager import ModelManager
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import MAX_STREAM_INTERVAL, GenerationRequest, RequestStatus
@@ -24,6 +33,7 @@ __all__ = [
     "Embedder",
     "Embedding",
     "GenerationRequest",
+    "HardwareCache",
     "Health",
     "HealthStatus",
     "Lease",
@@ -34,6 +44,7 @@ __all__ = [
     "ModelManager",
     "ModelSource",
     "ModelStatus",
+    "PLANNED_FIELDS",
     "Planner",
     "RequestStatus",
     "RequestStream",
@@ -43,7 +54,10 @@ __all__ = [
     "SyncClient",
     "declared_sampling",
     "default_sampling",
+    "hardware_planner",
     "is_embedding_model",
     "is_reranker",
+    "modelfile_load_settings",
+    "plan_load",
     "pooling_type",
 ]

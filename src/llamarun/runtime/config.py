@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
@@ -62,16 +62,19 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class ManagerConfig:
-    """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits."""
+    """Defaults for every model (0 / -1 = choose from the hardware) and the manager's limits.
+
+    Fields are named as in :class:`RuntimeConfig` (``n_slots``, ``n_threads``) or, for the
+    manager's own limits, as the settings name them (``max_loaded_models``)."""
 
     n_ctx: int = 0
-    parallel: int = 0
-    threads: int = 0
+    n_slots: int = 0
+    n_threads: int = 0
     n_batch: int = 512
     n_ubatch: int = 512
     n_gpu_layers: int = -1
     max_queue: int = 512
-    max_loaded: int = 3
+    max_loaded_models: int = 3
     memory_budget: int = 0  # bytes for all loaded models; 0 = what is available minus hw's headroom
     keep_alive: float = 300.0
     wait_timeout: float = 600.0  # how long a request waits for busy models to make room
@@ -80,12 +83,7 @@ class ManagerConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
-        values: dict[str, Any] = {
-            "n_ctx": settings.n_ctx, "parallel": settings.parallel, "threads": settings.threads,
-            "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
-            "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
-            "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
-            "max_request_ctx": settings.max_request_ctx, "allow_request_reload": settings.allow_request_reload,
-        }
-        values.update(changes)
-        return cls(**values)
+        """The manager's config from the settings (names translated by :mod:`llamarun.config.names`)."""
+        from ..config.names import settings_values
+
+        return cls(**{**settings_values(settings, (f.name for f in fields(cls))), **changes})

@@ -11,9 +11,11 @@ layers) are bounded before anything is loaded:
   requests to reload models: a request is served by the settings the server
   loads the model with, or refused naming the option it cannot have.
 
-:func:`hardware_planner` plans a load with :func:`llamarun.hardware.plan_resources`,
-the planner ``llamarun hw`` uses, within the manager's budget; :func:`available_budget`
-is the memory a new load may use, keeping the same headroom as ``hw``.
+:func:`plan_load` is the one planner of a load, for :func:`llamarun.load` and the manager
+alike: :func:`llamarun.hardware.plan_resources` (what ``llamarun hw`` shows), then a
+:class:`RuntimeConfig` of the plan's sizes.  :func:`hardware_planner` is the manager's use of
+it, within the manager's budget; :func:`available_budget` is the memory a new load may use,
+keeping the same headroom as ``hw``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..config.names import OLLAMA_NAMES
 from ..errors import InvalidParameterError
 from .config import RuntimeConfig
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..hardware import HardwareProfile, ResourcePlan, ResourceRequest
     from .config import ManagerConfig
     from .leases import ModelSource
 
@@ -36,6 +42,7 @@ __all__ = [
     "HardwareCache",
     "LoadOptions",
     "MODELFILE_LOAD_NAMES",
+    "PLANNED_FIELDS",
     "Planner",
     "RequestLimits",
     "available_budget",
@@ -43,15 +50,20 @@ __all__ = [
     "check_served",
     "hardware_limits",
     "hardware_planner",
+    "modelfile_load_settings",
+    "plan_load",
 ]
 
 _SERVE_ADVICE = ("Ask for a smaller options.num_ctx, or start serve with a smaller --ctx, fewer --parallel "
                  "sequences or a larger --memory-budget, or use a smaller model")
 _FALLBACK_CTX = 4096  # when the model does not say how long a context it was trained for
 _OPTIONS = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")
-# How a Modelfile (Ollama) names each load option
-MODELFILE_LOAD_NAMES: Mapping[str, str] = MappingProxyType(
-    {"n_ctx": "num_ctx", "n_threads": "num_thread", "n_batch": "num_batch", "n_gpu_layers": "num_gpu"})
+# The RuntimeConfig fields a hardware plan chooses, and the manager's defaults for them
+PLANNED_FIELDS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn")
+_MANAGER_DEFAULTS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch")
+_MIN_CTX = 16  # RuntimeConfig's smallest n_ctx
+# How a Modelfile (Ollama) names each load option (a view of the one table, llamarun.config.names)
+MODELFILE_LOAD_NAMES: Mapping[str, str] = MappingProxyType({k: OLLAMA_NAMES[k] for k in _OPTIONS})
 
 
 @dataclass(frozen=True)
@@ -120,10 +132,10 @@ Limits = Callable[["ModelSource", "ManagerConfig"], RequestLimits]
 
 
 class HardwareCache:
-    """The hardware profile, detected once (CPU, RAM size, GPUs do not change)."""
+    """The hardware profile, detected once (CPU, RAM size, GPUs do not change), or the one given."""
 
-    def __init__(self) -> None:
-        self._profile: Any = None
+    def __init__(self, profile: HardwareProfile | None = None) -> None:
+        self._profile: Any = profile
         self._lock = threading.Lock()
 
     def profile(self) -> Any:
@@ -146,7 +158,7 @@ def hardware_limits(hardware: HardwareCache | None = None) -> Limits:
         if not max_ctx:
             max_ctx = max(config.n_ctx, read_model_facts(source.path).n_ctx_train or _FALLBACK_CTX)
         cores = max(1, math.ceil(cache.profile().cpu.usable_cores))
-        return RequestLimits(max_ctx=max_ctx, max_threads=max(cores, config.threads))
+        return RequestLimits(max_ctx=max_ctx, max_threads=max(cores, config.n_threads))
 
     return limits
 
@@ -197,30 +209,54 @@ def available_budget() -> int:
     return max(0, detect_memory().budget)
 
 
+def modelfile_load_settings(parameters: Mapping[str, Any]) -> dict[str, int]:
+    """A Modelfile's load settings under our names (``num_ctx`` -> ``n_ctx``; ``num_thread`` 0: none)."""
+    return {ours: int(parameters[theirs]) for ours, theirs in MODELFILE_LOAD_NAMES.items()
+            if parameters.get(theirs) is not None and not (theirs == "num_thread" and parameters[theirs] == 0)}
+
+
+def plan_load(path: Path, profile: HardwareProfile, request: ResourceRequest, *, model_name: str = "",
+              force: bool = False, names: Mapping[str, str] | None = None, advice: str | None = None,
+              **fields: Any) -> tuple[RuntimeConfig, ResourcePlan]:
+    """The one planner of a model's load: :func:`llamarun.load` and the model manager both use it.
+
+    :func:`~llamarun.hardware.plan_resources` fills what ``request`` leaves automatic within its
+    ``memory_budget`` (0: what ``profile`` says is available), :func:`~llamarun.hardware.check_fits`
+    refuses a plan that does not fit (unless ``force``; ``names``/``advice`` say the remedies in the
+    caller's words), and the :class:`RuntimeConfig` takes the plan's sizes: an asked ``n_ctx`` as
+    asked, else the plan's (padded, at least 16 tokens), ``flash_attn`` as the request gives it
+    (None: llama.cpp chooses).  ``fields`` are the RuntimeConfig fields no plan chooses
+    (``max_queue``, ``kv_unified``, ``embeddings``, ...).
+    """
+    from ..gguf import read_model_facts
+    from ..hardware import check_fits, plan_resources
+
+    plan = plan_resources(read_model_facts(path), profile, request)
+    check_fits(plan, force=force, model_name=model_name or None, names=names, advice=advice)
+    chosen = {name: getattr(plan, name) for name in PLANNED_FIELDS}
+    chosen["n_ctx"] = request.n_ctx or max(_MIN_CTX, plan.n_ctx)
+    return RuntimeConfig(**chosen, **fields), plan
+
+
+def _manager_request(options: LoadOptions, config: ManagerConfig, budget: int) -> ResourceRequest:
+    """The manager's defaults under a request's (or Modelfile's) load options (0 or None: not given;
+    ``n_gpu_layers`` 0 is CPU only), within ``budget`` bytes."""
+    from ..hardware import ResourceRequest
+
+    asked = {k: v for k in _OPTIONS if (v := getattr(options, k)) is not None and (v or k == "n_gpu_layers")}
+    defaults = {k: getattr(config, k) for k in _MANAGER_DEFAULTS}
+    return ResourceRequest(**{**defaults, **asked}, memory_budget=max(1, budget))
+
+
 def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
-    """The default planner: :func:`llamarun.hardware.plan_resources` on this machine's profile."""
+    """The manager's planner: :func:`plan_load` on this machine's profile, within the manager's budget."""
     cache = hardware or HardwareCache()
 
     def plan(source: ModelSource, options: LoadOptions, config: ManagerConfig,
              budget: int) -> tuple[RuntimeConfig, int]:
-        from ..gguf import read_model_facts
-        from ..hardware import ResourceRequest, check_fits, plan_resources
-
-        n_batch = options.n_batch or config.n_batch
-        request = ResourceRequest(
-            n_ctx=options.n_ctx or config.n_ctx, parallel=config.parallel,
-            threads=options.n_threads or config.threads,
-            n_gpu_layers=config.n_gpu_layers if options.n_gpu_layers is None else options.n_gpu_layers,
-            n_batch=n_batch, n_ubatch=min(config.n_ubatch, n_batch), memory_budget=max(1, budget),
-        )
-        resources = plan_resources(read_model_facts(source.path), cache.profile(), request)
-        check_fits(resources, model_name=source.name, advice=_SERVE_ADVICE)
-        runtime_config = RuntimeConfig(
-            n_ctx=options.n_ctx or max(16, resources.n_ctx), n_slots=resources.parallel,
-            n_batch=resources.n_batch, n_ubatch=resources.n_ubatch,
-            n_threads=options.n_threads or resources.threads, n_gpu_layers=resources.n_gpu_layers,
-            flash_attn=resources.flash_attn, max_queue=config.max_queue,
-        )
+        runtime_config, resources = plan_load(
+            source.path, cache.profile(), _manager_request(options, config, budget), model_name=source.name,
+            advice=_SERVE_ADVICE, max_queue=config.max_queue)
         return runtime_config, resources.estimate.total
 
     return plan

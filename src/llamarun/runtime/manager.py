@@ -9,7 +9,7 @@ Frontends ask for a model by name with :meth:`ModelManager.acquire` and get a
   (:mod:`.load_policy`), and, only when ``allow_request_reload`` is set, reloads a
   model for a request that needs other settings, once the requests using the old
   settings are done (otherwise such a request is refused with a 400 naming the option);
-- keeps several models loaded, up to ``max_loaded`` and a memory budget,
+- keeps several models loaded, up to ``max_loaded_models`` and a memory budget,
   unloading the least recently used idle model to make room (a request waits,
   up to ``wait_timeout``, while every loaded model is busy);
 - unloads a model ``keep_alive`` seconds after its last request (0: at once,
@@ -260,7 +260,7 @@ class ModelManager:
         idle = sorted((e for e in self._entries.values() if e.state is _State.READY and not e.leases),
                       key=lambda e: e.last_used)
         victims: list[_Entry] = []
-        while count + 1 > self.config.max_loaded or used + est > budget:
+        while count + 1 > self.config.max_loaded_models or used + est > budget:
             if not idle:
                 if count == 0:
                     raise InsufficientMemoryError(

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtime import GenerationRequest, LoadOptions, declared_sampling, default_sampling
+from ..runtime import MODELFILE_LOAD_NAMES, GenerationRequest, LoadOptions, declared_sampling, default_sampling
 from ..types import PromptSegments, SamplingParams
 from .options import Options
 
@@ -34,10 +34,9 @@ _DECLARED_ONLY = ("repeat_last_n", "mirostat", "mirostat_tau", "mirostat_eta")
 
 # A Modelfile's load parameters are the model's own settings (the manager loads it with them,
 # :class:`~llamarun.runtime.ModelSource`), never options the request asked for.
-_MODEL_LOAD_PARAMETERS = frozenset({"num_ctx", "num_thread", "num_batch", "num_gpu"})
+_MODEL_LOAD_PARAMETERS = frozenset(MODELFILE_LOAD_NAMES.values())
 
-_OPTION_LOAD_LABELS = (("n_ctx", "options.num_ctx"), ("n_threads", "options.num_thread"),
-                       ("n_batch", "options.num_batch"), ("n_gpu_layers", "options.num_gpu"))
+_OPTION_LOAD_LABELS = tuple((ours, f"options.{theirs}") for ours, theirs in MODELFILE_LOAD_NAMES.items())
 
 
 def stops(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -62,8 +61,10 @@ def load_options(options: Options | None) -> LoadOptions:
     """The load settings in ``options`` (num_thread 0: no preference); errors name them as sent."""
     if options is None:
         return LoadOptions()
-    return LoadOptions(n_ctx=options.num_ctx, n_threads=options.num_thread or None, n_batch=options.num_batch,
-                       n_gpu_layers=options.num_gpu, labels=_OPTION_LOAD_LABELS)
+    given = {ours: getattr(options, theirs) for ours, theirs in MODELFILE_LOAD_NAMES.items()}
+    if given.get("n_threads") == 0:  # no preference
+        given["n_threads"] = None
+    return LoadOptions(**given, labels=_OPTION_LOAD_LABELS)
 
 
 def options_request(prompt: Prompt, options: Options | None, *, grammar: str | None, timeout: float | None,

@@ -1,62 +1,37 @@
-"""llamarun's settings: one object, four layers, and where each value came from.
+"""The :class:`Settings` object: every setting, its default, its bounds and how it is written.
 
-Precedence for every setting, lowest first::
-
-    defaults  <  TOML file  <  LLAMARUN_* environment variables  <  command-line flags
-
-The TOML file is ``$LLAMARUN_CONFIG`` when set, else ``config.toml`` in the
-platform's user config directory (``~/.config/llamarun/config.toml`` on Linux).
-It holds flat ``key = value`` pairs named like the fields of :class:`Settings`.
-The environment variable of a setting is ``LLAMARUN_`` + its upper-case name
-(``LLAMARUN_PORT``).  Flags reach :func:`load_settings` as ``overrides``.
-
-Nothing is read at import time and nothing is cached: :func:`load_settings`
-returns a new frozen :class:`Settings` every call.  An invalid value raises
-:class:`~llamarun.errors.ConfigError` naming the key and the file, environment
-variable or flag it came from.
+Its field names are the keys of the config file and, upper-cased after ``LLAMARUN_``, the
+environment variables (see :mod:`llamarun.config`); where a lower layer calls a setting by
+another name (``threads`` is ``n_threads``, ``parallel`` is ``n_slots``), the one table of
+:mod:`llamarun.config.names` says so.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .errors import ConfigError
-from .units import MAX_KEEP_ALIVE, parse_duration, parse_keep_alive, parse_size
+from ..errors import ConfigError
+from ..units import parse_duration, parse_keep_alive, parse_size
 
-__all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_MODEL",
-    "ENV_PREFIX",
-    "MAX_KEEP_ALIVE",
-    "Origin",
-    "Settings",
-    "config_path",
-    "home_dir",
-    "load_settings",
-    "parse_duration",
-    "parse_keep_alive",
-    "parse_size",
-]
+__all__ = ["CONFIG_ENV", "DEFAULT_MODEL", "ENV_PREFIX", "HOME_ENV", "Origin", "Settings", "default_home"]
 
 DEFAULT_MODEL = "smollm2"
 ENV_PREFIX = "LLAMARUN_"
 CONFIG_ENV = "LLAMARUN_CONFIG"
 HOME_ENV = "LLAMARUN_HOME"
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout", "header_timeout", "body_timeout")
 _SIZE_FIELDS = ("memory_budget",)
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
     import platformdirs  # deferred: no work at import time
 
     return Path(platformdirs.user_data_dir("llamarun", appauthor=False))
@@ -101,7 +76,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    home: Path = Field(default_factory=_default_home, description="Model store root (blobs, manifests).")
+    home: Path = Field(default_factory=default_home, description="Model store root (blobs, manifests).")
     default_model: str = Field(DEFAULT_MODEL, min_length=1, description="Model used when a command names none.")
     host: str = Field("127.0.0.1", min_length=1, description="Address `serve` binds and clients connect to.")
     port: int = Field(11434, ge=0, le=65535, description="TCP port of `serve` (0: any free port).")
@@ -248,7 +223,7 @@ class Settings(BaseSettings):
 
     def written_values(self) -> dict[str, str]:
         """Durations and sizes as a user writes them (``keep_alive`` -> ``"5m"``, ``8GiB``)."""
-        from .units import format_duration, format_size_setting
+        from ..units import format_duration, format_size_setting
 
         texts = {key: format_duration(getattr(self, key)) for key in _DURATION_FIELDS}
         return texts | {key: format_size_setting(getattr(self, key)) for key in _SIZE_FIELDS}
@@ -259,147 +234,3 @@ class Settings(BaseSettings):
         if self.api_key is not None:
             values["api_key"] = "********"
         return values
-
-
-# -- loading ---------------------------------------------------------------------------
-
-
-def config_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
-    """The config file to read and whether it was named explicitly (``$LLAMARUN_CONFIG``)."""
-    env = os.environ if env is None else env
-    named = env.get(CONFIG_ENV)
-    if named:
-        return Path(named).expanduser(), True
-    import platformdirs  # deferred
-
-    return Path(platformdirs.user_config_dir("llamarun", appauthor=False)) / "config.toml", False
-
-
-def _toml() -> Any:
-    try:
-        import tomllib  # Python >= 3.11
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            raise ConfigError("reading config.toml on Python 3.10 needs the 'tomli' package") from None
-    return tomllib
-
-
-def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
-    if not explicit and not path.exists():
-        return {}
-    tomllib = _toml()
-
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"config file {str(path)!r} does not exist", source=str(path)) from None
-        return {}
-    except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a directory", source=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}", source=str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}", source=str(path)) from None
-
-
-def _read_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """Setting name -> (raw value, variable name) for every set ``LLAMARUN_<FIELD>``."""
-    found: dict[str, tuple[str, str]] = {}
-    by_upper = {k.upper(): k for k in env if k.upper().startswith(ENV_PREFIX)}
-    for name in Settings.model_fields:
-        var = by_upper.get(ENV_PREFIX + name.upper())
-        if var is not None and env[var] != "":
-            found[name] = (env[var], var)
-    return found
-
-
-# Settings whose command-line flag is not the setting's name with dashes (`--ctx`, not `--n-ctx`).
-_FLAG_NAMES = {"n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "cors_origins": "--cors-origin"}
-
-
-def _flag_name(key: str) -> str:
-    return _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
-
-
-def home_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The store root: ``$LLAMARUN_HOME``, else ``home`` in the config file, else the user data dir.
-
-    Consistent with ``load_settings().home`` but reads only what ``home`` needs, so
-    an unrelated bad setting does not stop the store from working.
-    """
-    env = os.environ if env is None else env
-    configured = env.get(HOME_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    path, explicit = config_path(env)
-    value = _read_file(path, explicit).get("home")
-    if value is None:
-        return _default_home()
-    if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"invalid setting 'home' in {path}: expected a path string, got {value!r}", key="home", source=str(path)
-        )
-    return Path(value).expanduser()
-
-
-def load_settings(
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    config_file: str | os.PathLike[str] | None = None,
-) -> Settings:
-    """Build the effective settings: defaults < TOML file < environment < ``overrides``.
-
-    ``overrides`` are the command line's explicit flags (keys are setting names;
-    ``None`` values mean "not given" and are skipped).  ``env`` defaults to
-    ``os.environ``; ``config_file`` (e.g. a ``--config`` flag) beats
-    ``$LLAMARUN_CONFIG``.  Raises :class:`ConfigError` naming the key and source.
-    """
-    env = os.environ if env is None else env
-    if config_file is not None:
-        path, explicit = Path(config_file).expanduser(), True
-    else:
-        path, explicit = config_path(env)
-    file_values = _read_file(path, explicit)
-
-    values: dict[str, Any] = {}
-    origins: dict[str, Origin] = {}
-    for key, value in file_values.items():
-        values[key], origins[key] = value, Origin("file", str(path))
-    for key, (value, var) in _read_env(env).items():
-        values[key], origins[key] = value, Origin("env", var)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key], origins[key] = value, Origin("flag", _flag_name(key))
-
-    try:
-        settings = Settings(**values)
-    except ValidationError as exc:
-        raise _config_error(exc, values, origins) from None
-    settings._origins = origins
-    settings._config_file = path if file_values or path.is_file() else None
-    return settings
-
-
-def _config_error(exc: ValidationError, values: Mapping[str, Any], origins: Mapping[str, Origin]) -> ConfigError:
-    lines: list[str] = []
-    first_key: str | None = None
-    first_source: str | None = None
-    for error in exc.errors(include_url=False):
-        key = str(error["loc"][0]) if error["loc"] else "?"
-        origin = origins.get(key, Origin("default"))
-        where = f"in config file {origin.detail}" if origin.kind == "file" else f"from {origin}"
-        if error["type"] == "extra_forbidden":
-            known = ", ".join(Settings.model_fields)
-            lines.append(f"unknown setting {key!r} {where} (known settings: {known})")
-        else:
-            shown = "********" if key == "api_key" else repr(values.get(key))
-            reason = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"invalid setting {key!r} = {shown} {where}: {reason}")
-        if first_key is None:
-            first_key, first_source = key, str(origin)
-    return ConfigError("; ".join(lines), key=first_key, source=first_source)
