@@ -79,7 +79,8 @@ class FakeExecutor:
     def step(self, *, now: float | None = None, between: Callable[[StepPlan], str | None] | None = None) -> StepPlan:
         """One step; ``between(plan)`` runs after the plan, before the results (return "abort" to abort)."""
         sched = self.sched
-        plan = sched.schedule(time.monotonic() if now is None else now)
+        now = time.monotonic() if now is None else now
+        plan = sched.schedule(now)
         self.plans.append(plan)
         self._end(plan.ended)
         assert sum(w.count for w in plan.work) <= sched.budget
@@ -93,7 +94,7 @@ class FakeExecutor:
             if aborted:
                 sched.rollback(plan)
             else:
-                for w in sched.decoded(plan):
+                for w in sched.decoded(plan, now):
                     if sched.append_token(w.req, 1000 + len(w.req.generated)):
                         sched.finish(w.req)
                         self._end([Ending(w.req, FinishReason.LENGTH)])

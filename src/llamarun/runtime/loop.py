@@ -164,11 +164,7 @@ class EngineLoop:
                 w.row = row
 
     def _after_decode(self, plan: StepPlan, now: float) -> None:
-        sampled = self.scheduler.decoded(plan)
-        for w in sampled:
-            clock = w.req.clock
-            if not w.req.generated and clock.prefill_s == 0.0 and clock.started is not None:
-                clock.prefill_s = now - clock.started
+        sampled = self.scheduler.decoded(plan, now)
         logprobs = [self._row_logprobs(w) for w in sampled]
         tokens = sample_rows([w.req.sampler for w in sampled], self.ctx, [w.row for w in sampled], self._draw)
         for w, token, lp in zip(sampled, tokens, logprobs, strict=True):

@@ -209,8 +209,9 @@ class Scheduler:
 
     # -- the step's results --------------------------------------------------------
 
-    def decoded(self, plan: StepPlan) -> list[Work]:
-        """The batch's KV is written: advance every request in it; returns the shares to sample."""
+    def decoded(self, plan: StepPlan, now: float) -> list[Work]:
+        """The batch's KV is written (at ``now``): advance every request in it; returns the shares to
+        sample (a request's first one ends its prefill time)."""
         slots = self.slots.slots
         sampled: list[Work] = []
         for w in plan.work:
@@ -220,6 +221,9 @@ class Scheduler:
             req.n_past = start + w.count
             if w.sample:
                 sampled.append(w)
+                clock = req.clock
+                if not req.generated and clock.prefill_s == 0.0 and clock.started is not None:
+                    clock.prefill_s = now - clock.started
         return sampled
 
     def append_token(self, req: ActiveRequest, token: int) -> bool:
