@@ -1,17 +1,19 @@
-"""The engine loop: one step = schedule within a token budget, decode once, sample, deliver.
+"""The engine loop, the executor of one model: each step asks the scheduler for a plan, decodes it
+once, samples, delivers, and hands the results back.
 
 Everything here runs on the model's engine thread, the only thread that calls
-llama.cpp for this model.
+llama.cpp for this model.  The policy (queues, slots, token budget, preemption)
+lives in :class:`~llamarun.runtime.scheduler.Scheduler`; this module keeps what
+touches the model: tokenizing, the batch, the decode and what its failures mean,
+sampling, detokenizing and the output to each request.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,26 +29,13 @@ from ..errors import (
 from ..types import ContextOptions, FinishReason, PromptSegments, TokenLogprob
 from .config import RuntimeConfig
 from .metrics import RuntimeMetrics
-from .request import RequestStatus
+from .scheduler import Ending, Scheduler, StepPlan, Work
 from .sequence import ActiveRequest
-from .slots import SlotTable, copy_threshold
+from .slots import copy_threshold
 
 __all__ = ["EngineLoop"]
 
 logger = logging.getLogger(__name__)
-
-
-_MOVE_MIN_STEPS = 8  # a request moves to close a slot gap only with at least this many steps left
-
-
-@dataclass(frozen=True)
-class _Work:
-    """One request's share of a batch: ``count`` tokens from ``start``; ``index`` of its logits or -1."""
-
-    req: ActiveRequest
-    start: int
-    count: int
-    index: int
 
 
 def _nothing() -> None:
@@ -75,11 +64,9 @@ class EngineLoop:
         self.batch = Batch(self.ctx.n_batch, 1)  # llama.cpp may clamp n_batch to the context
         self._draw = DrawBuffer(model.vocab.n_tokens)  # scratch rows for drawing every sequence's token at once
         min_copy = config.min_prefix_copy or copy_threshold(model.info, config.n_ctx, unified=config.kv_unified)
-        self.slots = SlotTable(self.ctx, config.n_slots, unified=config.kv_unified, min_copy=min_copy)
-        self.waiting: list[tuple[tuple[int, int], ActiveRequest]] = []
-        self.running: list[ActiveRequest] = []
+        self.scheduler = Scheduler(self.ctx, config.n_slots, budget=self.batch.capacity, n_ctx=config.n_ctx,
+                                   unified=config.kv_unified, min_copy=min_copy, metrics=metrics)
         self.inflight: dict[int, int] = {}
-        self._kv_pressure = False
         self.before_decode: Callable[[], None] = _nothing  # the runtime hands events over here
         metrics.n_slots = config.n_slots
         metrics.kv_cells_total = config.total_kv
@@ -87,7 +74,7 @@ class EngineLoop:
     # -- admission ---------------------------------------------------------------
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        return self.scheduler.has_work()
 
     def add(self, req: ActiveRequest) -> None:
         """Prepare a submitted request (tokenize, check, build its sampler) and queue it."""
@@ -100,7 +87,7 @@ class EngineLoop:
         if req.max_new == 0:
             self._finish(req, FinishReason.LENGTH)
             return
-        heapq.heappush(self.waiting, (req.sort_key(), req))
+        self.scheduler.add(req)
 
     def _prepare(self, req: ActiveRequest) -> None:
         spec, vocab = req.spec, self.model.vocab
@@ -132,59 +119,15 @@ class EngineLoop:
         req.detok = Detokenizer(vocab)
         self.metrics.prompt_tokens += len(tokens)
 
-    def _admit_waiting(self, now: float) -> None:
-        if not self.waiting:
-            return  # most steps: nothing to place (taking no slots costs 30 us of slot bookkeeping)
-        admitted: list[ActiveRequest] = []
-        free = self.slots.free_count()
-        while self.waiting and len(admitted) < free and not (self._kv_pressure and (self.running or admitted)):
-            admitted.append(heapq.heappop(self.waiting)[1])
-        if not admitted:
-            return
-        caches = self.slots.best_caches([r.tokens for r in admitted])
-        if len(admitted) > 1 and not self.config.kv_unified:
-            # Shorter prompts take lower slots.  llama.cpp splits a batch over per-slot KV streams
-            # into passes that each take the same number of tokens from a run of consecutive
-            # sequence ids; with lengths rising along the slots that is one pass per distinct
-            # length, where mixed lengths cost an extra pass over the model for every gap.
-            order = sorted(range(len(admitted)), key=lambda i: len(admitted[i].tokens) - caches[i][1])
-            admitted, caches = [admitted[i] for i in order], [caches[i] for i in order]
-        placed = self.slots.acquire_all([r.tokens for r in admitted], caches)
-        for req, (slot, reused) in zip(admitted, placed, strict=True):
-            req.slot = slot.seq_id
-            req.n_past = reused
-            if req.clock.started is None:
-                req.clock.started = now
-                req.cached_tokens = reused
-                self.metrics.prefix_tokens_reused += reused
-            req.status = RequestStatus.RUNNING
-            self.running.append(req)
-
-    def _close_gaps(self) -> None:
-        """Keep busy slots consecutive (one pass per step with per-slot KV streams) by moving requests down.
-
-        A move copies one KV stream (a few ms); a gap costs an extra pass over
-        the model on every step, so only requests with steps left to run move.
-        """
-        while (move := self.slots.gap_move()) is not None:
-            src, dst = move
-            req = next(r for r in self.running if r.slot == src.seq_id)
-            if req.max_new is not None and req.remaining - 1 + req.max_new - len(req.generated) < _MOVE_MIN_STEPS:
-                return  # about to finish: its gap closes by itself
-            self.slots.move(src, dst)
-            req.slot = dst.seq_id
-            self.metrics.slot_moves += 1
-
     # -- one step ----------------------------------------------------------------
 
     def step(self) -> None:
-        now = time.monotonic()
-        self._expire(now)
-        self._admit_waiting(now)
-        self._close_gaps()
+        plan = self.scheduler.schedule(time.monotonic())
+        self._deliver(plan.ended)
         self.update_gauges()
-        work = self._plan()
+        self._write_batch(plan.work)
         self.before_decode()
+        work = plan.work
         if not work:
             return
         self.inflight = {w.req.id: w.count for w in work}
@@ -192,67 +135,38 @@ class EngineLoop:
         try:
             self.ctx.decode(self.batch)
         except KVCacheFullError:
-            self._on_kv_full()
+            self._deliver(self.scheduler.on_kv_full())
             return
         except DecodeAbortedError:
             self.metrics.aborted_decodes += 1
-            self._rollback(work)
+            self.scheduler.rollback(plan)
             return
         except DecodeError as exc:
             if exc.code is not None and exc.code < -1:
                 raise  # fatal: the engine dies, every request fails
-            self._rollback(work)
+            self.scheduler.rollback(plan)
             for w in work:
                 self._finish(w.req, FinishReason.ERROR, exc)
             return
         finally:
             self.inflight = {}
         self.metrics.steps += 1
-        self._after_decode(work, time.monotonic())
+        self._after_decode(plan, time.monotonic())
 
-    def _plan(self) -> list[_Work]:
-        """Choose this step's tokens by priority, then write them to the batch in slot order.
-
-        With one KV stream per slot llama.cpp computes a batch in one pass only
-        when its sequences come in increasing, consecutive ids; any other order
-        splits it into several passes over the whole model.
-        """
-        budget = self.batch.capacity
-        chosen: list[tuple[ActiveRequest, int]] = []
-        ordered = sorted(self.running, key=ActiveRequest.sort_key)
-        for req in ordered:  # next token of every decoding sequence first
-            if req.remaining == 1 and budget > 0:
-                chosen.append((req, 1))
-                budget -= 1
-        for req in ordered:  # then chunks of prompts (chunked prefill)
-            if req.remaining > 1 and budget > 0:
-                count = min(req.remaining, budget)
-                chosen.append((req, count))
-                budget -= count
-        chosen.sort(key=lambda item: item[0].slot)
+    def _write_batch(self, work: list[Work]) -> None:
+        """The plan's tokens into the batch, in its (slot) order; each sampled share notes its logits row."""
         batch = self.batch
         batch.clear()
-        work: list[_Work] = []
-        for req, count in chosen:
-            start = req.n_past
-            last = start + count == len(req.tokens)
-            index = batch.add_tokens(req.tokens[start:start + count], start, req.slot, logits_last=last)
-            work.append(_Work(req, start, count, index if last else -1))
-        return work
-
-    def _after_decode(self, work: list[_Work], now: float) -> None:
-        sampled: list[_Work] = []
         for w in work:
-            req = w.req
-            self.slots.commit(self.slots.slots[req.slot], req.tokens[w.start:w.start + w.count])
-            req.n_past += w.count
-            if w.index < 0:
-                continue
-            if not req.generated and req.clock.prefill_s == 0.0 and req.clock.started is not None:
-                req.clock.prefill_s = now - req.clock.started
-            sampled.append(w)
+            req, start = w.req, w.start
+            row = batch.add_tokens(req.tokens[start:start + w.count], start, req.slot, logits_last=w.sample)
+            if w.sample:
+                w.row = row
+
+    def _after_decode(self, plan: StepPlan, now: float) -> None:
+        sampled = self.scheduler.decoded(plan, now)
         logprobs = [self._row_logprobs(w) for w in sampled]
-        tokens = sample_rows([w.req.sampler for w in sampled], self.ctx, [w.index for w in sampled], self._draw)
+        tokens = sample_rows([w.req.sampler for w in sampled], self.ctx, [w.row for w in sampled], self._draw)
         for w, token, lp in zip(sampled, tokens, logprobs, strict=True):
             try:
                 for outcome in (token, lp):
@@ -274,24 +188,21 @@ class EngineLoop:
         if self.model.vocab.is_eog(token) and not req.spec.ignore_eos:
             self._finish(req, FinishReason.STOP)
             return
-        req.generated.append(token)
-        req.tokens.append(token)
+        full = self.scheduler.append_token(req, token)
         self.metrics.generated_tokens += 1
-        text, hit = req.stops.push(req.detok.push(token))
+        text, hit = req.stops.push(req.detok.push(token))  # type: ignore[union-attr]
         lp = () if logprobs is None else (_token_logprob(logprobs, token, req.spec.logprobs),)
         req.emit(text, (token,), lp)
         if hit:
             self._finish(req, FinishReason.STOP)
-        elif req.max_new is not None and len(req.generated) >= req.max_new:
-            self._finish(req, FinishReason.LENGTH)
-        elif len(req.tokens) >= self.config.n_ctx:
+        elif full:
             self._finish(req, FinishReason.LENGTH)
 
-    def _row_logprobs(self, w: _Work) -> np.ndarray | Exception | None:
+    def _row_logprobs(self, w: Work) -> np.ndarray | Exception | None:
         if not w.req.spec.logprobs:
             return None
         try:
-            return self._logprobs(w.index)
+            return self._logprobs(w.row)
         except Exception as exc:  # noqa: BLE001 - kept to this request
             return exc
 
@@ -306,71 +217,31 @@ class EngineLoop:
     def _finish(self, req: ActiveRequest, reason: FinishReason, error: BaseException | None = None) -> None:
         if req.status.finished:
             return
-        if req in self.running:
-            self.running.remove(req)
-        else:
-            self.waiting = [(k, r) for k, r in self.waiting if r is not req]
-            heapq.heapify(self.waiting)
-        if req.slot is not None:
-            slot = self.slots.slots[req.slot]
-            if len(slot.cached) > req.n_past:  # partial state from an aborted decode
-                self.slots.rollback(slot, req.n_past)
-            self.slots.release(slot)
-            req.slot = None
-        self._kv_pressure = False
+        self.scheduler.finish(req)
+        self._end(req, reason, error)
+
+    def _deliver(self, ended: list[Ending]) -> None:
+        """Deliver the ends of requests the scheduler took off its queues."""
+        for ending in ended:
+            self._end(ending.req, ending.reason)
+
+    def _end(self, req: ActiveRequest, reason: FinishReason, error: BaseException | None = None) -> None:
         try:
             req.finish(reason, time.monotonic(), error)
         except Exception:  # noqa: BLE001 - a broken sink must not stop the loop
             logger.exception("delivering the end of request %d failed", req.id)
         self.metrics.record_outcome(reason.value)
 
-    def _expire(self, now: float) -> None:
-        for req in [*self.running, *(r for _, r in self.waiting)]:
-            if req.cancelled.is_set():
-                self._finish(req, FinishReason.CANCELLED)
-            elif now >= req.deadline:
-                self._finish(req, FinishReason.DEADLINE)
-
-    def _rollback(self, work: list[_Work]) -> None:
-        """Undo what an aborted or failed decode left in the KV cache."""
-        for w in work:
-            if w.req.slot is not None:
-                self.slots.rollback(self.slots.slots[w.req.slot], w.req.n_past)
-
-    def _on_kv_full(self) -> None:
-        """Free idle caches; if there are none, preempt the least important running request."""
-        self._kv_pressure = True
-        if self.slots.evict_idle():
-            return
-        if len(self.running) <= 1:
-            for req in list(self.running):
-                self._finish(req, FinishReason.LENGTH)
-            return
-        victim = max(self.running, key=ActiveRequest.sort_key)
-        slot = self.slots.slots[victim.slot]
-        self.slots.clear(slot)
-        self.slots.release(slot)
-        self.running.remove(victim)
-        victim.slot = None
-        victim.n_past = 0
-        victim.status = RequestStatus.WAITING
-        heapq.heappush(self.waiting, (victim.sort_key(), victim))
-        self.metrics.preemptions += 1
-        logger.info("KV cache full: preempted request %d (%d tokens to recompute)", victim.id, len(victim.tokens))
-
     def cancel_all(self) -> None:
-        for req in [*self.running, *(r for _, r in self.waiting)]:
+        for req in self.scheduler.requests():
             self._finish(req, FinishReason.CANCELLED)
 
     def fail_all(self, error: BaseException) -> None:
-        for req in [*self.running, *(r for _, r in self.waiting)]:
+        for req in self.scheduler.requests():
             self._finish(req, FinishReason.ERROR, error)
 
     def update_gauges(self) -> None:
-        m = self.metrics
-        m.queue_depth = len(self.waiting)
-        m.running = len(self.running)
-        m.kv_cells_used = self.slots.cells_used()
+        self.scheduler.update_gauges()
 
     def close(self) -> None:
         for handle in (self.batch, self.ctx):

@@ -8,11 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..engine import Detokenizer, SamplerChain
 from ..types import Chunk, FinishReason, GenerationResult, Timings, TokenLogprob
 from .request import GenerationRequest, RequestStatus
 from .stop import StopMatcher
+
+if TYPE_CHECKING:
+    from ..engine import Detokenizer, SamplerChain
 
 __all__ = ["ActiveRequest", "Event", "Sink"]
 

@@ -5,10 +5,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-from ..engine import Context, ModelInfo
+if TYPE_CHECKING:
+    from ..engine import ModelInfo
 
-__all__ = ["Slot", "SlotTable", "common_prefix", "copy_threshold"]
+__all__ = ["SequenceKV", "Slot", "SlotTable", "common_prefix", "copy_threshold"]
+
+
+class SequenceKV(Protocol):
+    """The KV operations the slot table needs; :class:`~llamarun.engine.Context` is one.
+
+    Positions ``[p0, p1)``, -1 meaning an open end.  Only the engine loop's
+    decode writes KV; the table only removes and copies it, so a fake that
+    counts cells per sequence can stand in for llama.cpp in scheduler tests.
+    """
+
+    def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove positions of a sequence; False when the KV cannot cut there (then remove it all)."""
+        ...
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Give ``dst`` the positions of ``src`` (shared cells in a unified pool, a whole stream otherwise)."""
+        ...
 
 # Copying one slot's KV stream into another cost about as much as computing 6 prompt tokens in a
 # batch per byte of stream per model parameter (2-core CPU, SmolLM2-135M, f16 KV: a 1024-cell
@@ -81,8 +100,8 @@ class SlotTable:
     whole stream, and the tail after the prefix is then removed.
     """
 
-    def __init__(self, ctx: Context, n_slots: int, *, unified: bool, min_copy: int) -> None:
-        self._ctx = ctx
+    def __init__(self, kv: SequenceKV, n_slots: int, *, unified: bool, min_copy: int) -> None:
+        self._kv = kv
         self.slots = [Slot(i) for i in range(n_slots)]
         self._unified = unified
         self._min_copy = min_copy
@@ -204,19 +223,19 @@ class SlotTable:
         dst.last_used = src.last_used
 
     def _copy(self, src: Slot, dst: Slot, n: int) -> None:
-        ctx = self._ctx
-        ctx.seq_rm(dst.seq_id, -1, -1)
+        kv = self._kv
+        kv.seq_rm(dst.seq_id, -1, -1)
         if self._unified:
-            ctx.seq_cp(src.seq_id, dst.seq_id, 0, n)
+            kv.seq_cp(src.seq_id, dst.seq_id, 0, n)
         else:
-            ctx.seq_cp(src.seq_id, dst.seq_id, -1, -1)  # across streams only whole copies are allowed
-            ctx.seq_rm(dst.seq_id, n, -1)
+            kv.seq_cp(src.seq_id, dst.seq_id, -1, -1)  # across streams only whole copies are allowed
+            kv.seq_rm(dst.seq_id, n, -1)
         dst.cached = list(src.cached[:n])
 
     def _truncate(self, slot: Slot, n: int) -> None:
         if len(slot.cached) > n:
-            if not self._ctx.seq_rm(slot.seq_id, n, -1):
-                self._ctx.seq_rm(slot.seq_id, -1, -1)
+            if not self._kv.seq_rm(slot.seq_id, n, -1):
+                self._kv.seq_rm(slot.seq_id, -1, -1)
                 n = 0
             del slot.cached[n:]
 
@@ -226,7 +245,7 @@ class SlotTable:
 
     def rollback(self, slot: Slot, n_past: int) -> None:
         """Drop everything after the first ``n_past`` tokens (after an aborted decode)."""
-        self._ctx.seq_rm(slot.seq_id, n_past, -1)
+        self._kv.seq_rm(slot.seq_id, n_past, -1)
         del slot.cached[n_past:]
 
     def release(self, slot: Slot) -> None:
@@ -234,7 +253,7 @@ class SlotTable:
         slot.busy = False
 
     def clear(self, slot: Slot) -> None:
-        self._ctx.seq_rm(slot.seq_id, -1, -1)
+        self._kv.seq_rm(slot.seq_id, -1, -1)
         slot.cached.clear()
 
     def evict_idle(self) -> int:
