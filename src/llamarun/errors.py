@@ -42,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ContextCreationError",
     "ContextOverflowError",
+    "ConversationNotFoundError",
     "DeadlineExceededError",
     "DecodeAbortedError",
     "DecodeError",
@@ -131,6 +132,12 @@ class ModelfileError(InvalidParameterError):
 
 class ModelNotFoundError(LlamarunError, LookupError):
     """No model of that name exists in the store."""
+
+    http_status = 404
+
+
+class ConversationNotFoundError(LlamarunError, LookupError):
+    """No conversation of the web page has that id."""
 
     http_status = 404
 
