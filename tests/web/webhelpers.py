@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,37 @@ def screenshot(page: Any, name: str, **kwargs: Any) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), **kwargs)
     return path
+
+
+# -- driving the chat page -----------------------------------------------------------------
+
+def open_chat(page: Any, url: str) -> None:
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.select_option("#model", "smollm2:latest")
+
+
+def set_max_tokens(page: Any, n: int) -> None:
+    if page.is_hidden("#settings"):
+        page.click("#settings-open")
+    page.fill("#max_tokens", str(n))
+    page.dispatch_event("#max_tokens", "change")
+    page.click("#settings-open")
+
+
+def wait_until(page: Any, predicate: str, timeout_s: float = 60) -> None:
+    """Poll a JS function in the page (page.wait_for_function compiles it with eval, which the CSP refuses)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+
+
+def last_answer(page: Any) -> Any:
+    return page.locator("article.assistant").last
+
+
+def wait_answer_done(page: Any, timeout_s: float = 120) -> None:
+    page.wait_for_selector("#stop", state="hidden", timeout=timeout_s * 1000)
+    page.wait_for_selector("article.streaming", state="detached", timeout=timeout_s * 1000)

@@ -59,6 +59,15 @@
 
   // -- rendering ------------------------------------------------------------------------------
 
+  function escapeHtml(text) {
+    return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  function setUpMarkdown() {
+    // HTML a model writes is shown as text (not parsed); DOMPurify then cleans what Markdown made.
+    marked.use({ renderer: { html(token) { return escapeHtml(token.text || token.raw || ""); } } });
+  }
+
   function markdown(text) {
     const html = marked.parse(text, { gfm: true, breaks: false });
     const clean = DOMPurify.sanitize(html, PURIFY);
@@ -539,6 +548,7 @@
   }
 
   async function start() {
+    setUpMarkdown();
     wire();
     showSettings();
     try {

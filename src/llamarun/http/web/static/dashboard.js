@@ -18,12 +18,14 @@
     return node;
   }
 
+  let serverNow = Date.now() / 1000; // the time of the last view, by the server's clock
+
   function chart(id, series, span, kind) {
     // series: [{points: [[t, v]...], cls}]; the x axis covers the last `span` seconds.
     const box = $(id);
-    const now = Date.now() / 1000;
-    let max = 0;
-    for (const s of series) for (const [, v] of s.points) if (v !== null && v > max) max = v;
+    const now = serverNow;
+    let max = 0, seen = 0;
+    for (const s of series) for (const [, v] of s.points) if (v !== null) { seen += 1; if (v > max) max = v; }
     max = max > 0 ? max * 1.1 : 1;
     const x = (t) => PAD + (W - 2 * PAD) * (1 - (now - t) / span);
     const y = (v) => H - PAD - (H - 2 * PAD) * (v / max);
@@ -38,7 +40,7 @@
       }
     }
     box.replaceChildren(...nodes);
-    return max / 1.1;
+    return seen ? max / 1.1 : null;
   }
 
   function slotBox(s) {
@@ -107,7 +109,9 @@
     $("t-out").textContent = fmt(t.tokens_per_s_out);
     $("t-inflight").textContent = view.http.in_flight;
     $("t-rss").textContent = bytes(view.process_rss_bytes);
-    const span = 300;
+    serverNow = view.time;
+    const oldest = Math.min(...view.history.map((p) => p.t), ...view.latency_points.map((p) => p.t));
+    const span = Math.min(300, Math.max(30, view.time - oldest));  // the last 5 minutes, once there are 5
     const rateMax = chart("c-rate", [
       { points: view.history.map((p) => [p.t, p.in]), cls: "line-in" },
       { points: view.history.map((p) => [p.t, p.out]), cls: "line-out" }], span, "lines");
@@ -115,9 +119,9 @@
     const queueMax = chart("c-queue", [{ points: view.history.map((p) => [p.t, p.queue]), cls: "line-queue" }], span, "lines");
     $("c-queue-max").textContent = "max " + fmt(queueMax, 0);
     const ttftMax = chart("c-ttft", [{ points: view.latency_points.map((p) => [p.t, p.ttft_s]), cls: "dot-ttft" }], span, "dots");
-    $("c-ttft-max").textContent = "max " + ms(ttftMax);
+    $("c-ttft-max").textContent = (ttftMax === null ? "no requests yet" : "max " + ms(ttftMax));
     const itlMax = chart("c-itl", [{ points: view.latency_points.map((p) => [p.t, p.itl_s]), cls: "dot-itl" }], span, "dots");
-    $("c-itl-max").textContent = "max " + ms(itlMax);
+    $("c-itl-max").textContent = (itlMax === null ? "no requests yet" : "max " + ms(itlMax));
     const models = view.models.length ? view.models.map(modelBox)
       : [el("div", { class: "box", text: "No model is loaded: one loads with its first request." })];
     $("models").replaceChildren(...models);
