@@ -370,7 +370,10 @@
     rename.addEventListener("click", () => {
       const input = el("input", { type: "text", class: "rename-box", "aria-label": "New title", maxlength: 200 });
       input.value = c.title;
+      let finished = false;
       const finish = async (keep) => {
+        if (finished) return; // Enter, then the blur of the removed box: once
+        finished = true;
         if (keep && input.value.trim() && input.value.trim() !== c.title) {
           await json("/web/conversations/" + encodeURIComponent(c.id),
             { method: "PATCH", json: { title: input.value.trim() } });
