@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.llamarun-installed
 ARGS   ?= smollm2 "What is the capital of France? Answer in one word."
 PYTEST_ARGS ?=
 
-.PHONY: run test install model bench clean
+.PHONY: run test install model bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,15 @@ model: install
 run: model
 	$(BIN)/llamarun run $(ARGS)
 
-test: model
+# The web page tests (tests/web, marker "browser") drive Debian's chromium; as root it is installed
+# here when missing, otherwise those tests fail naming the command to run.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+		else echo "chromium is missing: the browser tests will fail; run: sudo apt-get install -y chromium"; fi; \
+	fi
+
+test: model browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: model

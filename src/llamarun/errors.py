@@ -49,6 +49,7 @@ __all__ = [
     "ConfigError",
     "ContextCreationError",
     "ContextOverflowError",
+    "ConversationNotFoundError",
     "DeadlineExceededError",
     "DecodeAbortedError",
     "DecodeError",
@@ -156,6 +157,12 @@ class ModelfileError(InvalidParameterError):
 class ModelNotFoundError(LlamarunError, LookupError):
     """No model of that name exists in the store."""
 
+
+
+class ConversationNotFoundError(LlamarunError, LookupError):
+    """No conversation of the web page has that id."""
+
+    http_status = 404
 
 
 class ModelLoadError(LlamarunError):

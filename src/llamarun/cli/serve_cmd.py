@@ -59,6 +59,8 @@ def serve(
     allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", help="Extra Host header name allowed."),
     max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
     max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
+    web: Optional[bool] = typer.Option(None, "--web/--no-web",
+                                       help="Serve the chat page at / and the dashboard at /dashboard (default on)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
@@ -72,7 +74,7 @@ def serve(
         "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
         "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,
         "max_connections_per_client": max_connections_per_client, "max_request_ctx": max_request_ctx,
-        "allow_request_reload": allow_request_reload,
+        "allow_request_reload": allow_request_reload, "web": web,
         "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
         "cors_origins": tuple(cors_origin) if cors_origin else None,
     }

@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Origins allowed by CORS (comma-separated in the environment; none by default)."
     )
+    web: bool = Field(True, description="Serve the web chat page at / and the live dashboard at /dashboard "
+                      "(`serve --no-web`: off).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "WARNING", description="Python logging level of llamarun (DEBUG also shows llama.cpp's log)."
     )

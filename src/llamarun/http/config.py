@@ -44,7 +44,8 @@ class HttpConfig:
       (0 = none for either), ``max_connections_per_client``: open connections from one
       address (0 = no bound);
     - ``stream_interval``: tokens per streamed chunk after the first (1: every token);
-    - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT.
+    - ``shutdown_timeout``: seconds in-flight requests get on SIGTERM/SIGINT;
+    - ``web``: serve the chat page (``GET /`` asking for HTML) and ``/dashboard``.
     """
 
     host: str = "127.0.0.1"
@@ -63,6 +64,7 @@ class HttpConfig:
     shutdown_timeout: float = 30.0
     stream_interval: int = 1
     default_model: str = "smollm2"
+    web: bool = True
     version: str = field(default_factory=lambda: _version())
 
     def __post_init__(self) -> None:
@@ -103,7 +105,7 @@ class HttpConfig:
             "request_timeout": settings.request_timeout, "shutdown_timeout": settings.shutdown_timeout,
             "stream_interval": settings.stream_interval, "default_model": settings.default_model,
             "header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout,
-            "max_connections_per_client": settings.max_connections_per_client,
+            "max_connections_per_client": settings.max_connections_per_client, "web": settings.web,
         }
         values.update({k: v for k, v in changes.items() if v is not None})
         return cls(**values)

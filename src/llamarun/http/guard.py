@@ -6,8 +6,9 @@ A pure ASGI middleware (no buffering, streaming and disconnects pass through):
 - bound to loopback, a ``Host`` header that is not a loopback name is refused
   with 403: a web page on another domain cannot reach the API through DNS
   rebinding (CVE-2024-28224);
-- with an API key, every request except ``GET /`` must carry
-  ``Authorization: Bearer <key>`` (401 otherwise);
+- with an API key, every request except ``GET /``, ``/health/live`` and the web page's own files
+  (``/dashboard`` and ``/web/static/``: static, no data; the page asks for the key and sends it on
+  every API call) must carry ``Authorization: Bearer <key>`` (401 otherwise);
 - a state-changing request (any method but GET, HEAD, OPTIONS) from a browser page
   of another origin is refused with 403: an ``Origin`` that is neither the server's
   own nor one of ``cors_origins`` (``null`` included), or ``Sec-Fetch-Site:
@@ -44,7 +45,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_OPEN_PATHS = frozenset({("GET", "/"), ("HEAD", "/"), ("GET", "/health/live"), ("HEAD", "/health/live")})
+_OPEN_PATHS = frozenset({("GET", "/"), ("HEAD", "/"), ("GET", "/health/live"), ("HEAD", "/health/live"),
+                         ("GET", "/dashboard"), ("HEAD", "/dashboard")})
+_OPEN_PREFIX = "/web/static/"  # the web page's scripts and styles (GET and HEAD)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CROSS_SITES = frozenset({"cross-site", "same-site"})  # same-site: another port of localhost is another origin
 _BROWSER_SIMPLE_TYPES = frozenset({"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"})
@@ -143,7 +146,7 @@ class Guard:
         refused = self._cross_origin(scope) if scope["method"] not in _SAFE_METHODS else None
         if refused is not None:
             return refused
-        if self._key is not None and (scope["method"], scope["path"]) not in _OPEN_PATHS:
+        if self._key is not None and not _is_open(scope):
             auth = _header(scope, b"authorization") or ""
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
@@ -214,6 +217,12 @@ class Guard:
         except BodyTooLarge as exc:
             if not started:
                 await _send_error(send, scope["path"], 413, str(exc.detail), {"Connection": "close"})
+
+
+def _is_open(scope: Scope) -> bool:
+    """Answered without the API key: the root, liveness, and the web page's static files."""
+    method, path = scope["method"], scope["path"]
+    return (method, path) in _OPEN_PATHS or (method in ("GET", "HEAD") and path.startswith(_OPEN_PREFIX))
 
 
 def _has_body(scope: Scope) -> bool:

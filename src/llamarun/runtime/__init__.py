@@ -22,6 +22,7 @@ from .manager import ModelManager
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import MAX_STREAM_INTERVAL, GenerationRequest, RequestStatus
 from .runtime import Health, HealthStatus, Runtime
+from .status import FinishedRequest, RuntimeStatus, SlotState
 from .sampling import OLLAMA_DEFAULTS, declared_sampling, default_sampling
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncRequest",
     "Embedder",
     "Embedding",
+    "FinishedRequest",
     "GenerationRequest",
     "HardwareCache",
     "Health",
@@ -51,6 +53,8 @@ __all__ = [
     "Runtime",
     "RuntimeConfig",
     "RuntimeMetrics",
+    "RuntimeStatus",
+    "SlotState",
     "SyncClient",
     "declared_sampling",
     "default_sampling",

@@ -21,12 +21,14 @@ from .loop import EngineLoop
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import GenerationRequest
 from .sequence import ActiveRequest, Sink
+from .status import FinishedRequest, RuntimeStatus, finished_record, read_status
 
 __all__ = ["Health", "HealthStatus", "Runtime"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_RECENT_REQUESTS = 256
 F = TypeVar("F", bound=Flusher)
 
 
@@ -64,6 +66,7 @@ class Runtime:
         self._cond = threading.Condition()
         self._inbox: deque[tuple[str, Any]] = deque()
         self._requests: dict[int, ActiveRequest] = {}
+        self._recent: deque[FinishedRequest] = deque(maxlen=_RECENT_REQUESTS)  # for status(): counts, no text
         self._accepting = True
         self._closed = False  # close() has finished: nothing will ever run here again
         self._status = HealthStatus.LOADING
@@ -132,6 +135,10 @@ class Runtime:
 
     def snapshot(self) -> MetricsSnapshot:
         return self.metrics.snapshot()
+
+    def status(self) -> RuntimeStatus:
+        """What each slot is doing now, the waiting requests and the recent finished ones (any thread)."""
+        return read_status(self._loop, list(self._recent))
 
     def close(self, timeout: float = 0.0) -> None:
         """Stop admitting; let in-flight requests finish for ``timeout`` seconds, cancel the rest,
@@ -232,8 +239,9 @@ class Runtime:
 
     def _forget_finished(self) -> None:
         with self._cond:
+            now = time.monotonic()
             for request_id in [i for i, r in self._requests.items() if r.status.finished]:
-                del self._requests[request_id]
+                self._recent.append(finished_record(self._requests.pop(request_id), now))
 
     def _fail_inbox(self, error: BaseException) -> None:
         with self._cond:
