@@ -143,3 +143,60 @@ def test_cancel_a_streamed_response(client: openai.OpenAI) -> None:
     assert client.responses.retrieve(created.response.id).status == "cancelled"
     with pytest.raises(openai.BadRequestError, match="already ended"):
         client.responses.cancel(created.response.id)
+
+
+# -- hostile inputs: 4xx naming the field, and the server keeps serving ---------------------------
+
+HOSTILE = [
+    ({"input": [{"type": "input_image", "image_url": "http://x/y.png"}]}, "input[0].type"),
+    ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
+    ({"input": [{"role": "wizard", "content": "hi"}]}, "input[0].role"),
+    ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+    ({"input": ["not an object"]}, "input"),
+    ({"input": [{"role": "user", "content": "x"}] * 10_000}, "input"),
+    ({"input": "hi", "previous_response_id": "resp_doesnotexist"}, "previous_response_id"),
+    ({"input": "hi", "previous_response_id": "../../etc/passwd"}, "previous_response_id"),
+    ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+    ({"input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[0].type"),
+    ({"input": "hi", "tools": [{"type": "computer_use_preview", "display_width": 1, "display_height": 1,
+                                "environment": "linux"}]}, "tools[0].type"),
+    ({"input": "hi", "tool_choice": {"type": "web_search_preview"}}, "tool_choice"),
+    ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+    ({"input": "hi", "text": {"verbosity": "high"}}, "text.verbosity"),
+    ({"input": "hi", "background": True}, "background"),
+    ({"input": "hi", "conversation": "conv_1"}, "conversation"),
+    ({"input": "hi", "include": ["file_search_call.results"]}, "include"),
+    ({"input": "hi", "truncation": "auto"}, "truncation"),
+    ({"input": "hi", "reasoning": {"effort": "enormous"}}, "reasoning.effort"),
+    ({"input": "hi", "max_output_tokens": -1}, "max_output_tokens"),
+    ({}, "input"),
+]
+
+
+@pytest.mark.parametrize(("fields", "param"), HOSTILE, ids=[p for _, p in HOSTILE])
+def test_hostile_requests_name_the_field(smol_server: Server, fields: dict, param: str) -> None:
+    with smol_server.client() as http:
+        reply = http.post("/v1/responses", json={"model": "tiny", "max_output_tokens": 4, **fields})
+        assert 400 <= reply.status_code < 500, reply.text
+        error = reply.json()["error"]
+        assert error["param"] == param or param in error["message"], error
+        assert http.get("/health").status_code == 200
+
+
+def test_unknown_ids(client: openai.OpenAI, smol_server: Server) -> None:
+    for call in (client.responses.retrieve, client.responses.cancel, client.responses.delete):
+        with pytest.raises(openai.NotFoundError):
+            call("resp_nope")
+    with smol_server.client() as http:
+        assert http.get("/v1/responses/" + "x" * 5000).status_code == 404
+
+
+def test_unknown_fields_are_named_in_a_header(smol_server: Server) -> None:
+    with smol_server.client() as http:
+        reply = http.post("/v1/responses", json={"model": "tiny", "input": "hi", "max_output_tokens": 2,
+                                                 "frobnicate": 1, "zeta\r\nX-Evil: 1": 2})
+        assert reply.status_code == 200
+        assert reply.headers["x-llamarun-ignored-fields"] == "frobnicate, ?"
+        assert "x-evil" not in reply.headers
+        plain = http.post("/v1/responses", json={"model": "tiny", "input": "hi", "max_output_tokens": 2})
+        assert "x-llamarun-ignored-fields" not in plain.headers
