@@ -200,3 +200,4 @@ def test_unknown_fields_are_named_in_a_header(smol_server: Server) -> None:
         assert "x-evil" not in reply.headers
         plain = http.post("/v1/responses", json={"model": "tiny", "input": "hi", "max_output_tokens": 2})
         assert "x-llamarun-ignored-fields" not in plain.headers
+

@@ -102,16 +102,17 @@ class ResponseEvents:
         try:
             async for _, event in self.turn.events(firsts):
                 if isinstance(event, Chunk):
-                    delta = parser.feed(event.text) if event.text else None
-                    for data in (self._delta("reasoning", delta.thinking) + self._delta("message", delta.content)
-                                 if delta else ()):
-                        yield data
+                    if event.text:
+                        delta = parser.feed(event.text)
+                        for data in self._delta("reasoning", delta.thinking) + self._delta("message", delta.content):
+                            yield data
                     continue
                 delta, output = parser.finish()
                 for data in self._delta("reasoning", delta.thinking) + self._delta("message", delta.content):
                     yield data
-                if self.item is None and not output.tool_calls and not any(i["type"] == "message" for i in draft.output):
-                    for data in self._open("message"):  # an empty answer is still a message
+                streaming_message = self.item is not None and self.item["type"] == "message"
+                if not (output.tool_calls or streaming_message or any(i["type"] == "message" for i in draft.output)):
+                    for data in self._open("message"):  # an answer without text is still a message
                         yield data
                 for data in self._close() + self._calls(output.tool_calls):
                     yield data
