@@ -10,7 +10,6 @@ import time
 import jsonschema
 import openai
 import pytest
-
 from serve_helpers import Server
 
 pytestmark = pytest.mark.timeout(300)

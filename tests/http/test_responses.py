@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import httpx
+
 import jsonschema
 import openai
 import pytest
-
 from serve_helpers import Server
 
 pytestmark = pytest.mark.timeout(300)

@@ -23,8 +23,16 @@ from ..context import ServiceDep
 from ..streaming import WatchedStreamingResponse
 from .answer import SSE, open_turn
 from .fields import body_request
-from .responses_input import (chat_format, chat_tool_choice, chat_tools, check_request, input_items,
-                              input_messages, sampling_body, think_of)
+from .responses_input import (
+    chat_format,
+    chat_tool_choice,
+    chat_tools,
+    check_request,
+    input_items,
+    input_messages,
+    sampling_body,
+    think_of,
+)
 from .responses_output import ResponseDraft
 from .responses_schemas import ResponseCreateRequest
 from .responses_store import ResponseStore
