@@ -23,6 +23,7 @@ from .context import ServiceDep
 from .metrics import HttpMetrics, MetricsMiddleware
 from .ollama import ollama_router
 from .openai import openai_router
+from .openai.responses_store import ResponseStore
 
 __all__ = ["create_app", "store_resolver"]
 
@@ -69,6 +70,7 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app = FastAPI(title="llamarun", version=config.version, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Ollama- and OpenAI-compatible API of a local llama.cpp runtime.")
     app.state.service = service
+    app.state.responses = ResponseStore.in_home(getattr(store, "root", None))  # /v1/responses, bounded
     app.state.server_state = state
     app.state.metrics = metrics
     install_error_handlers(app)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from ...serving import embed_texts, load_options
 from ..context import ServiceDep
+from ..ignored import IgnoredFieldsRoute
 from ..streaming import disconnected
 from .schemas import EmbeddingsRequest, EmbedRequest
 from .stream import nanoseconds
@@ -17,7 +18,7 @@ __all__ = ["embed_router"]
 
 
 def embed_router() -> APIRouter:
-    router = APIRouter(tags=["ollama"])
+    router = APIRouter(tags=["ollama"], route_class=IgnoredFieldsRoute)
     router.add_api_route("/api/embed", embed, methods=["POST"])
     router.add_api_route("/api/embeddings", embeddings, methods=["POST"])
     return router

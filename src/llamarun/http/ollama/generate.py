@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ...errors import InvalidParameterError, UnsupportedFeatureError
 from ...serving import Service, Turn, TurnRequest, load_or_unload, start_chat, start_prompt
 from ..context import ServiceDep, request_timeout
+from ..ignored import IgnoredFieldsRoute
 from ..streaming import disconnected
 from .schemas import ChatRequest, GenerateRequest, Message
 from .stream import now_rfc3339, respond
@@ -20,7 +21,7 @@ __all__ = ["generation_router"]
 
 
 def generation_router() -> APIRouter:
-    router = APIRouter(tags=["ollama"])
+    router = APIRouter(tags=["ollama"], route_class=IgnoredFieldsRoute)
     router.add_api_route("/api/generate", generate, methods=["POST"])
     router.add_api_route("/api/chat", chat, methods=["POST"])
     return router

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from ...errors import InvalidParameterError, LlamarunError, ModelNotFoundError, UnsupportedFeatureError
 from ...serving import Service
 from ..context import ServiceDep
+from ..ignored import IgnoredFieldsRoute
 from .schemas import CopyRequest, CreateRequest, DeleteRequest, PullRequest, ShowRequest
 from .stream import now_rfc3339, rfc3339, store_progress
 
@@ -19,7 +20,7 @@ __all__ = ["models_router"]
 
 
 def models_router() -> APIRouter:
-    router = APIRouter(tags=["ollama"])
+    router = APIRouter(tags=["ollama"], route_class=IgnoredFieldsRoute)
     router.add_api_route("/api/tags", tags, methods=["GET"])
     router.add_api_route("/api/show", show, methods=["POST"])
     router.add_api_route("/api/ps", ps, methods=["GET"])

@@ -1,7 +1,8 @@
 """Request bodies of Ollama's API (api/types.go), every number range-checked.
 
 Unknown keys in ``options`` are accepted and logged (Ollama warns and ignores
-them); wrong types and out-of-range values are 400 errors naming the field.
+them); unknown top-level fields are kept and named in the ``X-Llamarun-Ignored-Fields``
+response header; wrong types and out-of-range values are 400 errors naming the field.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
 
 
+class _Request(BaseModel):
+    """A top-level request body: unknown fields are kept to be reported (``X-Llamarun-Ignored-Fields``)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, populate_by_name=True)
+
+
 KeepAlive = str | float | None
 
 
-class _ModelBody(_Body):
+class _ModelBody(_Request):
     model: str = Field(..., min_length=1, max_length=300)
     keep_alive: KeepAlive = Field(None, description="'5m', seconds, 0 to unload, negative to keep loaded")
     options: Options | None = None
@@ -125,14 +132,17 @@ class EmbeddingsRequest(_ModelBody):
     prompt: str = ""
 
 
-class _NamedBody(_Body):
+class _NamedBody(_Request):
     """A body whose model may come as the legacy ``name`` field (older Ollama clients)."""
 
     @model_validator(mode="before")
     @classmethod
     def _legacy_name(cls, data: Any) -> Any:
         if isinstance(data, dict) and "model" not in data and "name" in data:
-            return {**data, "model": data["name"]}
+            named = {**data, "model": data["name"]}
+            if "name" not in cls.model_fields:  # taken as the model, not an unknown field
+                del named["name"]
+            return named
         return data
 
 
@@ -152,7 +162,7 @@ class DeleteRequest(ShowRequest):
     pass
 
 
-class CopyRequest(_Body):
+class CopyRequest(_Request):
     source: str = Field(..., min_length=1, max_length=300)
     destination: str = Field(..., min_length=1, max_length=300)
 

@@ -14,19 +14,27 @@ from ...types import Chunk, TokenLogprob
 from ..context import ServiceDep
 from ..streaming import SseTemplate, sse
 from .answer import Answer, finish_reason, open_turn
-from .fields import body_request, chat_message
+from .fields import body_request, chat_message, checked_grammar, constraint, refuse_unhonoured, think_of_effort
 from .schemas import ChatCompletionRequest
 
 __all__ = ["chat_completions"]
 
 
+_UNHONOURED = ("audio", "modalities", "prediction", "web_search_options", "functions", "function_call", "store")
+
+
 async def chat_completions(body: ChatCompletionRequest, request: Request, service: ServiceDep) -> Response:
+    refuse_unhonoured(body, _UNHONOURED, {"modalities": ["text"]})
     messages = [chat_message(m) for m in body.messages]
+    response_format, grammar = constraint(body)
+    await checked_grammar(service, grammar)
+    think = think_of_effort(body.reasoning_effort)
 
     async def build(lease: Lease, body: ChatCompletionRequest, defaults: Any, timeout: float | None) -> TurnPlan:
         plan = await service.prepare_chat(
             lease, messages, defaults=defaults, tools=body.tools or None, tool_choice=body.tool_choice,
-            parallel_tool_calls=bool(body.parallel_tool_calls), response_format=body.response_format)
+            parallel_tool_calls=bool(body.parallel_tool_calls), response_format=response_format, grammar=grammar,
+            think=think)
         top = (body.top_logprobs or 1) if body.logprobs else 0
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         specs = [body_request(body, plan.prompt_input, max_tokens=max_tokens, grammar=plan.grammar,

@@ -15,7 +15,7 @@ from ...types import Chunk, TokenLogprob
 from ..context import ServiceDep
 from ..streaming import SseTemplate, sse
 from .answer import Answer, finish_reason, open_turn, usage
-from .fields import body_request
+from .fields import body_request, checked_grammar, constraint
 from .schemas import CompletionRequest
 
 __all__ = ["completions"]
@@ -36,9 +36,10 @@ def _single_prompt(body: CompletionRequest) -> Any:
 
 async def completions(body: CompletionRequest, request: Request, service: ServiceDep) -> Response:
     prompt = _single_prompt(body)
+    response_format, grammar = constraint(body)
+    grammar = await checked_grammar(service, grammar) or await service.response_grammar(response_format)
 
     async def build(lease: Lease, body: CompletionRequest, defaults: Any, timeout: float | None) -> TurnPlan:
-        grammar = await service.response_grammar(body.response_format)
         max_tokens = 16 if body.max_tokens is None else body.max_tokens
         specs = [body_request(body, prompt, max_tokens=max_tokens, grammar=grammar, timeout=timeout,
                               logprobs=body.logprobs or 0, seed_offset=i,

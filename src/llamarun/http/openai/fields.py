@@ -7,12 +7,16 @@ from typing import Any
 
 from ...config import parse_keep_alive
 from ...errors import InvalidParameterError, UnsupportedFeatureError
+from ...grammar import check_gbnf
 from ...runtime import GenerationRequest
-from ...serving import SpecSampling, spec_request, stops
+from ...serving import Service, SpecSampling, spec_request, stops
 from ...types import PromptSegments
 from .schemas import ChatMessage, SamplingFields
 
-__all__ = ["body_request", "chat_message", "keep_alive_of", "with_modelfile_sampling"]
+__all__ = ["body_request", "chat_message", "checked_grammar", "constraint", "keep_alive_of", "refuse_unhonoured",
+           "think_of_effort", "with_modelfile_sampling"]
+
+_FREE_TEXT = (None, "", "text", {"type": "text"})
 
 _FROM_MODELFILE = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty",
                    "presence_penalty", "frequency_penalty", "seed", "stop")
@@ -76,3 +80,44 @@ def chat_message(m: ChatMessage) -> dict[str, Any]:
     if m.name:
         message["name"] = m.name
     return message
+
+
+def constraint(body: Any) -> tuple[Any, str | None]:
+    """The body's output constraint as (response_format, GBNF grammar): OpenAI's ``response_format``,
+    or llama-server's ``json_schema`` or ``grammar`` extension; more than one is a 400."""
+    response_format = getattr(body, "response_format", None)
+    given = [name for name, value in (("response_format", response_format), ("json_schema", body.json_schema),
+                                      ("grammar", body.grammar)) if value not in _FREE_TEXT]
+    if len(given) > 1:
+        raise InvalidParameterError(f"pass one of {' / '.join(given)}, not several", field=given[1])
+    if body.json_schema not in _FREE_TEXT:
+        return {"type": "json_schema", "json_schema": {"name": "json_schema", "schema": body.json_schema}}, None
+    return response_format, body.grammar or None
+
+
+async def checked_grammar(service: Service, grammar: str | None) -> str | None:
+    """``grammar`` once llama.cpp can safely take it (:class:`GrammarError`, a 400, otherwise): checked
+    on the thread pool before any model is acquired."""
+    if grammar is not None:
+        await service.blocking(check_gbnf, grammar)
+    return grammar
+
+
+def refuse_unhonoured(body: Any, names: Sequence[str], allowed: Mapping[str, Any] | None = None) -> None:
+    """A 400 naming the first of ``names`` the body sets (to a value other than ``allowed[name]``):
+    fields llamarun knows but cannot honour are refused, never dropped."""
+    for name in names:
+        value = getattr(body, name, None)
+        if value is None or value is False or (allowed is not None and value == allowed.get(name, ...)):
+            continue
+        raise UnsupportedFeatureError(f"{name} is not supported by this server", field=name)
+
+
+def think_of_effort(effort: str | None) -> bool | None:
+    """OpenAI's reasoning effort as the chat template's ``enable_thinking`` (None: the template's default)."""
+    if effort is None:
+        return None
+    if effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        raise InvalidParameterError(f"reasoning effort must be none, minimal, low, medium, high or xhigh, "
+                                    f"got {str(effort)[:20]!r}", field="reasoning_effort")
+    return effort not in ("none", "minimal")

@@ -1,8 +1,9 @@
 """Request bodies of OpenAI's API (the parts a local server can honour), range-checked.
 
-Unknown fields are ignored (clients send ``store``, ``metadata``, ``user`` ...);
-fields we cannot honour with a different meaning (images, audio, ``best_of``,
-``echo``) are refused with a 400 naming them.
+Unknown top-level fields are kept (``extra="allow"``) and named in the
+``X-Llamarun-Ignored-Fields`` response header (:mod:`llamarun.http.ignored`);
+fields we know but cannot honour (images, audio, ``best_of``, ``echo``) are
+refused with a 400 naming them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ MAX_N = 16
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _Request(BaseModel):
+    """A top-level request body: unknown fields are kept to be reported, not dropped unseen."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class StreamOptions(_Body):
@@ -54,7 +61,7 @@ def _check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None
     return value
 
 
-class SamplingFields(_Body):
+class SamplingFields(_Request):
     """Fields shared by chat and text completions (plus llama-server/vLLM extensions)."""
 
     model: str = Field(..., min_length=1, max_length=300)
@@ -79,6 +86,10 @@ class SamplingFields(_Body):
     timeout: float | None = Field(None, gt=0.0, le=1e7)
     truncate: bool = False
     keep_alive: str | float | None = None
+    # llama-server's constraints (one of these or response_format)
+    grammar: str | None = Field(None, description="GBNF grammar the output must match (llama-server's field)")
+    json_schema: dict[str, Any] | None = Field(None, description="JSON schema the output must match "
+                                               "(llama-server's field)")
 
     @field_validator("stop")
     @classmethod
@@ -103,6 +114,14 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None
+    # OpenAI fields a local server cannot honour: a 400 naming them when set
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    store: bool | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -114,7 +133,7 @@ class CompletionRequest(SamplingFields):
     response_format: dict[str, Any] | None = None
 
 
-class EmbeddingRequest(_Body):
+class EmbeddingRequest(_Request):
     model: str = Field(..., min_length=1, max_length=300)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
