@@ -23,6 +23,7 @@ from .context import ServiceDep
 from .metrics import HttpMetrics, MetricsMiddleware
 from .ollama import ollama_router
 from .openai import openai_router
+from .anthropic import anthropic_router
 
 __all__ = ["create_app", "store_resolver"]
 
@@ -78,13 +79,15 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app.include_router(_admin_router())
     app.include_router(ollama_router())
     app.include_router(openai_router())
+    app.include_router(anthropic_router())
     app.add_middleware(Guard, config=config, state=state)  # type: ignore[arg-type]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),  # type: ignore[arg-type]
                            allow_methods=["GET", "POST", "DELETE", "HEAD", "OPTIONS"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-Timeout"])
+                           allow_headers=["Authorization", "Content-Type", "X-Request-Timeout", "X-Api-Key",
+                                          "Anthropic-Version"])
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # type: ignore[arg-type]
     return app
 
