@@ -43,10 +43,12 @@ def tiny_vocab() -> tuple[list[str], list[int]]:
 def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
                     n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML,
                     pooling: int | None = None, n_embd_out: int | None = None,
-                    sampling: dict[str, float] | None = None) -> Path:
+                    sampling: dict[str, float] | None = None, add_bos: bool = False, add_eos: bool = False,
+                    sep_token: int | None = None) -> Path:
     """``sampling`` writes ``general.sampling.<key>`` values (e.g. ``{"temp": 0.0, "top_k": 1}``);
     ``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
-    reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own."""
+    reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own;
+    ``add_bos``/``add_eos``/``sep_token`` (added too) lay out a reranker's pairs as bge-reranker's do."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -80,7 +82,12 @@ def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: i
     writer.add_token_merges([" ".join(m) for m in MERGES])
     writer.add_bos_token_id(0)
     writer.add_eos_token_id(2)
-    writer.add_add_bos_token(False)
+    writer.add_add_bos_token(add_bos)
+    if add_eos:
+        writer.add_add_eos_token(True)
+    if sep_token is not None:
+        writer.add_sep_token_id(sep_token)
+        writer.add_bool("tokenizer.ggml.add_sep_token", True)
     if chat_template:
         writer.add_chat_template(chat_template)
 

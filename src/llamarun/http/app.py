@@ -24,6 +24,7 @@ from .metrics import HttpMetrics, MetricsMiddleware
 from .ollama import ollama_router
 from .openai import openai_router
 from .anthropic import anthropic_router
+from .rerank import rerank_router
 
 __all__ = ["create_app", "store_resolver"]
 
@@ -80,6 +81,7 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app.include_router(ollama_router())
     app.include_router(openai_router())
     app.include_router(anthropic_router())
+    app.include_router(rerank_router())
     app.add_middleware(Guard, config=config, state=state)  # type: ignore[arg-type]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
