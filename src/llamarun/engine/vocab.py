@@ -16,6 +16,7 @@ __all__ = ["Vocab"]
 
 _MAX_TEXT_BYTES = 64 << 20  # refuse to tokenize more than 64 MiB at once
 _PARSED_ONLY_AS_SPECIAL = (1 << 0) | (1 << 3)  # LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_CONTROL
+_SPECIAL = (1 << 2) | (1 << 3)  # LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_CONTROL
 
 
 class Vocab:
@@ -118,6 +119,13 @@ class Vocab:
                         texts.add(text)
             self._control_texts = frozenset(texts)
         return self._control_texts
+
+    def special_texts(self) -> frozenset[str]:
+        """The text of every control or user-defined token (a chat family's turn markers are one or
+        the other: ``<start_of_turn>``, ``<|start_header_id|>``, ``[INST]`` ...)."""
+        llama, ptr = lib(), self.ptr
+        return frozenset(text for token in range(self.n_tokens) if llama.llama_vocab_get_attr(ptr, token) & _SPECIAL
+                         for text in (self.piece(token, special=True).decode("utf-8", "replace"),) if text)
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token (may be part of a UTF-8 character)."""

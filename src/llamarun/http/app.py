@@ -59,7 +59,8 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
         manager = ModelManager(manager_config or ManagerConfig(), resolve=store_resolver(store))
     state = state or ServerState()
     service = Service(manager, store, ServingConfig(request_timeout=config.request_timeout,
-                                                    stream_interval=config.stream_interval, version=config.version))
+                                                    stream_interval=config.stream_interval, version=config.version,
+                                                    fallback_template=config.fallback_template))
     metrics = HttpMetrics(manager, state)
 
     @contextlib.asynccontextmanager

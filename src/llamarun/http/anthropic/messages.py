@@ -40,7 +40,8 @@ async def _plan(service: Service, lease: Lease, body: CountTokensRequest | Messa
     think, _ = think_of(body.thinking, getattr(body, "max_tokens", None))
     plan = await service.prepare_chat(lease, given.messages, defaults=defaults, tools=tools_of(body.tools),
                                       tool_choice=choice, parallel_tool_calls=parallel,
-                                      response_format=response_format(body.output_config), think=think)
+                                      response_format=response_format(body.output_config), think=think,
+                                      template_name=body.template_name)
     if not given.prefill:
         return plan
     parts = plan.segments.parts if plan.segments is not None else ((plan.prompt, True),)

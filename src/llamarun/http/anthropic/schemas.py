@@ -54,6 +54,7 @@ class _ChatFields(_Body):
     tool_choice: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     output_config: dict[str, Any] | None = None
+    template_name: str | None = Field(None, max_length=64)  # llamarun's: a built-in chat template by name
     # refused (see _REFUSED): present only so that a request naming them is not silently run without them
     container: Any = None
     mcp_servers: Any = None
