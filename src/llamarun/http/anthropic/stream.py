@@ -10,7 +10,7 @@ first event is an ``error`` event in Anthropic's error shape.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import LlamarunError
 from ...serving import Event
@@ -18,10 +18,7 @@ from ...types import Chunk, GenerationResult
 from ..errors import error_body, status_of
 from ..streaming import line_json
 from .convert import tool_input_json
-from .messages import stop_of, tool_use_block, usage_of
-
-if TYPE_CHECKING:
-    from .messages import Reply
+from .reply import Reply, stop_of, tool_use_block, usage_of
 
 __all__ = ["message_events"]
 
