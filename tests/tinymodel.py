@@ -32,25 +32,30 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def tiny_vocab() -> tuple[list[str], list[int]]:
+def tiny_vocab(specials: list[str] | None = None) -> tuple[list[str], list[int]]:
+    """Control tokens ``specials`` (BOS first, EOS third; ChatML's by default), the bytes, the merges."""
+    specials = specials or SPECIALS
     byte_map = _bytes_to_unicode()
-    tokens = SPECIALS + [byte_map[b] for b in range(256)] + ["".join(m) for m in MERGES]
+    tokens = specials + [byte_map[b] for b in range(256)] + ["".join(m) for m in MERGES]
     # token types: 1 normal, 3 control
-    types = [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS))
+    types = [3] * len(specials) + [1] * (len(tokens) - len(specials))
     return tokens, types
 
 
 def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
                     n_ctx_train: int = 2048, seed: int = 0, chat_template: str | None = CHATML,
                     pooling: int | None = None, n_embd_out: int | None = None,
-                    sampling: dict[str, float] | None = None) -> Path:
+                    sampling: dict[str, float] | None = None, add_bos: bool = False, add_eos: bool = False,
+                    sep_token: int | None = None, specials: list[str] | None = None) -> Path:
     """``sampling`` writes ``general.sampling.<key>`` values (e.g. ``{"temp": 0.0, "top_k": 1}``);
     ``pooling`` (a ``gguf.PoolingType``) makes it look like an embedding model (mean, cls...) or a
-    reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own."""
+    reranker (rank), as such GGUFs declare it; ``n_embd_out`` declares an output width of its own;
+    ``add_bos``/``add_eos``/``sep_token`` (added too) lay out a reranker's pairs as bge-reranker's do;
+    ``specials``: another family's control tokens (BOS first, EOS third) instead of ChatML's."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    tokens, types = tiny_vocab()
+    tokens, types = tiny_vocab(specials)
     n_vocab = len(tokens)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-random-llama")
@@ -80,7 +85,12 @@ def write_tiny_gguf(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: i
     writer.add_token_merges([" ".join(m) for m in MERGES])
     writer.add_bos_token_id(0)
     writer.add_eos_token_id(2)
-    writer.add_add_bos_token(False)
+    writer.add_add_bos_token(add_bos)
+    if add_eos:
+        writer.add_add_eos_token(True)
+    if sep_token is not None:
+        writer.add_sep_token_id(sep_token)
+        writer.add_bool("tokenizer.ggml.add_sep_token", True)
     if chat_template:
         writer.add_chat_template(chat_template)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TemplateError
 from ..types import PromptSegments
 from .clienttext import ClientText
+from .fallback import TemplateChoice, choose_builtin
 from .messages import fold_tool_messages, merge_system_into_user, normalize_messages, prepend_system
 from .sandbox import RenderLimits, SandboxEnvironment
 from .thinking import thinking_markers
@@ -69,6 +70,15 @@ def _arguments_as_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+def _fallback_choice(vocab: Any, info: ModelInfo, fallback: str | None) -> TemplateChoice:
+    if fallback is not None:
+        return TemplateChoice(fallback, f"the GGUF has no chat template; {fallback!r} was named for it")
+    if vocab is None:
+        return choose_builtin(())
+    pre = info.metadata.get("tokenizer.ggml.pre")
+    return choose_builtin(vocab.special_texts(), pre_tokenizer=pre)
+
+
 class ChatTemplate:
     """Renders chat messages into a model's prompt text.
 
@@ -94,7 +104,9 @@ class ChatTemplate:
         self._env: SandboxEnvironment | None = None
         self._template: Any = None
         self.builtin_name: str | None = None
+        self.choice = TemplateChoice("own", "the GGUF's tokenizer.chat_template")
         if source is None:
+            self.choice = TemplateChoice(fallback, "named")
             self.builtin_name = self._check_builtin(fallback)
             return
         if not trusted:
@@ -137,13 +149,16 @@ class ChatTemplate:
         return cls(None, fallback=name, limits=limits, control_texts=control_texts)
 
     @classmethod
-    def for_model(cls, model: Model | ModelInfo, *, variant: str | None = None, fallback: str = "chatml",
+    def for_model(cls, model: Model | ModelInfo, *, variant: str | None = None, fallback: str | None = None,
                   bos_token: str | None = None, eos_token: str | None = None,
                   limits: RenderLimits | None = None) -> ChatTemplate:
         """The template stored in a model file (or its named ``variant``), trusted as the model's own.
 
         Given a :class:`~llamarun.engine.Model`, the BOS/EOS texts come from its
         vocabulary; given only :class:`~llamarun.engine.ModelInfo`, pass them.
+        Without a template of its own the model gets the built-in ``fallback``, or
+        (None) the one its vocabulary's special tokens call for (:mod:`.fallback`;
+        ``choice`` says which and why).
         """
         vocab = getattr(model, "vocab", None)  # a loaded Model, not just its ModelInfo
         info: ModelInfo = model.info if vocab is not None else model  # type: ignore[union-attr,assignment]
@@ -163,8 +178,17 @@ class ChatTemplate:
                 bos_token = vocab.piece(vocab.bos, special=True).decode("utf-8", "replace")
             if eos_token is None and 0 <= vocab.eos < vocab.n_tokens:
                 eos_token = vocab.piece(vocab.eos, special=True).decode("utf-8", "replace")
-        return cls(source, trusted=True, bos_token=bos_token or "", eos_token=eos_token or "", fallback=fallback,
-                   limits=limits, control_texts=control_texts)
+        choice = _fallback_choice(vocab, info, fallback)
+        built = cls(source, trusted=True, bos_token=bos_token or "", eos_token=eos_token or "", fallback=choice.name,
+                    limits=limits, control_texts=control_texts)
+        if built.is_builtin and source is None:
+            built.choice = choice
+        elif built.is_builtin:
+            detected = built.builtin_name == source  # llama.cpp recognised the markers of the uncompilable Jinja
+            built.choice = TemplateChoice(
+                "llama.cpp's reading of the GGUF's template" if detected else choice.name,
+                "the GGUF's chat template does not compile" + ("" if detected else f"; {choice.reason}"))
+        return built
 
     @staticmethod
     def variants(info: ModelInfo) -> tuple[str, ...]:

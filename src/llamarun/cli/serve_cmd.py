@@ -62,6 +62,9 @@ def serve(
     web: Optional[bool] = typer.Option(None, "--web/--no-web",
                                        help="Serve the chat page at / and the dashboard at /dashboard (default on)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
+    template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, "
+                                           "gemma, mistral-v7 ...) for models without one (default: chosen from "
+                                           "the vocabulary's special tokens)."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
@@ -81,7 +84,7 @@ def serve(
     settings = load_settings(overrides, config_file=config_file)
     _setup_logging(settings.log_level)
     run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
-               max_upload_bytes=max_upload, preload=tuple(preload or ()))
+               max_upload_bytes=max_upload, preload=tuple(preload or ()), fallback_template=template)
 
 
 def _setup_logging(level: str) -> None:
@@ -93,13 +96,14 @@ def _setup_logging(level: str) -> None:
 
 
 def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_bytes: int = 16 << 20,
-               max_upload_bytes: int = 1 << 40, preload: tuple[str, ...] = ()) -> None:
+               max_upload_bytes: int = 1 << 40, preload: tuple[str, ...] = (),
+               fallback_template: str | None = None) -> None:
     from ..http import DrainingServer, HttpConfig, ServerState, create_app, store_resolver, uvicorn_config
     from ..runtime import ManagerConfig, ModelManager
     from ..store import ModelStore
 
     config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes,
-                                      max_upload_bytes=max_upload_bytes)
+                                      max_upload_bytes=max_upload_bytes, fallback_template=fallback_template)
     sock = _bind(config.host, config.port)  # before loading anything: a taken port fails at once
     store = ModelStore(settings.home)
     manager = ModelManager(ManagerConfig.from_settings(settings, wait_timeout=settings.request_timeout or 600.0),

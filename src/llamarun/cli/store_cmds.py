@@ -162,8 +162,11 @@ def _show_text(details: Any, verbose: bool) -> None:
     typer.echo("Model")
     for key, value in rows:
         typer.echo(f"  {key:<16}{value}")
+    from ..chat import template_choice_of
+
+    choice = template_choice_of(details)
+    typer.echo(f"\nChat template: {'its own' if choice.name == 'own' else repr(choice.name)} ({choice.reason})")
     if g.chat_template:
-        typer.echo("\nChat template")
         typer.echo("  " + g.chat_template.replace("\n", "\n  "))
     if verbose:
         typer.echo("\nMetadata")
@@ -184,7 +187,10 @@ def show(
         return
     details = _store().show(name)
     if as_json:
-        typer.echo(json.dumps(details.to_json(verbose=verbose), indent=2, ensure_ascii=False))
+        from ..chat import template_choice_of
+
+        data = {**details.to_json(verbose=verbose), "template_choice": template_choice_of(details).to_json()}
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         _show_text(details, verbose)
 

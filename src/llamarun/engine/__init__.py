@@ -10,7 +10,7 @@ from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
 from .libc import eventfd_setter
-from .model import Model, ModelInfo
+from .model import Model, ModelInfo, vocab_special_texts
 from .fastdist import DrawBuffer, native_draw
 from .sampler import SamplerChain, sample_rows
 from .system import BackendDevice, backend_devices, max_devices, supports_gpu_offload, system_info
@@ -37,4 +37,5 @@ __all__ = [
     "sample_rows",
     "supports_gpu_offload",
     "system_info",
+    "vocab_special_texts",
 ]

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Mapping
 
 from ..errors import ModelLoadError
@@ -16,7 +16,7 @@ from ._handle import NativeHandle
 from ._lib import lib
 from .vocab import Vocab
 
-__all__ = ["Model", "ModelInfo"]
+__all__ = ["Model", "ModelInfo", "vocab_special_texts"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,27 @@ class ModelInfo:
     metadata: Mapping[str, str]
 
 
-def _model_params(n_gpu_layers: int, use_mmap: bool):  # noqa: ANN202 - ctypes struct
+def _model_params(n_gpu_layers: int, use_mmap: bool, vocab_only: bool = False):  # noqa: ANN202 - ctypes struct
     params = lib().llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
     params.use_mmap = use_mmap
+    params.vocab_only = vocab_only
     return params
+
+
+def vocab_special_texts(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The texts of a GGUF's control and user-defined tokens, read without its weights (llama.cpp's
+    vocab-only load: no tensors, no hyperparameters, so no :class:`Model`)."""
+    path = str(Path(path))
+    check_gguf(path)
+    llama = lib()
+    ptr = llama.llama_model_load_from_file(os.fsencode(path), _model_params(0, True, vocab_only=True))
+    if not ptr:
+        raise ModelLoadError(f"llama.cpp could not read the vocabulary of {path!r}", path=path)
+    try:
+        return Vocab(llama.llama_model_get_vocab(ptr), SimpleNamespace(ptr=ptr)).special_texts()  # type: ignore[arg-type]
+    finally:
+        llama.llama_model_free(ptr)
 
 
 class Model(NativeHandle):

@@ -16,6 +16,7 @@ __all__ = ["Vocab"]
 
 _MAX_TEXT_BYTES = 64 << 20  # refuse to tokenize more than 64 MiB at once
 _PARSED_ONLY_AS_SPECIAL = (1 << 0) | (1 << 3)  # LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_CONTROL
+_SPECIAL = (1 << 2) | (1 << 3)  # LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_CONTROL
 
 
 class Vocab:
@@ -30,6 +31,9 @@ class Vocab:
         self.eos: int = int(llama.llama_vocab_eos(ptr))
         self.eot: int = int(llama.llama_vocab_eot(ptr))
         self.add_bos: bool = bool(llama.llama_vocab_get_add_bos(ptr))
+        self.add_eos: bool = bool(llama.llama_vocab_get_add_eos(ptr))
+        self.add_sep: bool = bool(llama.llama_vocab_get_add_sep(ptr))
+        self.sep: int = int(llama.llama_vocab_sep(ptr))
         self._pieces: dict[tuple[int, bool], bytes] = {}
         self._eog: dict[int, bool] = {}  # asked once per token id: the answer cannot change
         self._control_texts: frozenset[str] | None = None
@@ -71,6 +75,21 @@ class Vocab:
             raise InvalidParameterError("text could not be tokenized", field="prompt")
         return list(buf[:n])
 
+    def rank_pair(self, query: str, document: str, template: str | None = None) -> list[int]:
+        """A reranker's input for (query, document), laid out as llama-server lays it: the model's
+        ``rerank`` template with ``{query}`` and ``{document}`` filled in, else
+        ``[BOS] query [EOS] [SEP] document [EOS]`` as the vocabulary adds them (EOS falls back to SEP)."""
+        if template is not None:
+            prompt = template.replace("{query}", query).replace("{document}", document)
+            return self.tokenize(prompt, add_special=False, parse_special=True)
+        eos = self.eos if self.eos >= 0 else self.sep
+        tokens = [self.bos] if self.add_bos else []
+        tokens += self.tokenize(query, add_special=False)
+        tokens += [eos] if self.add_eos else []
+        tokens += [self.sep] if self.add_sep else []
+        tokens += self.tokenize(document, add_special=False)
+        return tokens + ([eos] if self.add_eos else [])
+
     def tokenize_parts(self, parts: Sequence[tuple[str, bool]], *, add_special: bool = True) -> list[int]:
         """Token ids of ``(text, parse_special)`` parts, each tokenized on its own, concatenated.
 
@@ -100,6 +119,13 @@ class Vocab:
                         texts.add(text)
             self._control_texts = frozenset(texts)
         return self._control_texts
+
+    def special_texts(self) -> frozenset[str]:
+        """The text of every control or user-defined token (a chat family's turn markers are one or
+        the other: ``<start_of_turn>``, ``<|start_header_id|>``, ``[INST]`` ...)."""
+        llama, ptr = lib(), self.ptr
+        return frozenset(text for token in range(self.n_tokens) if llama.llama_vocab_get_attr(ptr, token) & _SPECIAL
+                         for text in (self.piece(token, special=True).decode("utf-8", "replace"),) if text)
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token (may be part of a UTF-8 character)."""

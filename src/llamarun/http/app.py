@@ -15,15 +15,17 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..runtime import HealthStatus, ManagerConfig, ModelManager, ModelSource, modelfile_load_settings
+from ..serving import Service, ServingConfig
+from .anthropic import anthropic_router
 from .config import HttpConfig
+from .context import ServiceDep
 from .errors import install_error_handlers
 from .guard import Guard, ServerState
-from ..serving import Service, ServingConfig
-from .context import ServiceDep
 from .metrics import HttpMetrics, MetricsMiddleware
 from .ollama import ollama_router
 from .openai import openai_router
 from .openai.responses_store import ResponseStore
+from .rerank import rerank_router
 
 __all__ = ["create_app", "store_resolver"]
 
@@ -55,7 +57,8 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
         manager = ModelManager(manager_config or ManagerConfig(), resolve=store_resolver(store))
     state = state or ServerState()
     service = Service(manager, store, ServingConfig(request_timeout=config.request_timeout,
-                                                    stream_interval=config.stream_interval, version=config.version))
+                                                    stream_interval=config.stream_interval, version=config.version,
+                                                    fallback_template=config.fallback_template))
     metrics = HttpMetrics(manager, state)
 
     @contextlib.asynccontextmanager
@@ -81,13 +84,16 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app.include_router(_admin_router())
     app.include_router(ollama_router())
     app.include_router(openai_router())
+    app.include_router(anthropic_router())
+    app.include_router(rerank_router())
     app.add_middleware(Guard, config=config, state=state)  # type: ignore[arg-type]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),  # type: ignore[arg-type]
                            allow_methods=["GET", "POST", "DELETE", "HEAD", "OPTIONS"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-Timeout"])
+                           allow_headers=["Authorization", "Content-Type", "X-Request-Timeout", "X-Api-Key",
+                                          "Anthropic-Version"])
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # type: ignore[arg-type]
     return app
 

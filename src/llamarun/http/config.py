@@ -63,6 +63,7 @@ class HttpConfig:
     max_connections_per_client: int = 256
     shutdown_timeout: float = 30.0
     stream_interval: int = 1
+    fallback_template: str | None = None  # built-in chat template for models without one (None: from the vocabulary)
     default_model: str = "smollm2"
     web: bool = True
     version: str = field(default_factory=lambda: _version())
@@ -85,6 +86,12 @@ class HttpConfig:
         if type(self.stream_interval) is not int or not 1 <= self.stream_interval <= 1024:
             raise ConfigError(f"stream_interval must be between 1 and 1024, got {self.stream_interval}",
                               key="stream_interval")
+        if self.fallback_template is not None:
+            from ..chat import builtin_names
+
+            if self.fallback_template not in builtin_names():
+                raise ConfigError(f"unknown built-in chat template {self.fallback_template!r}; known: "
+                                  f"{', '.join(builtin_names())}", key="template")
         for name in ("request_timeout", "shutdown_timeout", "header_timeout", "body_timeout"):
             value = getattr(self, name)
             if not 0 <= value <= 1e9:

@@ -1,6 +1,8 @@
-"""Errors as each protocol spells them: Ollama's ``{"error": "..."}`` and OpenAI's error object.
+"""Errors as each protocol spells them: Ollama's ``{"error": "..."}``, OpenAI's error object and
+Anthropic's ``{"type": "error", "error": {"type", "message"}}``.
 
-The protocol is chosen by path: ``/v1/...`` is OpenAI, everything else Ollama.
+The protocol is chosen by path: ``/v1/messages...`` is Anthropic, other ``/v1/...`` OpenAI,
+everything else Ollama.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "error_body",
     "error_response",
     "install_error_handlers",
+    "is_anthropic_path",
     "is_openai_path",
     "status_of",
     "validation_message",
@@ -38,6 +41,16 @@ ClientDisconnected = CallerGone
 """The client went away before the response was ready (logged as 499, nobody reads it)."""
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error",
+                    429: "rate_limit_error", 499: "invalid_request_error", 503: "overloaded_error",
+                    504: "timeout_error"}
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/") or path == "/v1"
 
@@ -51,6 +64,9 @@ def status_of(exc: BaseException) -> int:
 
 def error_body(path: str, status: int, message: str, *, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
+    if is_anthropic_path(path):
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
     if is_openai_path(path):
         kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -8,7 +8,8 @@ A pure ASGI middleware (no buffering, streaming and disconnects pass through):
   rebinding (CVE-2024-28224);
 - with an API key, every request except ``GET /``, ``/health/live`` and the web page's own files
   (``/dashboard`` and ``/web/static/``: static, no data; the page asks for the key and sends it on
-  every API call) must carry ``Authorization: Bearer <key>`` (401 otherwise);
+  every API call) must carry ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (Anthropic's
+  clients; 401 otherwise);
 - a state-changing request (any method but GET, HEAD, OPTIONS) from a browser page
   of another origin is refused with 403: an ``Origin`` that is neither the server's
   own nor one of ``cors_origins`` (``null`` included), or ``Sec-Fetch-Site:
@@ -147,10 +148,13 @@ class Guard:
         if refused is not None:
             return refused
         if self._key is not None and not _is_open(scope):
-            auth = _header(scope, b"authorization") or ""
-            scheme, _, token = auth.partition(" ")
+            auth = _header(scope, b"authorization")
+            scheme, _, token = (auth or "").partition(" ")
+            if auth is None and _header(scope, b"x-api-key") is not None:  # Anthropic's clients send this
+                scheme, token = "bearer", _header(scope, b"x-api-key") or ""
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
-                return 401, "missing or wrong API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
+                return 401, "missing or wrong API key: send Authorization: Bearer <key> or x-api-key: <key>", {
+                    "WWW-Authenticate": "Bearer"}
         encoding = (_header(scope, b"content-encoding") or "identity").strip().lower()
         if encoding not in ("", "identity"):
             return 415, f"compressed request bodies ({encoding[:40]}) are not accepted", {}

@@ -6,7 +6,7 @@ Other layers import from here, never from the submodules."""
 
 from .client import AsyncClient, AsyncRequest, RequestStream, SyncClient
 from .config import ManagerConfig, RuntimeConfig
-from .embed import POOLING_RANK, Embedder, Embedding, is_embedding_model, is_reranker, pooling_type
+from .embed import POOLING_RANK, Embedder, Embedding, Ranked, is_embedding_model, is_reranker, pooling_type
 from .leases import Lease, ModelSource, ModelStatus
 from .load_policy import (
     MODELFILE_LOAD_NAMES,
@@ -48,6 +48,7 @@ __all__ = [
     "ModelStatus",
     "PLANNED_FIELDS",
     "Planner",
+    "Ranked",
     "RequestStatus",
     "RequestStream",
     "Runtime",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..engine import Batch, Context, Model, ModelInfo
     from .runtime import Runtime
 
-__all__ = ["POOLING_RANK", "Embedder", "Embedding", "is_embedding_model", "is_reranker", "pooling_type"]
+__all__ = ["POOLING_RANK", "Embedder", "Embedding", "Ranked", "is_embedding_model", "is_reranker", "pooling_type"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ class Embedding:
     vector: np.ndarray
     n_tokens: int
     truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A reranker's score of one (query, document) pair and how many tokens the pair took."""
+
+    score: float
+    n_tokens: int
 
 
 def pooling_type(metadata: Mapping[str, Any], architecture: str) -> int:
@@ -100,6 +108,11 @@ class Embedder:
         ``truncate``, else a :class:`ContextOverflowError`."""
         return self.runtime.call(lambda model: self._embed(model, text, truncate, normalize))
 
+    def rank(self, query: str, document: str) -> Ranked:
+        """A reranker's relevance score of ``document`` for ``query`` (higher: more relevant), from
+        the pair laid out as llama-server lays it; a pair longer than the context is refused."""
+        return self.runtime.call(lambda model: self._rank(model, query, document))
+
     def close(self) -> None:
         """Free the spare context (on the engine thread); harmless if never used."""
         if self._ctx is None:
@@ -117,15 +130,19 @@ class Embedder:
                 handle.close()
         self._batch = self._ctx = None
 
-    def _context(self, model: Model) -> Context:
+    def _context(self, model: Model, *, rank: bool = False) -> Context:
+        if rank and not is_reranker(model.info):
+            raise UnsupportedFeatureError(
+                f"model {self.runtime.name!r} cannot rerank: its GGUF declares no rank pooling (use a reranker "
+                "such as bge-reranker)", field="model")
+        if is_reranker(model.info) and not rank:
+            raise UnsupportedFeatureError(
+                f"model {self.runtime.name!r} is a reranker (rank pooling): it scores texts and "
+                "cannot produce embeddings", field="model")
         if self._ctx is not None:
             return self._ctx
         if self._failed:
             raise UnsupportedFeatureError(self._failed, field="model")
-        if is_reranker(model.info):
-            raise UnsupportedFeatureError(
-                f"model {self.runtime.name!r} is a reranker (rank pooling): it scores texts and "
-                "cannot produce embeddings", field="model")
         from ..engine import Batch, Context
         from ..types import ContextOptions
 
@@ -157,11 +174,19 @@ class Embedder:
                 "shorten it or set truncate", n_prompt=len(tokens), n_ctx=self.n_ctx)
         return tokens[: self.n_ctx], True
 
-    def _embed(self, model: Model, text: str | Sequence[int], truncate: bool, normalize: bool) -> Embedding:
-        ctx = self._context(model)
+    def _rank(self, model: Model, query: str, document: str) -> Ranked:
+        ctx = self._context(model, rank=True)
+        tokens = model.vocab.rank_pair(query, document, model.chat_template("rerank"))
+        if len(tokens) > self.n_ctx:
+            raise ContextOverflowError(
+                f"query and document take {len(tokens)} tokens but the reranker takes at most {self.n_ctx}: "
+                "shorten them", n_prompt=len(tokens), n_ctx=self.n_ctx)
+        return Ranked(float(self._pooled(model, ctx, tokens)[0]), len(tokens))
+
+    def _pooled(self, model: Model, ctx: Context, tokens: list[int]) -> np.ndarray:
+        """The pooled output of ``tokens`` as one sequence (decoded in micro-batches, memory cleared after)."""
         batch = self._batch
         assert batch is not None
-        tokens, truncated = self._tokens(model, text, truncate)
         ctx.clear_memory()
         step = ctx.n_batch
         try:
@@ -171,12 +196,17 @@ class Embedder:
                 for offset, token in enumerate(part):  # every token an output, as llama.cpp wants
                     batch.add(token, start + offset, 0, True)
                 ctx.decode(batch)
-            vector = ctx.embeddings(0).astype(np.float32)
+            return ctx.embeddings(0).astype(np.float32)
         except DecodeError as exc:
             raise UnsupportedFeatureError(
                 f"model {self.runtime.name!r} failed to produce embeddings: {exc}", field="model") from exc
         finally:
             ctx.clear_memory()
+
+    def _embed(self, model: Model, text: str | Sequence[int], truncate: bool, normalize: bool) -> Embedding:
+        ctx = self._context(model)
+        tokens, truncated = self._tokens(model, text, truncate)
+        vector = self._pooled(model, ctx, tokens)
         if normalize:
             norm = float(np.linalg.norm(vector))
             if norm > 0 and math.isfinite(norm):

@@ -7,7 +7,7 @@
   the caller goes away (:data:`Gone`), release the lease on every path.
 - :func:`options_request`, :func:`spec_request`: requests from sampling options (Ollama's
   vocabulary, :class:`Options`; OpenAI-style explicit fields, :class:`SpecSampling`).
-- :func:`embed_texts`: embeddings.
+- :func:`embed_texts`: embeddings; :func:`rerank_documents`: a reranker's scores.
 - :func:`codes_of`: an exception's HTTP status, gRPC code and bridge code (one table:
   :data:`llamarun.errors.ERROR_CODES`).
 
@@ -16,7 +16,7 @@ Frontends import from here and from :mod:`llamarun.runtime`'s types, never from 
 
 from .cancel import CallerGone, Gone, until_gone
 from .conversation import TurnRequest, load_or_unload, start_chat, start_prompt
-from .embed import Embedded, embed_texts
+from .embed import Embedded, Reranked, embed_texts, rerank_documents
 from .options import MAX_CTX, MAX_TOKENS, Options
 from .outcome import check_finished, codes_of
 from .sampling import SpecSampling, load_options, options_request, spec_request, stops, with_modelfile_options
@@ -33,6 +33,7 @@ __all__ = [
     "Gone",
     "Options",
     "Pieces",
+    "Reranked",
     "Service",
     "ServingConfig",
     "SpecSampling",
@@ -45,6 +46,7 @@ __all__ = [
     "load_options",
     "load_or_unload",
     "options_request",
+    "rerank_documents",
     "spec_request",
     "start_chat",
     "start_prompt",

@@ -46,6 +46,7 @@ class TurnRequest:
     keep_alive: float | None = None
     timeout: float | None = None  # seconds (None: the server's default)
     stream: bool = True
+    template_name: str | None = None  # a built-in chat template instead of the model's (llama.cpp's names)
 
 
 def _think(think: bool | None, lease: Lease) -> bool | None:
@@ -80,7 +81,7 @@ async def start_chat(service: Service, req: TurnRequest, *, gone: Gone | None = 
     async def prepare(lease: Lease, defaults: Any) -> tuple[Any, ...]:
         plan = await service.prepare_chat(lease, req.messages, defaults=defaults, tools=req.tools or None,
                                           tool_choice="auto" if req.tools else None, response_format=req.format,
-                                          think=_think(req.think, lease))
+                                          think=_think(req.think, lease), template_name=req.template_name)
         return plan.prompt_input, plan.grammar, plan, None
 
     return await _start(service, req, gone, prepare)
@@ -100,7 +101,7 @@ async def start_prompt(service: Service, req: TurnRequest, *, gone: Gone | None 
             if req.context and defaults:
                 defaults = dataclasses.replace(defaults, messages=())
             plan = await service.prepare_chat(lease, messages, defaults=defaults, response_format=req.format,
-                                              think=_think(req.think, lease))
+                                              think=_think(req.think, lease), template_name=req.template_name)
             prompt, grammar = plan.prompt_input, plan.grammar
         if not req.context:
             return prompt, grammar, plan, None

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import InvalidNameError, ModelNotFoundError
+from ..errors import InvalidNameError, ModelNotFoundError, TemplateError
 from ..runtime import MAX_STREAM_INTERVAL, Lease, LoadOptions, ModelManager, Runtime
 from ..types import TokenLogprob
 from .cancel import Gone, until_gone
@@ -36,6 +36,7 @@ class ServingConfig:
     stream_interval: int = 1  # tokens per streamed chunk
     version: str = ""
     workers: int = 64  # threads for blocking calls
+    fallback_template: str | None = None  # built-in template for models without one (None: from the vocabulary)
 
 
 class Pieces:
@@ -118,21 +119,39 @@ class Service:
         if None not in built:
             from ..chat import ChatTemplate
 
-            built[None] = await self.engine_call(lease, ChatTemplate.for_model)
+            fallback = self.config.fallback_template
+            built[None] = await self.engine_call(lease, lambda m: ChatTemplate.for_model(m, fallback=fallback))
         if override and override not in built:  # compiled in the sandbox once per model, not per request
             from ..chat.override import modelfile_template
 
             built[override] = await self.blocking(modelfile_template, override, built[None])
         return built[override or None]
 
+    async def builtin_template(self, lease: Lease, name: str) -> Any:
+        """One of llama.cpp's built-in templates by name (a request's ``template_name``), with the
+        model's control-token texts; an unknown name is a 400 listing the known ones."""
+        from ..chat import ChatTemplate
+
+        own = await self.template(lease)
+        control_texts = own.client_text.texts if own.client_text is not None else None
+        try:
+            return ChatTemplate.builtin(name, limits=own.limits, control_texts=control_texts)
+        except TemplateError as exc:
+            exc.field = "template_name"
+            raise
+
     async def prepare_chat(self, lease: Lease, messages: Sequence[Mapping[str, Any]], *, defaults: Any = None,
-                           **kwargs: Any) -> Any:
-        """Render the chat prompt and pick its grammar (a :class:`llamarun.chat.ChatPlan`)."""
+                           template_name: str | None = None, **kwargs: Any) -> Any:
+        """Render the chat prompt and pick its grammar (a :class:`llamarun.chat.ChatPlan`);
+        ``template_name``: a built-in template a request names instead of the model's."""
         from ..chat import prepare_chat
 
         if defaults:
             messages = defaults.conversation(messages)
-        template = await self.template(lease, defaults.template if defaults else None)
+        if template_name:
+            template = await self.builtin_template(lease, template_name)
+        else:
+            template = await self.template(lease, defaults.template if defaults else None)
         work = functools.partial(prepare_chat, template, messages, **kwargs)
         if template.is_builtin:  # llama.cpp renders built-in templates: its engine thread must do it
             return await self.engine_call(lease, lambda _model: work())

@@ -36,7 +36,7 @@ def _turn_request(body: GenerateRequest | ChatRequest, service: Service, request
         think=None if body.think is None else bool(body.think),
         logprobs=max(1, body.top_logprobs) if body.logprobs else 0, truncate=bool(body.truncate),
         keep_alive=body.keep_alive, timeout=request_timeout(service, body_timeout, request.headers),
-        stream=body.stream, **fields)
+        stream=body.stream, template_name=body.template_name, **fields)
 
 
 async def generate(body: GenerateRequest, request: Request, service: ServiceDep) -> Response:

@@ -37,8 +37,11 @@ async def tags(service: ServiceDep) -> dict[str, Any]:
 
 
 async def show(body: ShowRequest, service: ServiceDep) -> dict[str, Any]:
+    from ...chat import template_choice_of
+
     details = await service.blocking(service.store.show, body.model)
-    return _show(details, body.verbose)
+    choice = await service.blocking(template_choice_of, details)  # which template chats, and why
+    return {**_show(details, body.verbose), "template_choice": choice.to_json()}
 
 
 async def ps(service: ServiceDep) -> dict[str, Any]:

@@ -61,8 +61,13 @@ class _ModelBody(_Request):
             raise ValueError(str(exc)) from None
 
 
+_TEMPLATE_NAME = Field(None, max_length=64, description="One of llama.cpp's built-in chat templates (chatml, "
+                       "llama3, gemma, mistral-v7 ...) instead of the model's own (llamarun's extension).")
+
+
 class GenerateRequest(_ModelBody):
     prompt: str = ""
+    template_name: str | None = _TEMPLATE_NAME
     suffix: str = ""
     system: str | None = None
     template: str | None = None
@@ -103,6 +108,7 @@ class Message(_Body):
 
 class ChatRequest(_ModelBody):
     messages: list[Message] = Field(default_factory=list)
+    template_name: str | None = _TEMPLATE_NAME
     tools: list[dict[str, Any]] | None = Field(None, max_length=128)
     stream: bool = True
     format: str | dict[str, Any] | None = None
