@@ -32,9 +32,9 @@ def build_app(state: dict[str, Any] | None = None) -> typer.Typer:
                                            help="Print the full traceback of an unexpected error.")) -> None:
         shared["debug"] = debug
 
-    from . import bench_cmd, config_cmds, hw_cmds, misc_cmds, run_cmd, serve_cmd, store_cmds  # deferred: command modules import heavier parts lazily
+    from . import bench_cmd, bridge_cmd, config_cmds, hw_cmds, misc_cmds, run_cmd, serve_cmd, store_cmds  # deferred: command modules import heavier parts lazily
 
-    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd, bench_cmd, misc_cmds):
+    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd, bridge_cmd, bench_cmd, misc_cmds):
         module.register(app)
     return app
 
