@@ -193,7 +193,9 @@ class Connection:
 
     async def _dispatch(self, command: Command, handlers: dict[str, Handler]) -> bool:
         if not self.authenticated and command.name != "AUTH":
-            raise AccessDeniedError("send AUTH <token> first (this port needs the bridge's token)")
+            await self.send(error_reply(AccessDeniedError("the first line on this port must be AUTH <token>; "
+                                                          "the connection is closed")))
+            return False
         handler = handlers.get(command.name)
         if handler is None:
             raise InvalidParameterError(f"unknown command {command.name[:40]!r}: send HELP for the list",
