@@ -233,7 +233,7 @@ class RemoteServerError(LlamarunError):
 
 
 
-class AccessDeniedError(LlamarunError, PermissionError):
+class AccessDeniedError(LlamarunError):
     """The caller is not allowed to do this (a wrong token, a command only the server's user may send)."""
 
 

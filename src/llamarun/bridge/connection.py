@@ -38,6 +38,7 @@ Handler = Callable[["Connection", str], Awaitable[bool]]
 """A command: answers on the connection; False closes it."""
 
 _HANGUP_POLL_S = 0.2
+_LINGER_S = 5.0
 
 
 class LineTooLongError(InvalidParameterError):
@@ -175,6 +176,7 @@ class Connection:
             line = await self._take_line()
         except LineTooLongError as exc:
             await self.send(error_reply(exc))
+            await self._linger()
             return False
         if line is None:
             return False
@@ -183,13 +185,14 @@ class Connection:
             if command is None:
                 return True
             return await self._dispatch(command, handlers)
-        except (ConnectionError, OSError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure is an error line; the connection lives
-            if not isinstance(exc, LlamarunError):
-                logger.exception("command failed")
+        except LlamarunError as exc:  # (some are OSErrors too: still the command's failure)
             await self.send(error_reply(exc))
-            return True
+        except (ConnectionError, OSError):
+            raise  # the client has gone
+        except Exception as exc:  # noqa: BLE001 - every failure is an error line; the connection lives
+            logger.exception("command failed")
+            await self.send(error_reply(exc))
+        return True
 
     async def _dispatch(self, command: Command, handlers: dict[str, Handler]) -> bool:
         if not self.authenticated and command.name != "AUTH":
@@ -202,6 +205,18 @@ class Connection:
                                         field="command")
         self.read_ahead()
         return await handler(self, command.argument)
+
+    async def _linger(self) -> None:
+        """Half-close, then discard what the client still sends (for up to a few seconds), so that
+        the error line reaches it: closing with unread input would reset the connection."""
+        with contextlib.suppress(Exception):
+            self.writer.write_eof()
+
+            async def discard() -> None:
+                while await self.reader.read(1 << 16):
+                    pass
+
+            await asyncio.wait_for(discard(), _LINGER_S)
 
     async def close(self) -> None:
         """Cancel what runs, return the lease, close the socket (safe to call more than once)."""

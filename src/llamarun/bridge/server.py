@@ -119,6 +119,8 @@ class Bridge:
         claimed = claim_socket(self.config.socket_path)
         servers: list[asyncio.base_events.Server] = []
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.state.stopping.set)
         try:
             if self.config.default_model:  # after the socket is ours: a taken one fails before any load
                 (await self.service.acquire(self.config.default_model)).release()
@@ -132,8 +134,6 @@ class Bridge:
                 servers.append(tcp)
                 bound = tcp.sockets[0].getsockname()
                 on_ready(f"listening on tcp:{bound[0]}:{bound[1]}")
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.state.stopping.set)
             await self.state.stopping.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
