@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from bridge_helpers import Bridge, short_dir, start_bridge
 
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from bridge_helpers import Bridge
 
 MODELS = ["tiny", pytest.param("smollm2", marks=pytest.mark.smollm2)]

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from bridge_helpers import Bridge
 
 pytestmark = pytest.mark.smollm2

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from bridge_helpers import Client, launch, short_dir, start_bridge
 
 
@@ -59,7 +58,7 @@ def test_live_socket_is_never_stolen(bridge_home: Path) -> None:
     first = start_bridge(bridge_home, str(path))
     try:
         second = launch(bridge_home, str(path))
-        out, err = second.communicate(timeout=60)
+        _, err = second.communicate(timeout=60)
         assert second.returncode == 1 and "another bridge is running" in err, err
         with first.client(timeout=10) as c:
             assert c.reply("PING")["message"] == "pong"

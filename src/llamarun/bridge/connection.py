@@ -189,7 +189,7 @@ class Connection:
             await self.send(error_reply(exc))
         except (ConnectionError, OSError):
             raise  # the client has gone
-        except Exception as exc:  # noqa: BLE001 - every failure is an error line; the connection lives
+        except Exception as exc:
             logger.exception("command failed")
             await self.send(error_reply(exc))
         return True

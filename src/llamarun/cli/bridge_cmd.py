@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -58,20 +58,20 @@ def _token(token_file: Path | None, socket_path: Path) -> str:
 
 
 def bridge(
-    socket_path: Optional[Path] = typer.Argument(None, metavar="SOCKET",
+    socket_path: Path | None = typer.Argument(None, metavar="SOCKET",
                                                  help="Socket path (default: $XDG_RUNTIME_DIR/llamarun/bridge.sock)."),
     connect: bool = typer.Option(False, "--connect", help="Connect to a running bridge as an interactive client."),
-    tcp: Optional[str] = typer.Option(None, "--tcp", help="Also listen on HOST:PORT (AUTH <token> required)."),
-    token_file: Optional[Path] = typer.Option(None, "--token-file", help=f"TCP token: first line (or ${TOKEN_ENV})."),
-    model: Optional[str] = typer.Option(None, "--model", help="Load this model at start; the model of new clients."),
+    tcp: str | None = typer.Option(None, "--tcp", help="Also listen on HOST:PORT (AUTH <token> required)."),
+    token_file: Path | None = typer.Option(None, "--token-file", help=f"TCP token: first line (or ${TOKEN_ENV})."),
+    model: str | None = typer.Option(None, "--model", help="Load this model at start; the model of new clients."),
     max_connections: int = typer.Option(64, "--max-connections", min=1, max=100_000, help="Clients at once."),
     max_line_bytes: int = typer.Option(1 << 20, "--max-line-bytes", min=64, max=1 << 30, help="Longest line."),
-    parallel: Optional[int] = typer.Option(None, "--parallel", help="Requests decoded together per model."),
-    ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
-    keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
-    log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
+    parallel: int | None = typer.Option(None, "--parallel", help="Requests decoded together per model."),
+    ctx: int | None = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
+    keep_alive: str | None = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
+    log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
     """Serve the line protocol on a Unix socket (see docs/bridge.md)."""
     from ..bridge import default_socket_path, interactive, private_dir
