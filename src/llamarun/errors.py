@@ -29,6 +29,7 @@ each class's HTTP status, gRPC status code name and Unix-socket bridge code
     ├── EngineDeadError                the engine thread died (503)
     ├── InsufficientMemoryError        a model does not fit this machine (507)
     ├── RemoteServerError              a llamarun server (--host) is unreachable or failed (502)
+    ├── AccessDeniedError              the caller may not do this (bad token, another user) (403)
     └── StoreError                     the model store failed (500)
         ├── DigestMismatchError        downloaded bytes do not match (502)
         ├── DownloadError              a transfer failed (502)
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 __all__ = [
     "ERROR_CODES",
     "ErrorCodes",
+    "AccessDeniedError",
     "ClosedHandleError",
     "ConfigError",
     "ContextCreationError",
@@ -238,6 +240,10 @@ class RemoteServerError(LlamarunError):
 
 
 
+class AccessDeniedError(LlamarunError):
+    """The caller is not allowed to do this (a wrong token, a command only the server's user may send)."""
+
+
 class StoreError(LlamarunError):
     """The model store failed to complete an operation."""
 
@@ -290,6 +296,7 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     EngineDeadError: ErrorCodes(503, "UNAVAILABLE", "engine_dead"),
     InsufficientMemoryError: ErrorCodes(507, "RESOURCE_EXHAUSTED", "insufficient_memory"),
     RemoteServerError: ErrorCodes(502, "UNAVAILABLE", "remote_failed"),
+    AccessDeniedError: ErrorCodes(403, "PERMISSION_DENIED", "access_denied"),
     StoreError: ErrorCodes(500, "INTERNAL", "store_error"),
     DigestMismatchError: ErrorCodes(502, "DATA_LOSS", "digest_mismatch"),
     DownloadError: ErrorCodes(502, "UNAVAILABLE", "download_failed"),

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UnsupportedFeatureError
+from ..errors import InvalidParameterError, UnsupportedFeatureError
 from ..runtime import Lease
 from ..types import PromptSegments
 from .cancel import Gone
@@ -40,6 +40,7 @@ class TurnRequest:
     options: Options | None = None
     tools: Sequence[Mapping[str, Any]] | None = None
     format: str | Mapping[str, Any] | None = None  # "json" or a JSON schema
+    grammar: str | None = None  # a GBNF grammar (checked; not together with ``format``)
     think: bool | None = None
     logprobs: int = 0  # alternatives per token (0: no log-probabilities)
     truncate: bool = False  # cut a prompt that is too long instead of refusing it
@@ -57,6 +58,18 @@ def _think(think: bool | None, lease: Lease) -> bool | None:
     if thinking_markers(lease.info.chat_template) is None:
         raise UnsupportedFeatureError(f'"{lease.name}" does not support thinking', field="think")
     return True
+
+
+async def _raw_grammar(service: Service, req: TurnRequest) -> str | None:
+    """A raw prompt's grammar: its GBNF ``grammar`` (checked) or its ``format``'s, never both."""
+    if req.grammar is None:
+        return await service.response_grammar(req.format)
+    if req.format not in (None, "", "text"):
+        raise InvalidParameterError("pass either a grammar or a format, not both", field="grammar")
+    from ..grammar import check_gbnf
+
+    await service.blocking(check_gbnf, req.grammar)
+    return req.grammar
 
 
 async def _start(service: Service, req: TurnRequest, gone: Gone | None, prepare: Any) -> Turn:
@@ -81,7 +94,8 @@ async def start_chat(service: Service, req: TurnRequest, *, gone: Gone | None = 
     async def prepare(lease: Lease, defaults: Any) -> tuple[Any, ...]:
         plan = await service.prepare_chat(lease, req.messages, defaults=defaults, tools=req.tools or None,
                                           tool_choice="auto" if req.tools else None, response_format=req.format,
-                                          think=_think(req.think, lease), template_name=req.template_name)
+                                          grammar=req.grammar, think=_think(req.think, lease),
+                                          template_name=req.template_name)
         return plan.prompt_input, plan.grammar, plan, None
 
     return await _start(service, req, gone, prepare)
@@ -94,14 +108,15 @@ async def start_prompt(service: Service, req: TurnRequest, *, gone: Gone | None 
     async def prepare(lease: Lease, defaults: Any) -> tuple[Any, ...]:
         plan, prompt = None, req.prompt
         if req.raw:
-            grammar = await service.response_grammar(req.format)
+            grammar = await _raw_grammar(service, req)
         else:
             messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
                 {"role": "user", "content": req.prompt}]
             if req.context and defaults:
                 defaults = dataclasses.replace(defaults, messages=())
             plan = await service.prepare_chat(lease, messages, defaults=defaults, response_format=req.format,
-                                              think=_think(req.think, lease), template_name=req.template_name)
+                                              grammar=req.grammar, think=_think(req.think, lease),
+                                              template_name=req.template_name)
             prompt, grammar = plan.prompt_input, plan.grammar
         if not req.context:
             return prompt, grammar, plan, None
