@@ -33,6 +33,12 @@ $(STAMP): pyproject.toml setup.py src/llamarun/engine/_fastdraw.c $(WHEELHOUSE)/
 
 install: $(STAMP)
 
+# What only the tests need beyond the install: the cluster extra (Ray Serve, about 700 MB).
+TEST_STAMP := $(VENV)/.llamarun-test-installed
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[test,cluster]'
+	touch $(TEST_STAMP)
+
 model: install
 	$(BIN)/llamarun pull smollm2
 
@@ -47,7 +53,7 @@ browser:
 		else echo "chromium is missing: the browser tests will fail; run: sudo apt-get install -y chromium"; fi; \
 	fi
 
-test: model browser
+test: model browser $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: model
