@@ -219,7 +219,7 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
             n_ctx=options.n_ctx or max(16, resources.n_ctx), n_slots=resources.parallel,
             n_batch=resources.n_batch, n_ubatch=resources.n_ubatch,
             n_threads=options.n_threads or resources.threads, n_gpu_layers=resources.n_gpu_layers,
-            flash_attn=resources.flash_attn, max_queue=config.max_queue,
+            flash_attn=resources.flash_attn, max_queue=config.max_queue, backend=config.backend,
         )
         return runtime_config, resources.estimate.total
 
