@@ -96,6 +96,7 @@ class ManagerConfig:
         values: dict[str, Any] = {
             "n_ctx": settings.n_ctx, "parallel": settings.parallel, "threads": settings.threads,
             "n_batch": settings.n_batch, "n_ubatch": settings.n_ubatch, "n_gpu_layers": settings.n_gpu_layers,
+            "backend": settings.backend,
             "max_queue": settings.max_queue, "max_loaded": settings.max_loaded_models,
             "memory_budget": settings.memory_budget, "keep_alive": settings.keep_alive,
             "max_request_ctx": settings.max_request_ctx, "allow_request_reload": settings.allow_request_reload,
