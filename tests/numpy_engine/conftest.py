@@ -53,3 +53,24 @@ def smol_llama(smollm2_path: Path) -> Iterator[Any]:
     model = Model(smollm2_path)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def smol_server(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, smollm2_path: Path) -> Iterator[Any]:
+    """`llamarun serve --backend numpy` on a store with ``tiny`` and ``smollm2``, as tests/http's server."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "http"))
+    from serve_helpers import start_server
+
+    from llamarun.store import ModelStore
+
+    home = tmp_path_factory.mktemp("numpy-store")
+    store = ModelStore(home)
+    store.create("tiny", tiny_model_path)
+    store.create("smollm2", smollm2_path, link=True)
+    server = start_server(home, "--backend", "numpy", "--parallel", "4", "--ctx", "2048", "--keep-alive", "-1")
+    try:
+        yield server
+    finally:
+        server.stop()
