@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +21,17 @@ if TYPE_CHECKING:
 __all__ = ["Context"]
 
 _MAX_CTX = 1 << 22
+
+
+def _blas_threads(n_threads: int | None) -> Callable[[], AbstractContextManager[Any]]:
+    """What bounds numpy's BLAS to ``n_threads`` for one decode (threadpoolctl; process-wide while
+    it lasts, so two NumPy models decoding at once on different threads share one setting)."""
+    if not n_threads:
+        return contextlib.nullcontext
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    return lambda: controller.limit(limits=n_threads, user_api="blas")
 
 
 class Context:
@@ -48,7 +61,8 @@ class Context:
         self.n_batch = min(options.n_batch, n_ctx)
         self.n_ubatch = min(options.n_ubatch, self.n_batch)
         self.n_seq_max = options.n_seq_max
-        self.n_threads = options.n_threads or 1
+        self.n_threads = options.n_threads or 0  # 0: BLAS's own default
+        self._threads = _blas_threads(options.n_threads)
         self._kv: KVCache | None = KVCache(
             n_layer=config.n_layer, n_kv=config.n_head_kv, head_dim=config.head_dim, n_ctx=n_ctx,
             n_seq_max=options.n_seq_max, unified=options.kv_unified)
@@ -100,8 +114,9 @@ class Context:
             groups.append(SequenceRows(int(seq), rows, positions[rows].astype(np.int32)))
         output_rows = np.flatnonzero(wants)
         try:
-            logits, hidden = self._forward.run(tokens.astype(np.int64), groups, kv, output_rows,
-                                                    check_abort=self._check_abort)
+            with self._threads():
+                logits, hidden = self._forward.run(tokens.astype(np.int64), groups, kv, output_rows,
+                                                        check_abort=self._check_abort)
         except BaseException:
             kv.discard_pending()
             raise
