@@ -23,11 +23,9 @@ import time
 from typing import Any
 
 import numpy as np
-
 from common import dump, env_threads, median, model_path, random_tokens
 
-from llamarun import engine
-from llamarun import numpy_engine
+from llamarun import engine, numpy_engine
 from llamarun.types import ContextOptions
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import random
 
-_WORDS = ("the of and to in is you that it he was for on are as with his they I at be this have from or one had "
-          "by word but not what all were we when your can said there use an each which she do how their if will "
-          "up other about out many then them these so some her would make like him into time has look two more "
-          "Hello World HTTP JSON naïve café résumé coöperate façade Zürich straße").split()
+_WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with", "his", "they", "I", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into", "time", "has", "look", "two", "more", "Hello", "World", "HTTP", "JSON", "naïve", "café", "résumé", "coöperate", "façade", "Zürich", "straße"]
 _CODE = ["def f(x):\n    return x ** 2\n", "for (int i = 0; i < n; ++i) { a[i] += b[i]; }",
          "if __name__ == '__main__':\n\tmain()", "SELECT * FROM users WHERE id = 42;", "x = {'a': [1, 2, 3]}",
          "#include <stdio.h>\nint main(void){printf(\"%d\\n\", 1<<10);}", "let s: Vec<u8> = vec![0xFF; 16];",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from tinymodel import MERGES, SPECIALS, tiny_vocab
 
 SPM_PIECES = ["▁", "▁t", "▁th", "▁the", "he", "in", "▁a", "er", "▁in", "on", "▁o", "re", "at", "▁is", "is",

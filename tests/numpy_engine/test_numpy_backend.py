@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +88,7 @@ def test_unknown_backend_is_refused(tiny_model_path):
 
 def _run(args, env_extra=None, timeout=240):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {})}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def test_cli_run_with_backend_numpy(tiny_model_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "http"))
 
-from test_ollama_client import (  # noqa: E402,F401 - collected here, against the numpy server
+from test_ollama_client import (  # noqa: F401 - collected here, against the numpy server
     client,
     test_embed,
     test_errors,
@@ -23,7 +23,7 @@ from test_ollama_client import (  # noqa: E402,F401 - collected here, against th
 )
 
 
-def test_a_grammar_request_is_refused_with_a_typed_error(client):
+def test_a_grammar_request_is_refused_with_a_typed_error(client):  # noqa: F811 - the fixture
     import ollama
     import pytest
 

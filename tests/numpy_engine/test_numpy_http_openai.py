@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "http"))
 
-from test_openai_client import (  # noqa: E402,F401 - collected here, against the numpy server
+from test_openai_client import (  # noqa: F401 - collected here, against the numpy server
     client,
     test_chat_completion,
     test_chat_streaming_with_usage_and_cached_tokens,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from numpy_corpus import corpus
 
 from llamarun import engine
 from llamarun import numpy_engine as ne
-from numpy_corpus import corpus
 
 
 def _compare(theirs, ours, texts, parse_special):

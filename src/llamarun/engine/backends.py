@@ -28,7 +28,7 @@ def backend_status() -> dict[str, str | None]:
     return status
 
 
-def open_model(path: str | os.PathLike[str], config: "RuntimeConfig") -> Any:
+def open_model(path: str | os.PathLike[str], config: RuntimeConfig) -> Any:
     """Load ``path`` on ``config.backend``: the llama.cpp :class:`~llamarun.engine.Model` or the NumPy one."""
     if config.backend == "numpy":
         from ..numpy_engine import Model as NumpyModel

@@ -76,7 +76,7 @@ class Batch:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> "Batch":
+    def __enter__(self) -> Batch:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ClosedHandleError, ContextCreationError, DecodeAbortedError, DecodeError
+from ..errors import (
+    ClosedHandleError,
+    ContextCreationError,
+    DecodeAbortedError,
+    DecodeError,
+)
 from ..types import ContextOptions
 from .forward import SequenceRows
 from .kv import KVCache
@@ -44,7 +49,7 @@ class Context:
 
     backend = "numpy"
 
-    def __init__(self, model: "Model", options: ContextOptions | None = None) -> None:
+    def __init__(self, model: Model, options: ContextOptions | None = None) -> None:
         options = options or ContextOptions()
         config = model.config
         n_ctx = options.n_ctx or config.n_ctx_train
@@ -88,7 +93,7 @@ class Context:
         self._kv = None
         self._logits = self._logits[:0]
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc: object) -> None:

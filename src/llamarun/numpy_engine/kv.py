@@ -102,7 +102,7 @@ class KVCache:
 
     def seq_rm(self, seq_id: int, p0: int, p1: int) -> bool:
         """Remove the cells with positions in ``[p0, p1)`` (negative: open end); seq -1: every sequence."""
-        lo = 0 if p0 < 0 else p0
+        lo = max(p0, 0)
         hi = np.iinfo(np.int32).max if p1 < 0 else p1
         targets = list(self._seqs) if seq_id < 0 else [seq_id]
         for seq in targets:
@@ -126,7 +126,7 @@ class KVCache:
             return
         source = self._seqs[src]
         pos = source.positions[:source.used]
-        lo = 0 if p0 < 0 else p0
+        lo = max(p0, 0)
         hi = np.iinfo(np.int32).max if p1 < 0 else p1
         take = np.flatnonzero((pos >= lo) & (pos < hi))
         target = self._cells(dst)

@@ -15,7 +15,14 @@ from ..gguf import check_gguf
 from ..types import ContextOptions, SamplingParams
 from .forward import Forward
 from .vocab import Vocab, read_vocab_data
-from .weights import LlamaConfig, f32_bytes, open_reader, read_config, read_weights, scalar_metadata
+from .weights import (
+    LlamaConfig,
+    f32_bytes,
+    open_reader,
+    read_config,
+    read_weights,
+    scalar_metadata,
+)
 
 __all__ = ["Model"]
 
@@ -89,7 +96,7 @@ class Model:
         """Drop the weights (contexts still open keep their reference until they close)."""
         self._forward = None
 
-    def __enter__(self) -> "Model":
+    def __enter__(self) -> Model:
         return self
 
     def __exit__(self, *exc: object) -> None:

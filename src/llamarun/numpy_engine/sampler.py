@@ -31,7 +31,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class SamplerChain:
     """One sequence's sampler (the engine SamplerChain's methods)."""
 
-    def __init__(self, model: "Model", params: SamplingParams | None = None) -> None:
+    def __init__(self, model: Model, params: SamplingParams | None = None) -> None:
         p = self.params = params or SamplingParams()
         if p.grammar:
             raise UnsupportedFeatureError("the NumPy backend has no grammar sampler; use the llama.cpp backend",
@@ -66,7 +66,7 @@ class SamplerChain:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> "SamplerChain":
+    def __enter__(self) -> SamplerChain:
         return self
 
     def __exit__(self, *exc: object) -> None:
