@@ -40,7 +40,7 @@ def _greedy_gaps(model, prompt_tokens, generated):
     from llamarun.types import ContextOptions
 
     tokens = list(prompt_tokens) + list(generated)
-    with Context(model, ContextOptions(n_ctx=128, n_batch=128, n_seq_max=1)) as ctx:
+    with Context(model, ContextOptions(n_ctx=128, n_batch=128, n_seq_max=1, n_threads=1)) as ctx:
         batch = Batch(len(tokens))
         for i, token in enumerate(tokens):
             batch.add(token, i, 0, i >= len(prompt_tokens) - 1)

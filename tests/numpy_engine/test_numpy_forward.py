@@ -112,7 +112,7 @@ def test_greedy_generation_matches_on_most_prompts(smol_llama, smol_numpy):
 
 def test_several_sequences_in_one_batch_match_each_alone(smol_numpy):
     seqs = [s[:n] for s, n in zip(_sequences(smol_numpy)[:3], (5, 11, 17), strict=True)]
-    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=192, n_batch=64, n_seq_max=3))
+    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=192, n_batch=64, n_seq_max=3, n_threads=1))
     alone = [_all_logits(ctx, ne.Batch, s)[-1] for s in seqs]
     ctx.clear_memory()
     batch = ne.Batch(64, 1)
@@ -124,7 +124,7 @@ def test_several_sequences_in_one_batch_match_each_alone(smol_numpy):
 
 def test_kv_cache_operations(smol_numpy):
     seq = _sequences(smol_numpy)[0][:12]
-    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=64, n_batch=32, n_seq_max=2))
+    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=64, n_batch=32, n_seq_max=2, n_threads=1))
     full = _all_logits(ctx, ne.Batch, seq)
     assert ctx.seq_pos_max(0) == 11 and ctx.seq_pos_max(1) == -1
     ctx.seq_cp(0, 1, -1, 8)  # a shared prefix, then the rest recomputed on the copy
@@ -151,7 +151,7 @@ def _batch_of(tokens, start, seq):
 
 def test_abort_leaves_the_cache_as_it_was(smol_numpy):
     seq = _sequences(smol_numpy)[1][:20]
-    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=64, n_batch=32, n_seq_max=1))
+    ctx = ne.Context(smol_numpy, ContextOptions(n_ctx=64, n_batch=32, n_seq_max=1, n_threads=1))
     ctx.decode(_batch_of(seq[:10], 0, 0))
     ctx.abort()
     with pytest.raises(DecodeAbortedError):
