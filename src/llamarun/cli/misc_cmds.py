@@ -61,7 +61,11 @@ def _versions() -> dict[str, Any]:
         "platform": platform.platform(),
         "llama_cpp_system_info": None,
         "native_draw": None,
+        "backends": {},
     }
+    from ..engine import backend_status
+
+    info["backends"] = {name: error or "available" for name, error in backend_status().items()}
     try:
         from ..engine import native_draw, system_info
 
@@ -81,6 +85,7 @@ def version(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     typer.echo(f"llamarun {info['llamarun']}")
     typer.echo(f"llama-cpp-python {info['llama_cpp_python'] or 'not installed'}")
     typer.echo(f"python {info['python']} ({info['platform']})")
+    typer.echo("backends: " + "; ".join(f"{name} {state}" for name, state in info["backends"].items()))
     if info["llama_cpp_system_info"] is not None:
         typer.echo(f"llama.cpp {info['llama_cpp_system_info']}")
         typer.echo(f"sampling draw in {'C' if info['native_draw'] else 'numpy (the C draw was not built)'}")

@@ -98,6 +98,7 @@ def run(
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context size in tokens (default: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Engine: llama.cpp (default) or numpy."),
     force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
     host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Key for a --host server that requires one "
@@ -115,6 +116,8 @@ def run(
 
     if model is not None and not could_be_model(model):  # `run "What is 2+2?"`: a prompt for the default model
         model, prompt = None, [model, *(prompt or [])]
+    if host and backend:
+        raise typer.BadParameter("--backend chooses the engine of a local model; the server at --host has its own")
     text = _read_prompt(prompt)
     name = model or load_settings().default_model
     if not host:
@@ -124,7 +127,8 @@ def run(
     validate_options(options)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
-                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force}, (api_key, api_key_file))
+                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force,
+                     "backend": backend}, (api_key, api_key_file))
     try:
         modelfile = getattr(backend, "modelfile_parameters", set)()  # the model applies those itself
         options = {**{k: v for k, v in _RUN_DEFAULTS.items() if k not in modelfile}, **options}

@@ -32,6 +32,7 @@ def serve(
     parallel: Optional[int] = typer.Option(None, "--parallel", help="Requests decoded together per model."),
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Engine: llama.cpp (default) or numpy."),
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
     max_request_ctx: Optional[int] = typer.Option(
         None, "--max-request-ctx", help="Largest num_ctx a request may ask (0: max of --ctx and the model's own)."),
@@ -72,7 +73,7 @@ def serve(
     from ..config import load_settings
 
     overrides: dict[str, Any] = {
-        "host": host, "port": port, "parallel": parallel, "n_ctx": ctx, "threads": threads, "keep_alive": keep_alive,
+        "host": host, "port": port, "parallel": parallel, "n_ctx": ctx, "threads": threads, "backend": backend, "keep_alive": keep_alive,
         "max_loaded_models": max_loaded_models, "memory_budget": memory_budget, "max_queue": max_queue,
         "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
         "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,

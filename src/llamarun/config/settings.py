@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     n_gpu_layers: int = Field(
         -1, ge=-1, le=100_000, description="Layers offloaded to the GPU (-1/auto: all that fit; 0: CPU only)."
     )
+    backend: Literal["llama.cpp", "numpy"] = Field(
+        "llama.cpp", description="Engine that runs models: llama.cpp, or the pure-NumPy reference backend."
+    )
     keep_alive: float = Field(
         300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever; "
         "at most 1e9 s)."

@@ -1,11 +1,17 @@
 """The engine: the only code in llamarun that touches llama.cpp (through ctypes).
 
+Two backends share its interface: llama.cpp (here) and the NumPy reference backend
+(:mod:`llamarun.numpy_engine`).  ``Context``, ``SamplerChain`` and ``sample_rows`` hand a
+NumPy model or context over to that backend, so the runtime builds either with the same calls;
+:func:`open_model` loads a model on the backend a :class:`RuntimeConfig` names.
+
 Every object here owns one native handle, frees it exactly once (``close()``,
 ``with``, or a finalizer) and raises :class:`~llamarun.errors.ClosedHandleError`
 when used after close.  Engine objects are not thread-safe: one thread uses a
 context and its samplers (``Context.abort`` is the exception).
 """
 
+from .backends import BACKENDS, backend_status, open_model
 from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
@@ -18,6 +24,7 @@ from .templates import apply_builtin_template, builtin_template_names
 from .vocab import Vocab
 
 __all__ = [
+    "BACKENDS",
     "BackendDevice",
     "Batch",
     "Context",
@@ -29,11 +36,13 @@ __all__ = [
     "Vocab",
     "apply_builtin_template",
     "backend_devices",
+    "backend_status",
     "builtin_template_names",
     "default_threads",
     "eventfd_setter",
     "max_devices",
     "native_draw",
+    "open_model",
     "sample_rows",
     "supports_gpu_offload",
     "system_info",

@@ -25,7 +25,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-__all__ = ["SPIN_COUNT", "lib", "native_logger", "openmp_env"]
+__all__ = ["SPIN_COUNT", "lib", "llama_cpp_error", "native_logger", "openmp_env"]
 
 SPIN_COUNT = "1000"  # libgomp's spins at a barrier before sleeping (its default is 300,000)
 
@@ -69,3 +69,13 @@ def lib() -> ModuleType:
     module.llama_backend_init()
     module._llamarun_log_bridge = bridge  # keep the callback alive with the module
     return module
+
+
+@functools.cache
+def llama_cpp_error() -> str | None:
+    """None when llama.cpp loads in this process, else why not (it is loaded to find out, once)."""
+    try:
+        lib()
+    except (ImportError, OSError, AttributeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

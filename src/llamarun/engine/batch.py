@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from ..errors import InvalidParameterError
 from ._handle import NativeHandle
-from ._lib import lib
+from ._lib import lib, llama_cpp_error
 
 __all__ = ["Batch"]
 
@@ -15,6 +18,13 @@ class Batch(NativeHandle):
     """Fixed-capacity token batch (``llama_batch``) that is filled and reused."""
 
     _kind = "batch"
+
+    def __new__(cls, capacity: int, n_seq_max: int = 1) -> Any:
+        if llama_cpp_error() is not None:  # no llama.cpp here: the NumPy backend's batch takes the same calls
+            from ..numpy_engine.batch import Batch as NumpyBatch
+
+            return NumpyBatch(capacity, n_seq_max)
+        return super().__new__(cls)
 
     def __init__(self, capacity: int, n_seq_max: int = 1) -> None:
         if capacity < 1 or n_seq_max < 1:
@@ -60,3 +70,15 @@ class Batch(NativeHandle):
         for k, token in enumerate(tokens):
             index = self.add(token, start_pos + k, seq_id, logits_last and k == last)
         return index
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The filled part as arrays: tokens, positions, first sequence id, wants logits (for the NumPy backend)."""
+        batch, n = self.ptr, self.n_tokens
+        if n == 0:
+            empty = np.zeros(0, dtype=np.int32)
+            return empty, empty, empty, np.zeros(0, dtype=bool)
+        tokens = np.ctypeslib.as_array(batch.token, shape=(n,)).copy()
+        pos = np.ctypeslib.as_array(batch.pos, shape=(n,)).copy()
+        wants = np.ctypeslib.as_array(batch.logits, shape=(n,)).astype(bool)
+        seqs = np.array([batch.seq_id[i][0] for i in range(n)], dtype=np.int32)
+        return tokens, pos, seqs, wants

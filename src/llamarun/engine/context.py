@@ -90,6 +90,11 @@ class Context(NativeHandle):
 
     _kind = "context"
 
+    def __new__(cls, model: Any, options: ContextOptions | None = None) -> Any:
+        if not isinstance(model, Model):  # another backend's model (the NumPy one) makes its own context
+            return model.new_context(options)
+        return super().__new__(cls)
+
     def __init__(self, model: Model, options: ContextOptions | None = None) -> None:
         options = options or ContextOptions()
         llama = lib()

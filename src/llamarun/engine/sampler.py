@@ -139,6 +139,11 @@ class SamplerChain(NativeHandle):
 
     _kind = "sampler chain"
 
+    def __new__(cls, model: Any, params: SamplingParams | None = None) -> Any:
+        if not isinstance(model, Model):  # another backend's model (the NumPy one) makes its own chain
+            return model.new_sampler(params)
+        return super().__new__(cls)
+
     def __init__(self, model: Model, params: SamplingParams | None = None) -> None:
         self.params = params or SamplingParams()
         llama = lib()
@@ -237,6 +242,8 @@ def sample_rows(chains: Sequence[SamplerChain], context: Context, indices: Seque
     chain that fails gets its exception in its place, so one request's failure
     is kept to that request.
     """
+    if not isinstance(context, Context):  # another backend's context samples its own rows
+        return context.sample_rows(chains, indices)
     picked: list[int | Exception | None] = [None] * len(chains)
     together = [] if native_draw() else [
         (r, fast) for r, chain in enumerate(chains) if (fast := chain._whole_vocabulary_draw()) is not None]

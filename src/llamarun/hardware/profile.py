@@ -67,10 +67,11 @@ def detect_build() -> BuildInfo | None:
     """Ask llama.cpp about itself; None when the engine cannot be loaded."""
     try:
         from ..engine import system  # deferred: loads llama.cpp
-    except ImportError as exc:
+
+        info = system.system_info()
+    except (ImportError, OSError) as exc:
         logger.warning("llama.cpp is not importable: %s", exc)
         return None
-    info = system.system_info()
     backends, features = parse_system_info(info)
     devices = tuple(BuildDevice(**dataclasses.asdict(d)) for d in system.backend_devices())
     for d in devices:  # registered backends without a line in system info (e.g. BLAS)

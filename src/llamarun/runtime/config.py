@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 __all__ = ["ManagerConfig", "RuntimeConfig"]
 
 
+def _check_backend(name: object) -> None:
+    from ..engine.backends import BACKENDS
+
+    if name not in BACKENDS:
+        raise InvalidParameterError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}", field="backend")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How one loaded model serves requests.
@@ -40,8 +47,10 @@ class RuntimeConfig:
     embeddings: bool = False
     max_queue: int = 64
     min_prefix_copy: int = 0
+    backend: str = "llama.cpp"  # or "numpy": see llamarun.engine.BACKENDS
 
     def __post_init__(self) -> None:
+        _check_backend(self.backend)
         checks = {
             "n_ctx": (16, 1 << 22), "n_slots": (1, 256), "n_batch": (1, 1 << 16), "n_ubatch": (1, 1 << 16),
             "max_queue": (0, 1 << 20), "kv_size": (0, 1 << 24), "min_prefix_copy": (0, 1 << 20),
@@ -80,6 +89,10 @@ class ManagerConfig:
     wait_timeout: float = 600.0  # how long a request waits for busy models to make room
     max_request_ctx: int = 0  # largest n_ctx a request may ask; 0 = max(n_ctx, the model's training context)
     allow_request_reload: bool = False  # may a request's load options reload a model with other settings?
+    backend: str = "llama.cpp"  # the engine every model is loaded with ("llama.cpp" or "numpy")
+
+    def __post_init__(self) -> None:
+        _check_backend(self.backend)
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -257,6 +258,7 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
         runtime_config, resources = plan_load(
             source.path, cache.profile(), _manager_request(options, config, budget), model_name=source.name,
             advice=_SERVE_ADVICE, max_queue=config.max_queue)
+        runtime_config = dataclasses.replace(runtime_config, backend=config.backend)
         return runtime_config, resources.estimate.total
 
     return plan

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..engine import Model, ModelInfo
+from ..engine import Model, ModelInfo, open_model
 from ..errors import ClosedHandleError, EngineDeadError, OverloadedError
 from .config import RuntimeConfig
 from .handoff import Flusher, Handoff
@@ -181,7 +181,7 @@ class Runtime:
 
     def _run(self) -> None:
         try:
-            model = Model(self._model_path, n_gpu_layers=self.config.n_gpu_layers)
+            model = open_model(self._model_path, self.config)
             loop = EngineLoop(model, self.config, self.metrics)
         except BaseException as exc:  # noqa: BLE001 - handed to the constructor
             self._status = HealthStatus.ERROR
