@@ -107,6 +107,8 @@ class Vocab:
                 self.attrs[token] |= ATTR_CONTROL
         self.add_bos = data.flags.get("add_bos_token", self._spm or llama3)
         self.add_eos = data.flags.get("add_eos_token", False)
+        self.sep = ids.get("sep", -1)
+        self.add_sep = data.flags.get("add_sep_token", False)
         self._add_space_prefix = data.flags.get("add_space_prefix", self._spm)
         self._clean_spaces = not self._spm and data.pre != "smollm"
         self._eog = frozenset({i for t, i in self._id.items() if t in _EOG_NAMES}
@@ -133,6 +135,11 @@ class Vocab:
     def control_texts(self) -> frozenset[str]:
         return frozenset(self.texts[i] for i, a in enumerate(self.attrs)
                          if a & (ATTR_CONTROL | ATTR_UNKNOWN) and self.texts[i])
+
+    def special_texts(self) -> frozenset[str]:
+        """The text of every control or user-defined token (what the chat-template fallback reads)."""
+        return frozenset(self.texts[i] for i, a in enumerate(self.attrs)
+                         if a & (ATTR_CONTROL | ATTR_USER_DEFINED) and self.texts[i])
 
     # -- tokenize -----------------------------------------------------------------
 
