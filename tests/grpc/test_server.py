@@ -88,7 +88,7 @@ def test_sigterm_drains_health_not_serving_while_streams_finish(alone: GrpcServe
 
 def test_non_loopback_bind_without_a_key_is_refused(grpc_home: Path) -> None:
     with pytest.raises(RuntimeError, match="needs an API key"):
-        start_grpc_server(grpc_home, "--no-http", "--grpc-host", "0.0.0.0")
+        start_grpc_server(grpc_home, "--no-http", "--host", "0.0.0.0")
 
 
 def test_no_http_needs_a_grpc_port(grpc_home: Path) -> None:

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import typer
 
+from .serve_grpc import grpc_flags
+
 __all__ = ["register"]
 
 EXAMPLES = """
@@ -66,9 +68,7 @@ def serve(
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
-    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Also serve gRPC (llamarun.v1) on this port "
-                                            "(0: any free port)."),
-    grpc_host: Optional[str] = typer.Option(None, "--grpc-host", help="Address gRPC binds (default: --host)."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Serve gRPC too, on this port (0: any)."),
     no_http: bool = typer.Option(False, "--no-http", help="Serve gRPC only (needs --grpc-port)."),
     grpc_tls_cert: Optional[Path] = typer.Option(None, "--grpc-tls-cert", help="PEM certificate chain for gRPC TLS."),
     grpc_tls_key: Optional[Path] = typer.Option(None, "--grpc-tls-key", help="PEM private key for gRPC TLS."),
@@ -89,15 +89,9 @@ def serve(
     }
     settings = load_settings(overrides, config_file=config_file)
     _setup_logging(settings.log_level)
-    grpc = None
-    if grpc_port is not None:
-        from .serve_grpc import GrpcFlags
-
-        grpc = GrpcFlags(grpc_port, grpc_host, grpc_tls_cert, grpc_tls_key, grpc_max_message)
-    elif no_http:
-        raise typer.BadParameter("--no-http needs --grpc-port", param_hint="--no-http")
     run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
-               max_upload_bytes=max_upload, preload=tuple(preload or ()), grpc=grpc, http=not no_http)
+               max_upload_bytes=max_upload, preload=tuple(preload or ()), http=not no_http,
+               grpc=grpc_flags(grpc_port, grpc_tls_cert, grpc_tls_key, grpc_max_message, no_http=no_http))
 
 
 def _setup_logging(level: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["GrpcFlags", "run_grpc_only", "start_grpc"]
+__all__ = ["GrpcFlags", "grpc_flags", "run_grpc_only", "start_grpc"]
 
 _SAME_SIGNAL_S = 0.25
 
@@ -24,17 +24,26 @@ class GrpcFlags:
     """The gRPC flags of ``serve``."""
 
     port: int
-    host: str | None = None  # default: --host
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_message_bytes: int = 16 << 20
+
+
+def grpc_flags(port: int | None, tls_cert: Path | None, tls_key: Path | None, max_message_bytes: int, *,
+               no_http: bool) -> GrpcFlags | None:
+    """The gRPC flags given (None: no gRPC server), checked."""
+    if port is None:
+        if no_http:
+            raise typer.BadParameter("--no-http needs --grpc-port", param_hint="--no-http")
+        return None
+    return GrpcFlags(port, tls_cert, tls_key, max_message_bytes)
 
 
 def start_grpc(flags: GrpcFlags, settings: Any, service: Any, *, serving: bool) -> Any:
     """Start the gRPC thread and print where it listens; health says ``serving`` until told otherwise."""
     from ..grpc import GrpcConfig, GrpcThread
 
-    config = GrpcConfig(host=flags.host or settings.host, port=flags.port, api_key=settings.resolved_api_key(),
+    config = GrpcConfig(host=settings.host, port=flags.port, api_key=settings.resolved_api_key(),
                         insecure=settings.insecure, tls_cert=flags.tls_cert, tls_key=flags.tls_key,
                         max_message_bytes=flags.max_message_bytes, shutdown_timeout=settings.shutdown_timeout)
     thread = GrpcThread(service, config)
