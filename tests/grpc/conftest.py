@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from grpc_helpers import GrpcServer, start_grpc_server
 
 
@@ -14,8 +13,9 @@ from grpc_helpers import GrpcServer, start_grpc_server
 def grpc_home(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, smollm2_path: Path) -> Path:
     """A store with ``tiny`` (random weights), ``mid`` (random weights, 100 MB of F32: a decode step
     reads more memory than it computes, as bigger models do) and ``smollm2`` (linked, not copied)."""
-    from llamarun.store import ModelStore
     from tinymodel import write_tiny_gguf
+
+    from llamarun.store import ModelStore
 
     home = tmp_path_factory.mktemp("grpc-store")
     store = ModelStore(home)

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_helpers import GrpcServer, wait_until
 from grpc_status import rpc_status
 
-from grpc_helpers import GrpcServer, wait_until
 from llamarun.grpc.v1 import llamarun_pb2 as pb
 
 pytestmark = pytest.mark.smollm2
@@ -34,7 +34,7 @@ def _free(server: GrpcServer) -> bool:
     return _busy(server) == 0
 
 
-def _stream_tokens(stub, n: int, model: str) -> tuple[int, float]:  # noqa: ANN001
+def _stream_tokens(stub, n: int, model: str) -> tuple[int, float]:
     started = time.monotonic()
     tokens = 0
     for r in stub.Generate(pb.GenerateRequest(model=model, text="The history of Rome", max_tokens=n,

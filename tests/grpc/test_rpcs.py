@@ -8,9 +8,9 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_helpers import GrpcServer
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from grpc_helpers import GrpcServer
 from llamarun.grpc.v1 import llamarun_pb2 as pb
 
 pytestmark = pytest.mark.smollm2

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from grpc_helpers import ROOT, GrpcServer, start_grpc_server, wait_until
+
 from llamarun.grpc.v1 import llamarun_pb2 as pb
 
 KEY = "grpc-test-key-0123"
@@ -93,7 +93,7 @@ def test_non_loopback_bind_without_a_key_is_refused(grpc_home: Path) -> None:
 
 def test_no_http_needs_a_grpc_port(grpc_home: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "llamarun", "serve", "--no-http"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "LLAMARUN_HOME": str(grpc_home)})
+                          text=True, timeout=60, check=False, env={**os.environ, "LLAMARUN_HOME": str(grpc_home)})
     assert proc.returncode != 0 and "--grpc-port" in proc.stderr
 
 
@@ -121,7 +121,7 @@ def test_tls(grpc_home: Path, tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                            "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                           "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=60)
+                           "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=60, check=False)
     if made.returncode != 0:
         pytest.skip(f"openssl could not make a certificate: {made.stderr[-200:]!r}")
     server = start_grpc_server(grpc_home, "--no-http", "--grpc-tls-cert", str(cert), "--grpc-tls-key", str(key))

@@ -18,11 +18,25 @@ import grpc
 
 from ..errors import InvalidParameterError
 from ..runtime import Lease
-from ..serving import (Service, Turn, TurnPlan, load_options, options_request, start_turn,
-                       with_modelfile_options)
+from ..serving import (
+    Service,
+    Turn,
+    TurnPlan,
+    load_options,
+    options_request,
+    start_turn,
+    with_modelfile_options,
+)
 from .replies import Replies
-from .requests import (chat_messages, chat_tools, constraint_of, keep_alive_of, logit_bias_of, options_of,
-                       require_model)
+from .requests import (
+    chat_messages,
+    chat_tools,
+    constraint_of,
+    keep_alive_of,
+    logit_bias_of,
+    options_of,
+    require_model,
+)
 from .v1 import llamarun_pb2 as pb
 
 __all__ = ["Generations"]

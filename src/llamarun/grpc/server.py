@@ -107,6 +107,8 @@ class GrpcThread:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._stopped: asyncio.Event | None = None
+        self._drain_lock = threading.Lock()
+        self._draining = False
         self._thread = threading.Thread(target=self._run, name="llamarun-grpc", daemon=True)
 
     def start(self, *, serving: bool = True) -> int:
@@ -127,7 +129,7 @@ class GrpcThread:
         self._stopped = asyncio.Event()
         try:
             await self.server.start(serving=self._serving)
-        except BaseException as exc:  # noqa: BLE001 - handed to start()
+        except BaseException as exc:
             self._error = exc
             self._started.set()
             return
@@ -154,8 +156,11 @@ class GrpcThread:
                 assert self._stopped is not None
                 self._stopped.set()
 
-        if not self.server.gate.draining:
-            self._submit(drain_then_stop())
+        with self._drain_lock:
+            if self._draining:
+                return
+            self._draining = True
+        self._submit(drain_then_stop())
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)

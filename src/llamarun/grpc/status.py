@@ -35,14 +35,13 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, LlamarunError):
         return str(exc) or type(exc).__name__
     if isinstance(exc, CallerGone):
-        return "the caller cancelled the call"
+        return "the call was cancelled (by its caller or by Abort)"
     return "internal error"
 
 
 def status_of(exc: BaseException) -> grpc.Status:
     """The status (code, message, details in the trailing metadata) for ``exc``."""
     codes = codes_of(exc)
-    code = grpc.StatusCode[codes.grpc]
     if codes.grpc == "INTERNAL" and not isinstance(exc, LlamarunError):
         logger.exception("internal error in a gRPC call", exc_info=exc)
     message = _message(exc)
