@@ -46,12 +46,10 @@ bench: model
 	$(BIN)/python benchmarks/bench_engine.py
 
 # The gRPC service's Python code, generated from proto/ (committed; tests/grpc/test_proto.py fails
-# when it is stale). grpcio-tools is in the test extra.
-PROTO_GEN := src/llamarun/grpc/v1
-proto: $(STAMP)
+# when it is stale). grpcio-tools is in the test extra; the package is src/llamarun/grpc/v1.
+proto: | $(BIN)/python
 	$(BIN)/python -m grpc_tools.protoc -Illamarun/grpc/v1=proto/llamarun/v1 --python_out=src --pyi_out=src \
 		--grpc_python_out=src proto/llamarun/v1/llamarun.proto
-	touch $(PROTO_GEN)/__init__.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info src/llamarun/engine/_fastdraw.*.so

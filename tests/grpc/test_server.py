@@ -155,3 +155,13 @@ def test_beside_http_one_manager_and_one_drain(grpc_home: Path) -> None:
         assert server.proc.wait(30) == 0
     finally:
         server.stop()
+
+
+def test_health_is_not_serving_while_the_preloaded_model_loads(grpc_home: Path) -> None:
+    server = start_grpc_server(grpc_home, "--no-http", "--preload", "smollm2", "--parallel", "1", "--ctx", "256")
+    try:
+        assert _health(server) == health_pb2.HealthCheckResponse.NOT_SERVING  # SmolLM2 takes about 1 s to load
+        wait_until(lambda: _health(server) == health_pb2.HealthCheckResponse.SERVING, timeout=60)
+        assert "smollm2:latest" in {m.name for m in server.stub().GetLoads(pb.GetLoadsRequest()).models}
+    finally:
+        assert server.stop() == 0
