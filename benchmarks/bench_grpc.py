@@ -5,7 +5,8 @@ One `llamarun serve --grpc-port 0` (same process, same model, same slots) answer
 end-of-generation ignored, default sampling). Rounds interleave the protocols level by level
 (alternating which goes first); reported per level and protocol: the best round's aggregate tokens/s
 (all completion tokens / wall time from the first request to the last token) and TTFT p50/p95 as the
-clients see it, plus the median over rounds of the per-round ratio gRPC/HTTP (tokens/s; TTFT p50).
+clients see it, the server process's CPU time per token (median; the model's own work included), plus
+the median over rounds of the per-round ratio gRPC/HTTP (tokens/s; TTFT p50).
 
     python benchmarks/bench_grpc.py [--model smollm2] [--threads 2] [--levels 1,8,16] [--tokens 64]
         [--rounds 3] [--json out.json]
@@ -81,18 +82,29 @@ async def http_client(client: httpx.AsyncClient, model: str, prompt: str, tokens
     return ttft, n
 
 
-async def level(run: Any, clients: int, tokens: int, model: str, round_no: int) -> dict[str, float]:
+def cpu_seconds(server: Any) -> float:
+    times = server.cpu_times()
+    return times.user + times.system
+
+
+async def level(run: Any, clients: int, tokens: int, model: str, round_no: int, server: Any) -> dict[str, float]:
     prompts = [f"Round {round_no}. Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(clients)]
+    cpu = cpu_seconds(server)
     started = time.perf_counter()
     results = await asyncio.gather(*(run(model, p, tokens) for p in prompts))
     wall = time.perf_counter() - started
+    cpu = cpu_seconds(server) - cpu
     ttfts = [t for t, _ in results]
     assert all(n == tokens for _, n in results), results
-    return {"tok_s": sum(n for _, n in results) / wall, "ttft_p50": percentile(ttfts, 0.5),
-            "ttft_p95": percentile(ttfts, 0.95)}
+    total = sum(n for _, n in results)
+    return {"tok_s": total / wall, "ttft_p50": percentile(ttfts, 0.5), "ttft_p95": percentile(ttfts, 0.95),
+            "server_cpu_ms_per_token": 1000 * cpu / total}
 
 
-async def bench(args: argparse.Namespace, grpc_target: str, http_url: str) -> dict[str, Any]:
+async def bench(args: argparse.Namespace, grpc_target: str, http_url: str, pid: int) -> dict[str, Any]:
+    import psutil
+
+    server = psutil.Process(pid)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     rounds: dict[str, dict[int, list[dict[str, float]]]] = {"grpc": {}, "http": {}}
     async with grpc.aio.insecure_channel(grpc_target) as channel, \
@@ -100,29 +112,32 @@ async def bench(args: argparse.Namespace, grpc_target: str, http_url: str) -> di
         stub = pb_grpc.LlamarunStub(channel)
         runs = {"grpc": lambda m, p, t: grpc_client(stub, m, p, t), "http": lambda m, p, t: http_client(client, m, p, t)}
         for name in runs:  # warm both paths (connections, the prompt path)
-            await level(runs[name], 2, 4, args.model, -1)
+            await level(runs[name], 2, 4, args.model, -1, server)
         for r in range(args.rounds):
             for clients in args.levels:
                 order = ("grpc", "http") if (r + clients) % 2 == 0 else ("http", "grpc")
                 for name in order:
                     rounds[name].setdefault(clients, []).append(await level(runs[name], clients, args.tokens,
-                                                                           args.model, r))
+                                                                           args.model, r, server))
     return rounds
 
 
 def report(rounds: dict[str, dict[int, list[dict[str, float]]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    print(f"{'clients':>7} {'proto':>5} {'tok/s':>8} {'TTFT p50':>9} {'p95':>7}   gRPC/HTTP tok/s  TTFT p50")
+    print(f"{'clients':>7} {'proto':>5} {'tok/s':>8} {'TTFT p50':>9} {'p95':>7} {'server CPU/tok':>15}"
+          "   gRPC/HTTP tok/s  TTFT p50")
     for clients in rounds["grpc"]:
         per: dict[str, Any] = {}
         for name in ("grpc", "http"):
             best = max(rounds[name][clients], key=lambda x: x["tok_s"])
             per[name] = best
-            print(f"{clients:>7} {name:>5} {best['tok_s']:>8.1f} {best['ttft_p50']:>8.3f}s {best['ttft_p95']:>6.3f}s")
+            cpu = median([x["server_cpu_ms_per_token"] for x in rounds[name][clients]])
+            print(f"{clients:>7} {name:>5} {best['tok_s']:>8.1f} {best['ttft_p50']:>8.3f}s {best['ttft_p95']:>6.3f}s"
+                  f" {cpu:>12.2f} ms")
         pairs = list(zip(rounds["grpc"][clients], rounds["http"][clients], strict=True))
         per["ratio_tok_s"] = median([g["tok_s"] / h["tok_s"] for g, h in pairs])
         per["ratio_ttft_p50"] = median([g["ttft_p50"] / h["ttft_p50"] for g, h in pairs if h["ttft_p50"]])
-        print(f"{'':>34}   {per['ratio_tok_s']:>15.3f}  {per['ratio_ttft_p50']:>8.3f}")
+        print(f"{'':>50}   {per['ratio_tok_s']:>15.3f}  {per['ratio_ttft_p50']:>8.3f}")
         out[str(clients)] = per
     return out
 
@@ -138,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     proc, grpc_target, http_url = start_server(args)
     try:
-        rounds = asyncio.run(bench(args, grpc_target, http_url))
+        rounds = asyncio.run(bench(args, grpc_target, http_url, proc.pid))
     finally:
         proc.terminate()
         proc.wait(60)
