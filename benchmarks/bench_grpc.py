@@ -5,7 +5,8 @@ One `llamarun serve --grpc-port 0` (same process, same model, same slots) answer
 end-of-generation ignored, default sampling). Rounds interleave the protocols level by level
 (alternating which goes first); reported per level and protocol: the best round's aggregate tokens/s
 (all completion tokens / wall time from the first request to the last token) and TTFT p50/p95 as the
-clients see it, the server process's CPU time per token (median; the model's own work included), plus
+clients see it, the CPU time per token of the server process (the model's own work included) and of
+this client process (medians), plus
 the median over rounds of the per-round ratio gRPC/HTTP (tokens/s; TTFT p50).
 
     python benchmarks/bench_grpc.py [--model smollm2] [--threads 2] [--levels 1,8,16] [--tokens 64]
@@ -89,16 +90,16 @@ def cpu_seconds(server: Any) -> float:
 
 async def level(run: Any, clients: int, tokens: int, model: str, round_no: int, server: Any) -> dict[str, float]:
     prompts = [f"Round {round_no}. Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(clients)]
-    cpu = cpu_seconds(server)
+    cpu, client_cpu = cpu_seconds(server), time.process_time()
     started = time.perf_counter()
     results = await asyncio.gather(*(run(model, p, tokens) for p in prompts))
     wall = time.perf_counter() - started
-    cpu = cpu_seconds(server) - cpu
+    cpu, client_cpu = cpu_seconds(server) - cpu, time.process_time() - client_cpu
     ttfts = [t for t, _ in results]
     assert all(n == tokens for _, n in results), results
     total = sum(n for _, n in results)
     return {"tok_s": total / wall, "ttft_p50": percentile(ttfts, 0.5), "ttft_p95": percentile(ttfts, 0.95),
-            "server_cpu_ms_per_token": 1000 * cpu / total}
+            "server_cpu_ms_per_token": 1000 * cpu / total, "client_cpu_ms_per_token": 1000 * client_cpu / total}
 
 
 async def bench(args: argparse.Namespace, grpc_target: str, http_url: str, pid: int) -> dict[str, Any]:
@@ -124,7 +125,7 @@ async def bench(args: argparse.Namespace, grpc_target: str, http_url: str, pid: 
 
 def report(rounds: dict[str, dict[int, list[dict[str, float]]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    print(f"{'clients':>7} {'proto':>5} {'tok/s':>8} {'TTFT p50':>9} {'p95':>7} {'server CPU/tok':>15}"
+    print(f"{'clients':>7} {'proto':>5} {'tok/s':>8} {'TTFT p50':>9} {'p95':>7} {'CPU/tok server':>15} {'client':>8}"
           "   gRPC/HTTP tok/s  TTFT p50")
     for clients in rounds["grpc"]:
         per: dict[str, Any] = {}
@@ -132,12 +133,13 @@ def report(rounds: dict[str, dict[int, list[dict[str, float]]]]) -> dict[str, An
             best = max(rounds[name][clients], key=lambda x: x["tok_s"])
             per[name] = best
             cpu = median([x["server_cpu_ms_per_token"] for x in rounds[name][clients]])
+            client = median([x["client_cpu_ms_per_token"] for x in rounds[name][clients]])
             print(f"{clients:>7} {name:>5} {best['tok_s']:>8.1f} {best['ttft_p50']:>8.3f}s {best['ttft_p95']:>6.3f}s"
-                  f" {cpu:>12.2f} ms")
+                  f" {cpu:>12.2f} ms {client:>5.2f} ms")
         pairs = list(zip(rounds["grpc"][clients], rounds["http"][clients], strict=True))
         per["ratio_tok_s"] = median([g["tok_s"] / h["tok_s"] for g, h in pairs])
         per["ratio_ttft_p50"] = median([g["ttft_p50"] / h["ttft_p50"] for g, h in pairs if h["ttft_p50"]])
-        print(f"{'':>50}   {per['ratio_tok_s']:>15.3f}  {per['ratio_ttft_p50']:>8.3f}")
+        print(f"{'':>59}   {per['ratio_tok_s']:>15.3f}  {per['ratio_ttft_p50']:>8.3f}")
         out[str(clients)] = per
     return out
 
