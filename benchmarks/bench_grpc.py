@@ -88,8 +88,10 @@ def cpu_seconds(server: Any) -> float:
     return times.user + times.system
 
 
-async def level(run: Any, clients: int, tokens: int, model: str, round_no: int, server: Any) -> dict[str, float]:
-    prompts = [f"Round {round_no}. Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(clients)]
+async def level(name: str, run: Any, clients: int, tokens: int, model: str, round_no: int,
+                server: Any) -> dict[str, float]:
+    """One level of one protocol (prompts of its own: no prefix cached by the other's round)."""
+    prompts = [f"Round {round_no} ({name}). Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(clients)]
     cpu, client_cpu = cpu_seconds(server), time.process_time()
     started = time.perf_counter()
     results = await asyncio.gather(*(run(model, p, tokens) for p in prompts))
@@ -113,12 +115,12 @@ async def bench(args: argparse.Namespace, grpc_target: str, http_url: str, pid: 
         stub = pb_grpc.LlamarunStub(channel)
         runs = {"grpc": lambda m, p, t: grpc_client(stub, m, p, t), "http": lambda m, p, t: http_client(client, m, p, t)}
         for name in runs:  # warm both paths (connections, the prompt path)
-            await level(runs[name], 2, 4, args.model, -1, server)
+            await level(name, runs[name], 2, 4, args.model, -1, server)
         for r in range(args.rounds):
             for clients in args.levels:
                 order = ("grpc", "http") if (r + clients) % 2 == 0 else ("http", "grpc")
                 for name in order:
-                    rounds[name].setdefault(clients, []).append(await level(runs[name], clients, args.tokens,
+                    rounds[name].setdefault(clients, []).append(await level(name, runs[name], clients, args.tokens,
                                                                            args.model, r, server))
     return rounds
 
