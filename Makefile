@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.llamarun-installed
 ARGS   ?= smollm2 "What is the capital of France? Answer in one word."
 PYTEST_ARGS ?=
 
-.PHONY: run test install model bench clean browser
+.PHONY: run test install model bench clean browser proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test: model browser $(TEST_STAMP)
 
 bench: model
 	$(BIN)/python benchmarks/bench_engine.py
+
+# The gRPC service's Python code, generated from proto/ (committed; tests/grpc/test_proto.py fails
+# when it is stale). grpcio-tools is in the test extra; the package is src/llamarun/grpc/v1.
+proto: | $(BIN)/python
+	$(BIN)/python -m grpc_tools.protoc -Illamarun/grpc/v1=proto/llamarun/v1 --python_out=src --pyi_out=src \
+		--grpc_python_out=src proto/llamarun/v1/llamarun.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info src/llamarun/engine/_fastdraw.*.so

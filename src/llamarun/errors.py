@@ -275,7 +275,7 @@ class NameInUseError(StoreError):
 ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     LlamarunError: ErrorCodes(500, "INTERNAL", "internal"),
     InvalidParameterError: ErrorCodes(400, "INVALID_ARGUMENT", "invalid_parameter"),
-    ContextOverflowError: ErrorCodes(400, "INVALID_ARGUMENT", "context_overflow"),
+    ContextOverflowError: ErrorCodes(400, "FAILED_PRECONDITION", "context_overflow"),
     InvalidNameError: ErrorCodes(400, "INVALID_ARGUMENT", "invalid_name"),
     TemplateError: ErrorCodes(400, "INVALID_ARGUMENT", "template_error"),
     GrammarError: ErrorCodes(400, "INVALID_ARGUMENT", "grammar_error"),
@@ -292,7 +292,7 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     ClosedHandleError: ErrorCodes(500, "INTERNAL", "closed"),
     RequestCancelledError: ErrorCodes(499, "CANCELLED", "cancelled"),
     DeadlineExceededError: ErrorCodes(504, "DEADLINE_EXCEEDED", "deadline_exceeded"),
-    OverloadedError: ErrorCodes(503, "UNAVAILABLE", "overloaded"),
+    OverloadedError: ErrorCodes(503, "RESOURCE_EXHAUSTED", "overloaded"),
     EngineDeadError: ErrorCodes(503, "UNAVAILABLE", "engine_dead"),
     InsufficientMemoryError: ErrorCodes(507, "RESOURCE_EXHAUSTED", "insufficient_memory"),
     RemoteServerError: ErrorCodes(502, "UNAVAILABLE", "remote_failed"),

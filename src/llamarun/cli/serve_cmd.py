@@ -1,4 +1,4 @@
-"""``llamarun serve``: the Ollama- and OpenAI-compatible HTTP server."""
+"""``llamarun serve``: the Ollama- and OpenAI-compatible HTTP server (and gRPC with ``--grpc-port``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
+from .serve_grpc import grpc_flags
 
 __all__ = ["register"]
 
@@ -23,6 +25,10 @@ Examples:
   llamarun serve --host 0.0.0.0 --api-key-file ~/.llamarun-key   # on the network, with a key
 
   llamarun serve --parallel 8 --ctx 4096 --keep-alive 30m --preload smollm2
+
+  llamarun serve --grpc-port 50051                # gRPC (llamarun.v1) beside HTTP, same models
+
+  llamarun serve --grpc-port 50051 --no-http      # gRPC alone
 """
 
 
@@ -63,29 +69,40 @@ def serve(
     web: Optional[bool] = typer.Option(None, "--web/--no-web",
                                        help="Serve the chat page at / and the dashboard at /dashboard (default on)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
-    template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, "
-                                           "gemma, mistral-v7 ...) for models without one (default: chosen from "
-                                           "the vocabulary's special tokens)."),
+    template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, gemma, "
+                                           "...) for models without one (default: from their special tokens)."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML settings file."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Serve gRPC too, on this port (0: any)."),
+    no_http: bool = typer.Option(False, "--no-http", help="Serve gRPC only (needs --grpc-port)."),
+    grpc_tls_cert: Optional[Path] = typer.Option(None, "--grpc-tls-cert", help="PEM certificate chain for gRPC TLS."),
+    grpc_tls_key: Optional[Path] = typer.Option(None, "--grpc-tls-key", help="PEM private key for gRPC TLS."),
+    grpc_max_message: int = typer.Option(16 << 20, "--grpc-max-message-bytes", help="Largest gRPC message."),
 ) -> None:
     """Serve Ollama's and OpenAI's APIs on the models of the store."""
     from ..config import load_settings
 
-    overrides: dict[str, Any] = {
-        "host": host, "port": port, "parallel": parallel, "n_ctx": ctx, "threads": threads, "backend": backend, "keep_alive": keep_alive,
-        "max_loaded_models": max_loaded_models, "memory_budget": memory_budget, "max_queue": max_queue,
-        "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
-        "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,
-        "max_connections_per_client": max_connections_per_client, "max_request_ctx": max_request_ctx,
-        "allow_request_reload": allow_request_reload, "web": web,
-        "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
-        "cors_origins": tuple(cors_origin) if cors_origin else None,
-    }
+    overrides = _overrides(dict(locals()))
     settings = load_settings(overrides, config_file=config_file)
     _setup_logging(settings.log_level)
     run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
-               max_upload_bytes=max_upload, preload=tuple(preload or ()), fallback_template=template)
+               max_upload_bytes=max_upload, preload=tuple(preload or ()), fallback_template=template, http=not no_http,
+               grpc=grpc_flags(grpc_port, grpc_tls_cert, grpc_tls_key, grpc_max_message, no_http=no_http))
+
+
+# `serve`'s options that are settings, by their setting names (the rest are passed on as they are)
+_SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
+                    "memory_budget", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
+                    "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
+                    "allow_request_reload", "web", "api_key_file", "log_level")
+
+
+def _overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The settings given on the command line (None: not given)."""
+    values = {name: options[name] for name in _SETTING_OPTIONS}
+    values.update(n_ctx=options["ctx"], insecure=options["insecure"] or None,
+                  cors_origins=tuple(options["cors_origin"]) if options["cors_origin"] else None)
+    return values
 
 
 def _setup_logging(level: str) -> None:
@@ -98,22 +115,54 @@ def _setup_logging(level: str) -> None:
 
 def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_bytes: int = 16 << 20,
                max_upload_bytes: int = 1 << 40, preload: tuple[str, ...] = (),
-               fallback_template: str | None = None) -> None:
-    from ..http import DrainingServer, HttpConfig, ServerState, create_app, store_resolver, uvicorn_config
+               fallback_template: str | None = None, grpc: Any = None, http: bool = True) -> None:
+    from ..http import HttpConfig, store_resolver
     from ..runtime import ManagerConfig, ModelManager
+    from ..serving import Service, ServingConfig
     from ..store import ModelStore
 
     config = HttpConfig.from_settings(settings, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes,
-                                      max_upload_bytes=max_upload_bytes, fallback_template=fallback_template)
-    sock = _bind(config.host, config.port)  # before loading anything: a taken port fails at once
+                                      max_upload_bytes=max_upload_bytes,
+                                      fallback_template=fallback_template) if http else None
+    sock = _bind(config.host, config.port) if config else None  # before loading anything: a taken port fails at once
     store = ModelStore(settings.home)
     manager = ModelManager(ManagerConfig.from_settings(settings, wait_timeout=settings.request_timeout or 600.0),
                            resolve=store_resolver(store))
-    for name in preload:
-        manager.acquire(name).release()
-        typer.echo(f"loaded {name}", err=True)
+    service = Service(manager, store, ServingConfig(  # one for every frontend
+        request_timeout=settings.request_timeout, stream_interval=settings.stream_interval,
+        version=config.version if config else "", fallback_template=fallback_template))
+    grpc_thread = None
+    try:
+        if grpc is not None:
+            from .serve_grpc import start_grpc
+
+            grpc_thread = start_grpc(grpc, settings, service, serving=not preload)  # NOT_SERVING while preloading
+        for name in preload:
+            manager.acquire(name).release()
+            typer.echo(f"loaded {name}", err=True)
+        if grpc_thread is not None:
+            grpc_thread.set_serving(True)
+        if config is None:
+            from .serve_grpc import run_grpc_only
+
+            run_grpc_only(grpc_thread)
+            return
+        _run_http(config, settings, service, sock, grpc_thread)
+    finally:
+        if grpc_thread is not None:
+            grpc_thread.drain()
+            grpc_thread.join(settings.shutdown_timeout + 10)
+        manager.close(0.0)
+        service.close()
+        if sock is not None:
+            sock.close()
+
+
+def _run_http(config: Any, settings: Any, service: Any, sock: socket.socket, grpc_thread: Any) -> None:
+    from ..http import DrainingServer, ServerState, create_app, uvicorn_config
+
     state = ServerState()
-    app = create_app(config, manager=manager, store=store, state=state)
+    app = create_app(config, state=state, service=service)
 
     def started(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
@@ -122,12 +171,12 @@ def run_server(settings: Any, *, allowed_hosts: tuple[str, ...] = (), max_body_b
 
     server = DrainingServer(uvicorn_config(app, config, log_level=settings.log_level), state,
                             shutdown_timeout=settings.shutdown_timeout, on_started=started,
-                            on_drain=lambda: manager.close(0.0))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        manager.close(0.0)
-        sock.close()
+                            on_drain=lambda: service.manager.close(0.0),
+                            on_drain_start=grpc_thread.drain if grpc_thread is not None else None)
+    server.run(sockets=[sock])
+    if grpc_thread is not None:  # HTTP has drained: the gRPC calls get the rest of their time
+        grpc_thread.drain()
+        grpc_thread.join(settings.shutdown_timeout + 10)
     if not server.started:
         raise typer.Exit(code=3)
 

@@ -44,21 +44,25 @@ def store_resolver(store: Any) -> Any:
 
 
 def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None = None, store: Any = None,
-               manager_config: ManagerConfig | None = None, state: ServerState | None = None) -> FastAPI:
+               manager_config: ManagerConfig | None = None, state: ServerState | None = None,
+               service: Service | None = None) -> FastAPI:
     """Build the app. Without ``manager``, one is made over ``store`` (default: the user's store)
-    and closed with the app; a given manager belongs to the caller."""
+    and closed with the app; a given manager belongs to the caller. A given ``service`` (shared with
+    other frontends, e.g. gRPC) is used as it is and belongs to the caller too."""
     config = config or HttpConfig()
+    if service is not None:
+        manager, store = service.manager, service.store
     if store is None:
         from ..store import ModelStore
 
         store = ModelStore()
-    owns_manager = manager is None
+    owns_manager, owns_service = manager is None, service is None
     if manager is None:
         manager = ModelManager(manager_config or ManagerConfig(), resolve=store_resolver(store))
     state = state or ServerState()
-    service = Service(manager, store, ServingConfig(request_timeout=config.request_timeout,
-                                                    stream_interval=config.stream_interval, version=config.version,
-                                                    fallback_template=config.fallback_template))
+    service = service or Service(manager, store, ServingConfig(
+        request_timeout=config.request_timeout, stream_interval=config.stream_interval, version=config.version,
+        fallback_template=config.fallback_template))
     metrics = HttpMetrics(manager, state)
 
     @contextlib.asynccontextmanager
@@ -68,7 +72,8 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
         finally:
             if owns_manager:
                 await service.blocking(manager.close, 0.0)
-            service.close()
+            if owns_service:
+                service.close()
 
     app = FastAPI(title="llamarun", version=config.version, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Ollama- and OpenAI-compatible API of a local llama.cpp runtime.")

@@ -50,8 +50,10 @@ class DrainingServer(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config, state: ServerState, *, shutdown_timeout: float,
                  on_started: Callable[[str, int], None] | None = None,
-                 on_drain: Callable[[], None] | None = None) -> None:
+                 on_drain: Callable[[], None] | None = None,
+                 on_drain_start: Callable[[], None] | None = None) -> None:
         super().__init__(config)
+        self.on_drain_start = on_drain_start  # told when the drain begins (other frontends drain too)
         self.state = state
         self.shutdown_timeout = shutdown_timeout
         self.on_started = on_started
@@ -106,6 +108,8 @@ class DrainingServer(uvicorn.Server):
     def _start_drain(self) -> None:
         if self._drain_task is None:
             self.state.draining = True
+            if self.on_drain_start is not None:
+                self.on_drain_start()
             self._drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
