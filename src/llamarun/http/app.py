@@ -83,9 +83,10 @@ def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None
     app.state.metrics = metrics
     install_error_handlers(app)
     if config.web:  # before the admin routes: a browser asking for / gets the page
-        from .web import web_router
+        from .web import WebState, web_router
 
-        app.include_router(web_router(service, metrics, state))
+        app.state.web = WebState.build(service, metrics, state)
+        app.include_router(web_router())
     app.include_router(_admin_router())
     app.include_router(ollama_router())
     app.include_router(openai_router())

@@ -6,6 +6,6 @@ home (:mod:`.conversations`) and a server-sent-events feed of the runtime's stat
 (:mod:`.dashboard`). ``serve --no-web`` leaves the router out.
 """
 
-from .routes import ROOT_TEXT, wants_html, web_router
+from .routes import ROOT_TEXT, WebState, wants_html, web_router
 
-__all__ = ["ROOT_TEXT", "wants_html", "web_router"]
+__all__ = ["ROOT_TEXT", "WebState", "wants_html", "web_router"]

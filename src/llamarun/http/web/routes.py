@@ -17,33 +17,49 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 
 from .assets import Assets, security_headers
-from .conversations import Conversation, ConversationStore
+from .conversations import ConversationStore
 from .dashboard import DashboardFeed
 
 if TYPE_CHECKING:
-    from ..metrics import HttpMetrics
     from ...serving import Service
     from ..guard import ServerState
+    from ..metrics import HttpMetrics
 
-__all__ = ["ROOT_TEXT", "web_router", "wants_html"]
+__all__ = ["ROOT_TEXT", "WebState", "wants_html", "web_router"]
 
 ROOT_TEXT = "llamarun is running"
 CONVERSATIONS_FILE = "conversations.db"
 
 
-class _Rename(BaseModel):
-    title: str = Field(..., min_length=1, max_length=200)
+@dataclass
+class WebState:
+    """What the page's routes share, kept on the app (``app.state.web``)."""
+
+    service: Service
+    state: ServerState
+    assets: Assets
+    feed: DashboardFeed
+    conversations: ConversationStore
+
+    @classmethod
+    def build(cls, service: Service, metrics: HttpMetrics, state: ServerState) -> WebState:
+        return cls(service, state, Assets(), DashboardFeed(service.manager, metrics, state),
+                   ConversationStore(_home(service) / CONVERSATIONS_FILE))
 
 
-class _Import(BaseModel):
-    conversations: list[Conversation] = Field(..., max_length=10_000)
+def web_of(request: Request) -> WebState:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+WebDep = Annotated[WebState, Depends(web_of)]
 
 
 def wants_html(request: Request) -> bool:
@@ -56,112 +72,73 @@ def wants_html(request: Request) -> bool:
     return False
 
 
-def web_router(service: Service, metrics: HttpMetrics, state: ServerState) -> APIRouter:
+def web_router() -> APIRouter:
+    """The page, the dashboard and their data (the app's ``state.web`` must be a :class:`WebState`)."""
+    from .conversation_routes import add_conversation_routes
+
     router = APIRouter(tags=["web"], include_in_schema=False)
-    assets = Assets()
-    feed = DashboardFeed(service.manager, metrics, state)
-    conversations = ConversationStore(_home(service) / CONVERSATIONS_FILE)
-
-    def asset(name: str, request: Request) -> Response:
-        found = assets.get(name)
-        if found is None:
-            return JSONResponse({"error": f"no file {name[:100]!r}"}, status_code=404)
-        body, kind, etag = found
-        headers = {**security_headers(), "ETag": etag, "Cache-Control": "no-cache"}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type=kind, headers=headers)
-
-    @router.get("/", response_model=None)
-    async def root(request: Request) -> Response:
-        if wants_html(request):
-            response = asset("chat.html", request)
-            response.headers["Vary"] = "Accept"
-            return response
-        return PlainTextResponse(ROOT_TEXT, headers={"Vary": "Accept"})
-
-    @router.get("/dashboard", response_model=None)
-    async def dashboard(request: Request) -> Response:
-        return asset("dashboard.html", request)
-
-    @router.get("/web/static/{name:path}", response_model=None)
-    async def static(name: str, request: Request) -> Response:
-        return asset(name, request)
-
-    @router.get("/web/catalog")
-    async def catalog() -> dict[str, Any]:
-        from ...store import load_catalog
-
-        entries = await service.blocking(load_catalog)
-        return {"models": [{"name": e.name, "size": e.size, "description": e.description}
-                           for e in sorted(entries.values(), key=lambda e: e.name)]}
-
-    _conversation_routes(router, service, conversations)
-
-    @router.get("/web/dashboard/status")
-    async def dashboard_status() -> dict[str, Any]:
-        return await service.blocking(feed.view)
-
-    @router.get("/web/dashboard/events")
-    async def dashboard_events(interval: float = Query(1.0, ge=0.2, le=60.0)) -> StreamingResponse:
-        async def events() -> AsyncIterator[str]:
-            while not state.draining:
-                view = await service.blocking(feed.view)
-                yield f"event: status\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
-                await asyncio.sleep(interval)
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
+    router.add_api_route("/", root, methods=["GET"], response_model=None)
+    router.add_api_route("/dashboard", dashboard, methods=["GET"], response_model=None)
+    router.add_api_route("/web/static/{name:path}", static, methods=["GET"], response_model=None)
+    router.add_api_route("/web/catalog", catalog, methods=["GET"])
+    add_conversation_routes(router)
+    router.add_api_route("/web/dashboard/status", dashboard_status, methods=["GET"])
+    router.add_api_route("/web/dashboard/events", dashboard_events, methods=["GET"])
     return router
 
 
-def _conversation_routes(router: APIRouter, service: Service, store: ConversationStore) -> None:
-    @router.get("/web/conversations")
-    async def list_conversations(q: str = Query("", max_length=200),
-                                 limit: int = Query(200, ge=1, le=10_000)) -> dict[str, Any]:
-        found = await service.blocking(store.list, q, limit)
-        return {"conversations": [c.model_dump() for c in found]}
-
-    @router.post("/web/conversations", status_code=201)
-    async def create_conversation(body: Conversation) -> dict[str, Any]:
-        return (await service.blocking(store.save, body, new=True)).model_dump()
-
-    @router.get("/web/conversations/export")
-    async def export_conversations() -> JSONResponse:
-        found = await service.blocking(store.export)
-        return JSONResponse({"conversations": [c.model_dump() for c in found]},
-                            headers={"Content-Disposition": 'attachment; filename="llamarun-conversations.json"'})
-
-    @router.post("/web/conversations/import")
-    async def import_conversations(body: _Import) -> dict[str, Any]:
-        def save_all() -> list[str]:
-            return [store.save(c, new=True).id for c in body.conversations]
-
-        return {"imported": await service.blocking(save_all)}
-
-    @router.get("/web/conversations/{conversation_id}")
-    async def get_conversation(conversation_id: str) -> dict[str, Any]:
-        return (await service.blocking(store.get, conversation_id)).model_dump()
-
-    @router.put("/web/conversations/{conversation_id}")
-    async def put_conversation(conversation_id: str, body: Conversation) -> dict[str, Any]:
-        changed = body.model_copy(update={"id": conversation_id})
-        return (await service.blocking(store.save, Conversation.model_validate(changed.model_dump()))).model_dump()
-
-    @router.patch("/web/conversations/{conversation_id}")
-    async def rename_conversation(conversation_id: str, body: _Rename) -> dict[str, Any]:
-        return (await service.blocking(store.rename, conversation_id, body.title)).model_dump()
-
-    @router.delete("/web/conversations/{conversation_id}", status_code=204)
-    async def delete_conversation(conversation_id: str) -> Response:
-        await service.blocking(store.delete, conversation_id)
-        return Response(status_code=204)
+def _asset(web: WebState, name: str, request: Request) -> Response:
+    found = web.assets.get(name)
+    if found is None:
+        return JSONResponse({"error": f"no file {name[:100]!r}"}, status_code=404)
+    body, kind, etag = found
+    headers = {**security_headers(), "ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=kind, headers=headers)
 
 
-def _home(service: Service) -> Any:
-    from pathlib import Path
+async def root(request: Request, web: WebDep) -> Response:
+    if wants_html(request):
+        response = _asset(web, "chat.html", request)
+        response.headers["Vary"] = "Accept"
+        return response
+    return PlainTextResponse(ROOT_TEXT, headers={"Vary": "Accept"})
 
+
+async def dashboard(request: Request, web: WebDep) -> Response:
+    return _asset(web, "dashboard.html", request)
+
+
+async def static(name: str, request: Request, web: WebDep) -> Response:
+    return _asset(web, name, request)
+
+
+async def catalog(web: WebDep) -> dict[str, Any]:
+    from ...store import load_catalog
+
+    entries = await web.service.blocking(load_catalog)
+    return {"models": [{"name": e.name, "size": e.size, "description": e.description}
+                       for e in sorted(entries.values(), key=lambda e: e.name)]}
+
+
+async def dashboard_status(web: WebDep) -> dict[str, Any]:
+    return await web.service.blocking(web.feed.view)
+
+
+async def _events(web: WebState, interval: float) -> AsyncIterator[str]:
+    while not web.state.draining:
+        view = await web.service.blocking(web.feed.view)
+        yield f"event: status\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
+        await asyncio.sleep(interval)
+
+
+async def dashboard_events(web: WebDep, interval: float = Query(1.0, ge=0.2, le=60.0)) -> StreamingResponse:
+    return StreamingResponse(_events(web, interval), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _home(service: Service) -> Path:
     root = getattr(service.store, "root", None)
     if root is None:
         from ...config import home_dir
