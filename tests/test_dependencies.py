@@ -22,11 +22,12 @@ SRC = ROOT / "src" / "llamarun"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 REQUIREMENTS = [Requirement(r) for r in PROJECT["dependencies"]]
 TEST_REQUIREMENTS = [Requirement(r) for r in PROJECT["optional-dependencies"]["test"]]
+CLUSTER_REQUIREMENTS = [Requirement(r) for r in PROJECT["optional-dependencies"]["cluster"]]
 # import name -> distribution name, for the ones that differ
 DISTRIBUTIONS = {"llama_cpp": "llama-cpp-python", "huggingface_hub": "huggingface-hub",
                  "prometheus_client": "prometheus-client", "pydantic_settings": "pydantic-settings",
                  "grpc": "grpcio", "grpc_status": "grpcio-status", "grpc_health": "grpcio-health-checking",
-                 "grpc_reflection": "grpcio-reflection", "google": "protobuf"}
+                 "grpc_reflection": "grpcio-reflection", "google": "protobuf", "yaml": "pyyaml"}
 OPTIONAL = {"pynvml"}  # nvidia-ml-py: used when present
 _IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)", re.M)
 
@@ -34,11 +35,17 @@ _IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za
 GENERATED = SRC / "grpc" / "v1"  # grpcio-tools' output: its stubs check grpcio's version through grpc._utilities
 
 
-def _imports(*, generated: bool = True) -> dict[str, set[str]]:
-    """Top-level module -> the dotted paths imported from it, over the whole package."""
+CLUSTER_CODE = (SRC / "cluster", SRC / "cli" / "cluster_cmd.py")  # imports the `cluster` extra
+
+
+def _imports(*, generated: bool = True, exclude: tuple[Path, ...] = (),
+             only: tuple[Path, ...] = ()) -> dict[str, set[str]]:
+    """Top-level module -> the dotted paths imported from it, over the package (or ``only`` its parts)."""
     found: dict[str, set[str]] = {}
     for path in SRC.rglob("*.py"):
         if not generated and path.is_relative_to(GENERATED):
+            continue
+        if any(path.is_relative_to(p) for p in exclude) or (only and not any(path.is_relative_to(p) for p in only)):
             continue
         for top, rest in _IMPORT.findall(path.read_text(encoding="utf-8")):
             found.setdefault(top, set()).add(top + rest)
@@ -49,7 +56,7 @@ def _third_party(names: set[str]) -> set[str]:
     return {n for n in names if n not in sys.stdlib_module_names and n not in {"llamarun", "__future__"}}
 
 
-@pytest.mark.parametrize("req", REQUIREMENTS + TEST_REQUIREMENTS, ids=str)
+@pytest.mark.parametrize("req", REQUIREMENTS + TEST_REQUIREMENTS + CLUSTER_REQUIREMENTS, ids=str)
 def test_every_range_has_an_upper_bound_and_holds_the_installed_version(req: Requirement) -> None:
     if req.marker is not None and not req.marker.evaluate():
         pytest.skip(f"{req.name} is not used on this Python")
@@ -60,9 +67,16 @@ def test_every_range_has_an_upper_bound_and_holds_the_installed_version(req: Req
 
 def test_every_imported_dependency_is_declared() -> None:
     declared = {r.name.lower().replace("_", "-") for r in REQUIREMENTS}
-    imported = _third_party(set(_imports())) - OPTIONAL
+    imported = _third_party(set(_imports(exclude=CLUSTER_CODE))) - OPTIONAL
     missing = {m for m in imported if DISTRIBUTIONS.get(m, m).lower().replace("_", "-") not in declared}
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_the_cluster_code_imports_only_what_the_cluster_extra_adds() -> None:
+    declared = {r.name.lower().replace("_", "-") for r in REQUIREMENTS + CLUSTER_REQUIREMENTS}
+    imported = _third_party(set(_imports(only=CLUSTER_CODE))) - OPTIONAL
+    missing = {m for m in imported if DISTRIBUTIONS.get(m, m).lower().replace("_", "-") not in declared}
+    assert not missing, f"imported by the cluster code but not declared: {sorted(missing)}"
 
 
 def test_no_private_modules_of_dependencies_are_imported() -> None:

@@ -16,6 +16,7 @@ each class's HTTP status, gRPC status code name and Unix-socket bridge code
     │   ├── ConfigError                a setting (file, environment, flag) is invalid (400)
     │   └── ModelfileError             a Modelfile (or /api/create field) we cannot honour (400)
     ├── ModelNotFoundError             no such model in the store (404)
+    ├── ConversationNotFoundError      no web-page conversation of that id (404)
     ├── ModelLoadError                 llama.cpp could not load a file (500)
     │   └── GGUFFormatError            the file is not a well-formed GGUF (400)
     ├── ContextCreationError           llama.cpp could not create a context (500)
@@ -164,8 +165,6 @@ class ModelNotFoundError(LlamarunError, LookupError):
 class ConversationNotFoundError(LlamarunError, LookupError):
     """No conversation of the web page has that id."""
 
-    http_status = 404
-
 
 class ModelLoadError(LlamarunError):
     """llama.cpp could not load a model file."""
@@ -283,6 +282,7 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     ConfigError: ErrorCodes(400, "INVALID_ARGUMENT", "config_error"),
     ModelfileError: ErrorCodes(400, "INVALID_ARGUMENT", "modelfile_error"),
     ModelNotFoundError: ErrorCodes(404, "NOT_FOUND", "model_not_found"),
+    ConversationNotFoundError: ErrorCodes(404, "NOT_FOUND", "conversation_not_found"),
     ModelLoadError: ErrorCodes(500, "INTERNAL", "model_load_failed"),
     GGUFFormatError: ErrorCodes(400, "INVALID_ARGUMENT", "bad_gguf"),
     ContextCreationError: ErrorCodes(500, "RESOURCE_EXHAUSTED", "context_creation_failed"),

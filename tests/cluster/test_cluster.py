@@ -75,22 +75,28 @@ def test_eight_clients_are_spread_over_both_replicas(cluster: Cluster) -> None:
 
 def test_follow_up_turns_land_where_their_prefix_is_cached(cluster: Cluster) -> None:
     client = _openai(cluster)
-    system = {"role": "system", "content": "You are a ship's captain who answers in one sentence. " * 6}
+    system = {"role": "system", "content": "You are a ship's captain who answers in one sentence."}
 
-    def conversation(i: int) -> list[int]:
-        messages = [system, {"role": "user", "content": f"Passenger {i} asks: where are we sailing?"}]
-        cached = []
+    def conversation(i: int) -> list[tuple[str, int, int]]:
+        messages = [system, {"role": "user", "content": f"Passenger {i} asks: where are we sailing, and why? "
+                                                        f"Tell me about the route of voyage number {i}."}]
+        turns = []
         for turn in range(3):
-            reply = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=16)
-            cached.append(reply.usage.prompt_tokens_details.cached_tokens)
+            raw = client.chat.completions.with_raw_response.create(model="smollm2", messages=messages, max_tokens=16)
+            reply = raw.parse()
+            turns.append((raw.headers["x-llamarun-replica"], reply.usage.prompt_tokens,
+                          reply.usage.prompt_tokens_details.cached_tokens))
             messages += [{"role": "assistant", "content": reply.choices[0].message.content},
                          {"role": "user", "content": f"And then, on day {turn + 2}?"}]
-        return cached
+        return turns
 
     with cf.ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(conversation, range(4)))
-    follow_ups = [c for run in runs for c in run[1:]]
-    assert sum(1 for c in follow_ups if c > 50) >= len(follow_ups) - 1, runs  # the history was cached
+    assert len({replica for run in runs for replica, _, _ in run}) == 2, runs  # the load was spread
+    for run in runs:
+        assert len({replica for replica, _, _ in run}) == 1, runs  # each conversation stayed with its cache
+        for (_, prompt, _), (_, _, cached) in zip(run, run[1:]):
+            assert cached >= prompt, runs  # the previous turn's whole prompt was cached
 
 
 def test_overload_answers_503_with_retry_after(cluster: Cluster) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import ollama
+import openai
 import pytest
 
 from llamarun.chat import ChatTemplate, choose_builtin
@@ -110,6 +111,19 @@ def test_template_name_overrides_per_request(server: Server, paths: dict[str, Pa
     r = httpx.post(f"{server.url}/api/chat", json={"model": "gemma", "messages": HELLO, "stream": False,
                                                    "template_name": "no-such-template"}, timeout=60)
     assert r.status_code == 400 and "no-such-template" in r.json()["error"]
+
+
+def test_template_name_on_the_openai_chat_endpoint(server: Server, paths: dict[str, Path]) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(model="gemma", messages=HELLO, max_tokens=1,
+                                           extra_body={"template_name": "chatml"})
+    with Model(paths["gemma"]) as model:
+        expected = model.tokenize(ChatTemplate.builtin("chatml").render(HELLO), add_special=False,
+                                  parse_special=False)
+    assert reply.usage.prompt_tokens == len(expected)
+    with pytest.raises(openai.BadRequestError, match="no-such-template"):
+        client.chat.completions.create(model="gemma", messages=HELLO, max_tokens=1,
+                                       extra_body={"template_name": "no-such-template"})
 
 
 def test_serve_template_flag(tmp_path: Path, paths: dict[str, Path]) -> None:

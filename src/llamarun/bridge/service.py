@@ -1,5 +1,5 @@
-"""The bridge's own serving stack over the store: a model manager and a :class:`Service`, built
-from the settings as ``llamarun serve`` builds its own (the bridge is a process of its own)."""
+"""The bridge's own serving stack over the store: a model manager and a :class:`Service` built
+out of the settings as ``llamarun serve`` builds its own (the bridge is a process of its own)."""
 
 from __future__ import annotations
 

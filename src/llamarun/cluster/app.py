@@ -31,8 +31,8 @@ class ClusterReplica(ModelReplica):
 
         context = serve.get_replica_context()
         self._stop = threading.Event()
-        replica = str(getattr(context, "replica_tag", "") or context.replica_id.unique_id)
-        start_reporting(replica, self.status, self.metrics_text, self._stop)
+        self.replica_id = str(getattr(context, "replica_tag", "") or context.replica_id.unique_id)
+        start_reporting(self.replica_id, self.status, self.metrics_text, self._stop)
 
     def __del__(self) -> None:
         stop = getattr(self, "_stop", None)

@@ -62,9 +62,13 @@ class ModelReplica:
         self.started = time.time()
         self.pid = os.getpid()
 
+    replica_id = ""  # set by the Ray Serve deployment: named in each answer's X-Llamarun-Replica
+
     async def handle(self, call: ForwardedCall) -> AsyncIterator[ResponseStart | bytes]:
         """Answer one forwarded request (a streaming call: the ingress reads it as it comes)."""
         async for item in call_app(self.app, call):
+            if isinstance(item, ResponseStart) and self.replica_id:
+                item = ResponseStart(item.status, (*item.headers, (b"x-llamarun-replica", self.replica_id.encode())))
             yield item
 
     def status(self) -> dict[str, Any]:

@@ -118,10 +118,11 @@ def read_status(loop: EngineLoop | None, recent: Iterable[FinishedRequest]) -> R
     finished = tuple(recent)
     if loop is None:
         return RuntimeStatus((), (), finished)
-    running: Sequence[ActiveRequest] = list(loop.running)
-    waiting = [req for _, req in list(loop.waiting)]
+    scheduler = loop.scheduler  # the queues and the slot table are the scheduler's
+    running: Sequence[ActiveRequest] = list(scheduler.running)
+    waiting = [req for _, req in list(scheduler.waiting)]
     by_slot = {req.slot: req for req in running if req.slot is not None}
     slots = tuple(_slot_state(slot.seq_id, len(slot.cached), by_slot.get(slot.seq_id), now)
-                  for slot in list(loop.slots.slots))
+                  for slot in list(scheduler.slots.slots))
     ages = tuple(sorted((max(0.0, now - r.clock.submitted) for r in waiting), reverse=True))
     return RuntimeStatus(slots, ages, finished)

@@ -34,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         plan = await service.prepare_chat(
             lease, messages, defaults=defaults, tools=body.tools or None, tool_choice=body.tool_choice,
             parallel_tool_calls=bool(body.parallel_tool_calls), response_format=response_format, grammar=grammar,
-            think=think)
+            think=think, template_name=body.template_name)
         top = (body.top_logprobs or 1) if body.logprobs else 0
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         specs = [body_request(body, plan.prompt_input, max_tokens=max_tokens, grammar=plan.grammar,

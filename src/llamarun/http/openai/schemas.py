@@ -114,6 +114,8 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None
+    template_name: str | None = Field(None, max_length=64, description="One of llama.cpp's built-in chat templates "
+                                      "(chatml, llama3, gemma, ...) instead of the model's own (llamarun's extension).")
     # OpenAI fields a local server cannot honour: a 400 naming them when set
     audio: dict[str, Any] | None = None
     modalities: list[str] | None = None
