@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_MODEL
 from .engine import ModelInfo
@@ -24,6 +24,9 @@ from .runtime import (
 )
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 from .units import parse_size
+
+if TYPE_CHECKING:
+    from .session import Session
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
 
@@ -250,6 +253,16 @@ class LoadedModel:
     def _stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         with self._client.stream(request) as handle:
             yield from handle
+
+    def session(self, *, system: str | None = None, messages: Sequence[Mapping[str, Any]] = (),
+                **options: Any) -> Session:
+        """A :class:`~llamarun.Session`: a conversation that keeps its history and its KV state.
+
+        ``options`` are those of :meth:`chat` (``max_tokens``, sampling, ``stop``, ...), used by every
+        turn unless a turn gives its own."""
+        from .session import Session
+
+        return Session(self, system=system, messages=messages, **options)
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         return self.runtime.call(lambda m: m.tokenize(text, add_special=add_special, parse_special=parse_special))

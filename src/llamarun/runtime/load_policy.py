@@ -256,7 +256,8 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
              budget: int) -> tuple[RuntimeConfig, int]:
         runtime_config, resources = plan_load(
             source.path, cache.profile(), _manager_request(options, config, budget), model_name=source.name,
-            advice=_SERVE_ADVICE, max_queue=config.max_queue)
+            advice=_SERVE_ADVICE, max_queue=config.max_queue, session_ram=config.session_ram,
+            session_disk=config.session_disk, session_dir=config.session_dir)
         return runtime_config, resources.estimate.total
 
     return plan
