@@ -183,6 +183,24 @@ class Session:
         self._messages += [{"role": "user", "content": turn["user"]}, {"role": "assistant", "content": content}]
         self._history = _History(turn["prompt_text"], content, (*turn["prompt"], *result.token_ids))
 
+    @classmethod
+    def resume(cls, model: LoadedModel, messages: Sequence[Mapping[str, Any]], **options: Any) -> Session:
+        """A session over a conversation held elsewhere (e.g. the REPL's): its history is the
+        template's rendering of ``messages``, so :meth:`save` finds the KV a slot or tier has of it."""
+        from .chat import prepare_chat
+
+        system = [dict(m) for m in messages[:1] if m.get("role") == "system"]
+        session = cls(model, messages=messages, **options)
+        session._system = system
+        if any(m.get("role") != "system" for m in messages):
+            plan = prepare_chat(model.chat_template, model.defaults.conversation(list(messages)),
+                                add_generation_prompt=False)
+            prompt = plan.prompt_input
+            parts = prompt.parts if isinstance(prompt, PromptSegments) else ((prompt, True),)
+            tokens = model.runtime.call(lambda m: m.vocab.tokenize_parts(parts, add_special=False))
+            session._history = _History(_text_of(prompt), "", tuple(tokens))
+        return session
+
     # -- files -----------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> int:
