@@ -254,6 +254,21 @@ class LoadedModel:
         with self._client.stream(request) as handle:
             yield from handle
 
+    default_max_tokens = DEFAULT_MAX_TOKENS
+
+    def chat_request(self, prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None,
+                     options: Mapping[str, Any]) -> GenerationRequest:
+        """The request :meth:`chat` makes of a rendered prompt (sessions build theirs with it)."""
+        max_tokens, merged = self._options(max_tokens, dict(options))
+        return build_request(prompt, max_tokens, {"add_special": False, "parse_special": True, **merged},
+                             self.sampling_defaults)
+
+    @staticmethod
+    def chat_result(result: GenerationResult, output: Any) -> ChatResult:
+        """A :class:`ChatResult` of a generation and what the chat plan parsed out of it."""
+        return ChatResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
+                          content=output.content, thinking=output.thinking, tool_calls=output.tool_calls)
+
     def session(self, *, system: str | None = None, messages: Sequence[Mapping[str, Any]] = (),
                 **options: Any) -> Session:
         """A :class:`~llamarun.Session`: a conversation that keeps its history and its KV state.

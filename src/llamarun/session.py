@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,12 +68,10 @@ class Session:
 
     def __init__(self, model: LoadedModel, *, system: str | None = None,
                  messages: Sequence[Mapping[str, Any]] = (), **options: Any) -> None:
-        from .api import DEFAULT_MAX_TOKENS, build_request
-
         self.model = model
         self.options = dict(options)
-        self.options.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
-        build_request("", None, {k: v for k, v in self.options.items() if k != "max_tokens"})  # refuse bad options now
+        self.options.setdefault("max_tokens", model.default_max_tokens)
+        model.chat_request("", None, {k: v for k, v in self.options.items() if k != "max_tokens"})  # refuse bad ones now
         start = [{"role": "system", "content": system}] if system is not None else []
         self._messages: list[dict[str, Any]] = start + [dict(m) for m in messages]
         self._system = start
@@ -117,15 +115,12 @@ class Session:
 
     def send(self, text: str, **options: Any) -> ChatResult:
         """Answer ``text``: the result's ``finish_reason`` is ``cancelled`` if :meth:`cancel` stopped it."""
-        from .api import ChatResult
-
         request, plan, turn = self._prepare(text, options)
         with self._submit(request) as handle:
             result = handle.wait()
         output = plan.parse(result.text)
         self._commit(turn, result, output.content)
-        return ChatResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
-                          content=output.content, thinking=output.thinking, tool_calls=output.tool_calls)
+        return self.model.chat_result(result, output)
 
     def stream(self, text: str, **options: Any) -> Iterator[Chunk]:
         """Chunks of the answer to ``text``; the history gains the turn once the last chunk is out
@@ -148,18 +143,16 @@ class Session:
         return _Released(self._active, self)  # type: ignore[return-value]
 
     def _prepare(self, text: str, options: Mapping[str, Any]) -> tuple[GenerationRequest, Any, dict[str, Any]]:
-        from .api import build_request
         from .chat import prepare_chat
 
         merged = {**self.options, **options}
-        max_tokens, merged = self.model._options(merged.pop("max_tokens"), merged)
+        max_tokens = merged.pop("max_tokens")
         messages = self.model.defaults.conversation([*self._messages, {"role": "user", "content": text}])
         plan = prepare_chat(self.model.chat_template, messages, grammar=merged.pop("grammar", None))
         if plan.grammar:
             merged["grammar"] = plan.grammar
         prompt = self._prompt_tokens(plan.prompt_input)
-        request = build_request(prompt, max_tokens, {"add_special": False, "parse_special": True, **merged},
-                                self.model.sampling_defaults)
+        request = self.model.chat_request(prompt, max_tokens, merged)
         turn = {"user": text, "prompt_text": _text_of(plan.prompt_input), "prompt": prompt}
         return request, plan, turn
 

@@ -11,12 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from tinymodel import write_tiny_gguf
 
 import llamarun
 from llamarun.errors import SessionFileError, SessionIncompatibleError, SessionModelMismatchError
 from llamarun.types import FinishReason
-
-from tinymodel import write_tiny_gguf
 
 GREEDY = {"temperature": 0.0, "max_tokens": 8, "ignore_eos": True}
 
