@@ -46,7 +46,7 @@ class RuntimeConfig:
     max_queue: int = 64
     min_prefix_copy: int = 0
     session_ram: int = 256 << 20
-    session_disk: int = 0
+    session_disk: int = 2 << 30
     session_dir: str = ""
 
     def __post_init__(self) -> None:
