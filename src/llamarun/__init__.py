@@ -23,6 +23,7 @@ __all__ = [
     "LlamarunError",
     "RuntimeConfig",
     "SamplingParams",
+    "Session",
     "Timings",
     "errors",
     "load",
@@ -34,6 +35,7 @@ _LAZY = {
     "Timings": "types",
     "GenerationRequest": "runtime", "RuntimeConfig": "runtime",
     "LlamarunError": "errors",
+    "Session": "session",
 }
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .api import ChatResult, LoadedModel, load
     from .errors import LlamarunError
     from .runtime import GenerationRequest, RuntimeConfig
+    from .session import Session
     from .types import Chunk, FinishReason, GenerationResult, SamplingParams, Timings
 
 

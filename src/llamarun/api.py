@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_MODEL
 from .engine import ModelInfo
@@ -24,6 +24,9 @@ from .runtime import (
 )
 from .types import Chunk, GenerationResult, PromptSegments, SamplingParams
 from .units import parse_size
+
+if TYPE_CHECKING:
+    from .session import Session
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ChatResult", "LoadedModel", "load", "resolve_model", "resolve_model_path"]
 
@@ -250,6 +253,31 @@ class LoadedModel:
     def _stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         with self._client.stream(request) as handle:
             yield from handle
+
+    default_max_tokens = DEFAULT_MAX_TOKENS
+
+    def chat_request(self, prompt: str | Sequence[int] | PromptSegments, max_tokens: int | None,
+                     options: Mapping[str, Any]) -> GenerationRequest:
+        """The request :meth:`chat` makes of a rendered prompt (sessions build theirs with it)."""
+        max_tokens, merged = self._options(max_tokens, dict(options))
+        return build_request(prompt, max_tokens, {"add_special": False, "parse_special": True, **merged},
+                             self.sampling_defaults)
+
+    @staticmethod
+    def chat_result(result: GenerationResult, output: Any) -> ChatResult:
+        """A :class:`ChatResult` of a generation and what the chat plan parsed out of it."""
+        return ChatResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
+                          content=output.content, thinking=output.thinking, tool_calls=output.tool_calls)
+
+    def session(self, *, system: str | None = None, messages: Sequence[Mapping[str, Any]] = (),
+                **options: Any) -> Session:
+        """A :class:`~llamarun.Session`: a conversation that keeps its history and its KV state.
+
+        ``options`` are those of :meth:`chat` (``max_tokens``, sampling, ``stop``, ...), used by every
+        turn unless a turn gives its own."""
+        from .session import Session
+
+        return Session(self, system=system, messages=messages, **options)
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         return self.runtime.call(lambda m: m.tokenize(text, add_special=add_special, parse_special=parse_special))

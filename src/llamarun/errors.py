@@ -31,12 +31,16 @@ each class's HTTP status, gRPC status code name and Unix-socket bridge code
     ├── InsufficientMemoryError        a model does not fit this machine (507)
     ├── RemoteServerError              a llamarun server (--host) is unreachable or failed (502)
     ├── AccessDeniedError              the caller may not do this (bad token, another user) (403)
-    └── StoreError                     the model store failed (500)
-        ├── DigestMismatchError        downloaded bytes do not match (502)
-        ├── DownloadError              a transfer failed (502)
-        │   └── RedirectRefusedError   a redirect to a private/loopback address, refused (502)
-        ├── DiskFullError              not enough free disk space (507)
-        └── NameInUseError             a pull would replace a model under a name not given (409)
+    ├── StoreError                     the model store failed (500)
+    │   ├── DigestMismatchError        downloaded bytes do not match (502)
+    │   ├── DownloadError              a transfer failed (502)
+    │   │   └── RedirectRefusedError   a redirect to a private/loopback address, refused (502)
+    │   ├── DiskFullError              not enough free disk space (507)
+    │   └── NameInUseError             a pull would replace a model under a name not given (409)
+    └── SessionError                   a saved session cannot be used (400)
+        ├── SessionFileError           a session file is corrupt or truncated (400)
+        ├── SessionModelMismatchError  it was saved with another model (400)
+        └── SessionIncompatibleError   its KV state does not fit these context settings (400)
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ __all__ = [
     "RedirectRefusedError",
     "RemoteServerError",
     "RequestCancelledError",
+    "SessionError",
+    "SessionFileError",
+    "SessionIncompatibleError",
+    "SessionModelMismatchError",
     "StoreError",
     "TemplateError",
     "UnsupportedFeatureError",
@@ -270,6 +278,26 @@ class NameInUseError(StoreError):
     """A pull would replace a model under a name the caller did not give (it came from the source)."""
 
 
+class SessionError(LlamarunError):
+    """A saved session (its conversation and KV state) cannot be used."""
+
+
+class SessionFileError(SessionError):
+    """A session file is not one, is corrupt (its checksum fails) or is truncated."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SessionModelMismatchError(SessionError):
+    """A session file was saved with another model (its digest differs)."""
+
+
+class SessionIncompatibleError(SessionError):
+    """A session file's KV state does not fit this model's context settings (KV layout, size)."""
+
+
 # The one table of protocol codes, in the order of the tree above.
 ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     LlamarunError: ErrorCodes(500, "INTERNAL", "internal"),
@@ -303,6 +331,10 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     RedirectRefusedError: ErrorCodes(502, "PERMISSION_DENIED", "redirect_refused"),
     DiskFullError: ErrorCodes(507, "RESOURCE_EXHAUSTED", "disk_full"),
     NameInUseError: ErrorCodes(409, "ALREADY_EXISTS", "name_in_use"),
+    SessionError: ErrorCodes(400, "FAILED_PRECONDITION", "session_error"),
+    SessionFileError: ErrorCodes(400, "DATA_LOSS", "session_file_corrupt"),
+    SessionModelMismatchError: ErrorCodes(400, "FAILED_PRECONDITION", "session_model_mismatch"),
+    SessionIncompatibleError: ErrorCodes(400, "FAILED_PRECONDITION", "session_incompatible"),
 }
 
 

@@ -110,7 +110,8 @@ def test_repl_mechanics(tiny_home: Path):
         child.expect_exact("text")
         child.sendintr()
         child.expect_exact(PROMPT)
-        assert "Saved 2 messages" in command(child, "/save multi")
+        assert "Saved 2 messages and its KV state" in command(child, "/save multi")
+        assert (tiny_home / "conversations" / "multi.kv").stat().st_size > 0
         conversation = saved(tiny_home, "multi")
         assert conversation["system"] == "You are terse."
         assert conversation["messages"][0] == {"role": "user", "content": "first line\nsecond line"}
@@ -124,13 +125,14 @@ def test_repl_mechanics(tiny_home: Path):
         assert "message 0 must be" in command(child, "/load broken")
         assert "unknown command '/frobnicate'" in command(child, "/frobnicate")
         assert "Cleared" in command(child, "/reset")
-        assert "Loaded conversation 'multi': 2 messages" in command(child, "/load multi")
+        loaded = command(child, "/load multi")
+        assert "Loaded conversation 'multi': 2 messages" in loaded and "KV state of" in loaded  # restored next turn
         assert "/set parameter NAME VALUE" in command(child, "/help")
         assert leave(child, "ctrl-d") == 0
     finally:
         child.close(force=True)
     files = sorted(p.name for p in (tiny_home / "conversations").iterdir())
-    assert files == ["broken.json", "multi.json"]
+    assert files == ["broken.json", "multi.json", "multi.kv"]  # the conversation and its KV state
     assert not list(tiny_home.parent.glob("escape*"))
     assert "/set system You are terse." in (tiny_home / "history").read_text()
 

@@ -42,6 +42,16 @@ class FakeKV:
             assert (p0, p1) == (-1, -1), "across KV streams only whole copies"
             self.held[dst] = self.held[src]
 
+    def seq_state_get(self, seq_id: int) -> bytes:
+        self.ops.append(("get", seq_id))
+        return self.held[seq_id].to_bytes(4, "little") if self.held[seq_id] else b""
+
+    def seq_state_set(self, seq_id: int, data: bytes) -> bool:
+        """The state is the number of positions it holds (the executor restores it, never the scheduler)."""
+        self.ops.append(("set", seq_id))
+        self.held[seq_id] = int.from_bytes(data, "little")
+        return True
+
     def write(self, seq_id: int, start: int, count: int) -> None:
         """What a decode does: append ``count`` positions from ``start``."""
         assert self.held[seq_id] == start, f"sequence {seq_id} holds {self.held[seq_id]}, the batch starts at {start}"
@@ -85,6 +95,10 @@ class FakeExecutor:
         self._end(plan.ended)
         assert sum(w.count for w in plan.work) <= sched.budget
         assert [w.req.slot for w in plan.work] == sorted(w.req.slot for w in plan.work)  # slot order
+        if plan.restores:
+            from llamarun.runtime.statecache import perform_restores
+
+            perform_restores(plan, self.kv, sched.states, sched.slots.slots)  # type: ignore[arg-type]
         aborted = between is not None and between(plan) == "abort"
         if plan.work and self.kv.used() + sum(w.count for w in plan.work) > self.capacity:
             self._end(sched.on_kv_full())
@@ -289,3 +303,25 @@ def test_a_waiting_request_past_its_deadline_ends_without_a_slot():
     assert late.status == late.status.FINISHED_DEADLINE
     ex.run()
     assert generated(busy, 5)
+
+
+def test_with_tiers_a_conversation_whose_slot_was_taken_is_saved_then_restored_by_the_executor():
+    from llamarun.runtime.kvtiers import KVTiers
+
+    ex = FakeExecutor(1, budget=64, n_ctx=128)
+    states = ex.sched.use_tiers(KVTiers(1 << 20, 0, None, ex.metrics), min_tokens=4)
+    first = ex.add(list(range(10, 40)), max_tokens=3)
+    ex.run()
+    history = first.tokens[:-1]  # the last sampled token was never decoded
+    other = ex.add(list(range(200, 230)), max_tokens=2)  # takes the only slot: the first one is saved
+    ex.run()
+    assert [e.tokens for e in states.tiers.entries()] == [history]
+    assert not any(op[0] == "set" for op in ex.kv.ops)  # the scheduler saved, but never loads, KV
+    again = ex.add([*first.tokens, 50, 51], max_tokens=2)
+    plan = ex.step()
+    assert [(r.req, r.keep) for r in plan.restores] == [(again, len(history))]
+    assert ("set", 0) in ex.kv.ops  # the executor loaded it
+    assert again.cached_tokens == len(history) and shares(ex.plans, again)[0] == 3  # the last token and the 2 new
+    ex.run()
+    assert other.status.finished and generated(again, 2)
+    assert ex.metrics.session_restored == 1 and ex.metrics.session_saved == 2

@@ -107,6 +107,19 @@ class LocalChat:
         """Names of the parameters the stored model's Modelfile sets (the model applies them)."""
         return set(self.model.defaults.parameters)
 
+    def save_state(self, path: Any, messages: Messages) -> int:
+        """Write the KV state the runtime holds of ``messages`` to ``path`` (``/save``); returns bytes."""
+        from ..session import Session
+
+        return Session.resume(self.model, messages).save(path)
+
+    def load_state(self, path: Any) -> int:
+        """Hand a KV state saved by :meth:`save_state` to the runtime for the next turn (``/load``);
+        returns the tokens it covers.  A file of another model or KV layout is a typed error."""
+        from ..session import Session
+
+        return Session.load(self.model, path).history_tokens
+
     def info(self) -> list[tuple[str, str]]:
         i = self.model.info
         rows = [

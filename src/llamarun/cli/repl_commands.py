@@ -112,7 +112,12 @@ def _save(session: ChatSession, rest: str) -> None:
         return
     conversation = Conversation(session.model_name, session.system, tuple(session.messages), dict(session.options))
     path = save_conversation(args[0], conversation)
-    typer.echo(f"Saved {len(session.messages)} messages to {path}")
+    kept = ""
+    save_state = getattr(session.backend, "save_state", None)  # in-process: the KV state goes along
+    if save_state is not None and session.messages:
+        size = save_state(path.with_suffix(".kv"), session.conversation())
+        kept = f" and its KV state ({size:,} bytes)"
+    typer.echo(f"Saved {len(session.messages)} messages{kept} to {path}")
 
 
 def _load(session: ChatSession, rest: str) -> None:
@@ -123,12 +128,31 @@ def _load(session: ChatSession, rest: str) -> None:
         error("usage: /load NAME")
         return
     conversation = load_conversation(args[0])
+    restored = _load_state(session, args[0])
     session.system = conversation.system
     session.messages[:] = [dict(m) for m in conversation.messages]
     session.options = dict(conversation.options)
     other = (f" (saved with model {conversation.model})"
              if conversation.model and conversation.model != session.model_name else "")
-    typer.echo(f"Loaded conversation '{args[0]}': {len(session.messages)} messages{other}")
+    typer.echo(f"Loaded conversation '{args[0]}': {len(session.messages)} messages{other}{restored}")
+
+
+def _load_state(session: ChatSession, name: str) -> str:
+    """The KV state saved with conversation ``name``, handed to an in-process model (its next turn
+    restores it instead of computing the conversation again); a note for the message."""
+    from ..errors import SessionError
+    from .conversations import conversation_path
+
+    load_state = getattr(session.backend, "load_state", None)
+    state = conversation_path(name).with_suffix(".kv")
+    if load_state is None or not state.exists():
+        return ""
+    try:
+        tokens = load_state(state)
+    except SessionError as exc:
+        error(f"the saved KV state is not used: {exc}")
+        return ""
+    return f", KV state of {tokens} tokens restored"
 
 
 _COMMANDS: dict[str, Callable[[ChatSession, str], None]] = {

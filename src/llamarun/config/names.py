@@ -49,6 +49,8 @@ SPELLINGS: Mapping[str, Spelling] = MappingProxyType({
     "n_batch": Spelling("n_batch", "--n-batch", "num_batch"),
     "n_gpu_layers": Spelling("n_gpu_layers", "--gpu-layers", "num_gpu"),
     "cors_origins": Spelling("cors_origins", "--cors-origin"),
+    "session_ram": Spelling("session_ram", "--session-ram"),
+    "session_disk": Spelling("session_disk", "--session-disk"),
 })
 
 # our name -> its config-file key (only where they differ)

@@ -28,7 +28,7 @@ CONFIG_ENV = "LLAMARUN_CONFIG"
 HOME_ENV = "LLAMARUN_HOME"
 
 _DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout", "header_timeout", "body_timeout")
-_SIZE_FIELDS = ("memory_budget",)
+_SIZE_FIELDS = ("memory_budget", "session_ram", "session_disk")
 
 
 def default_home() -> Path:
@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     memory_budget: int = Field(
         0, ge=0, description="Bytes all loaded models may use, e.g. '8GiB' (0/auto: the available memory)."
     )
+    session_ram: int = Field(
+        256 << 20, ge=0, description="Bytes of saved KV states of conversations out of their slots kept in RAM "
+        "per model, e.g. '256MiB' (0: none; least recently used go to disk first)."
+    )
+    session_disk: int = Field(
+        2 << 30, ge=0, description="Bytes of saved KV states kept on disk per model under the home's sessions/ "
+        "(0: none; least recently used are dropped first)."
+    )
     max_queue: int = Field(512, ge=0, le=1 << 20, description="Waiting requests per model before 503/Overloaded.")
     request_timeout: float = Field(
         600.0, ge=0, description="Default per-request timeout in seconds or '10m' (0: none)."
@@ -159,7 +167,7 @@ class Settings(BaseSettings):
     def _auto_gpu(cls, value: Any) -> Any:
         return _auto(value, -1)
 
-    @field_validator("memory_budget", mode="before")
+    @field_validator("memory_budget", "session_ram", "session_disk", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(_auto(value, 0))

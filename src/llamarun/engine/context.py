@@ -229,3 +229,36 @@ class Context(NativeHandle):
 
     def clear_memory(self) -> None:
         lib().llama_memory_clear(self._mem(), True)
+
+    # -- per-sequence state (llama_state_seq_*): a sequence's KV as bytes ------------------
+
+    def seq_state_size(self, seq_id: int) -> int:
+        """Bytes :meth:`seq_state_get` would return for a sequence."""
+        return int(lib().llama_state_seq_get_size(self.ptr, seq_id))
+
+    def seq_state_get(self, seq_id: int) -> bytes:
+        """The KV state of one sequence (its cells and positions) as bytes; empty for an empty sequence."""
+        size = self.seq_state_size(seq_id)
+        if size <= 0:
+            return b""
+        buffer = bytearray(size)
+        view = (ctypes.c_uint8 * size).from_buffer(buffer)
+        written = int(lib().llama_state_seq_get_data(self.ptr, view, size, seq_id))
+        del view  # release the export before resizing or handing the buffer on
+        if written < size:
+            del buffer[written:]
+        return bytes(buffer) if written else b""
+
+    def seq_state_set(self, seq_id: int, data: bytes) -> bool:
+        """Replace a sequence's KV by a state from :meth:`seq_state_get` (this model, same KV layout).
+
+        False when llama.cpp refuses it (no room, another layout); the sequence is then empty.
+        """
+        self.seq_rm(seq_id, -1, -1)
+        if not data:
+            return True
+        pointer = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+        read = int(lib().llama_state_seq_set_data(self.ptr, pointer, len(data), seq_id))
+        if read == 0:
+            self.seq_rm(seq_id, -1, -1)
+        return read != 0

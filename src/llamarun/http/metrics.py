@@ -129,6 +129,9 @@ class RuntimeCollector(Collector):
             "llamarun_kv_cells_used": ("KV cache cells in use", lambda s: s.kv_cells_used),
             "llamarun_kv_cells_total": ("KV cache cells", lambda s: s.kv_cells_total),
             "llamarun_kv_usage_ratio": ("Fraction of KV cache cells in use", lambda s: s.kv_usage),
+            "llamarun_session_ram_bytes": ("Bytes of saved KV states in the RAM tier", lambda s: s.session_ram_bytes),
+            "llamarun_session_disk_bytes": ("Bytes of saved KV states in the disk tier",
+                                            lambda s: s.session_disk_bytes),
         }
         yield from _per_model(GaugeMetricFamily, gauges, snapshots)
         counters: dict[str, tuple[str, Any]] = {
@@ -141,6 +144,16 @@ class RuntimeCollector(Collector):
             "llamarun_engine_steps": ("Engine steps (one llama_decode each)", lambda s: s.steps),
             "llamarun_slot_moves": ("Requests whose KV moved down to keep busy slots consecutive",
                                     lambda s: s.slot_moves),
+            "llamarun_session_saved": ("KV states saved to the tiers when their slot was taken",
+                                       lambda s: s.session_saved),
+            "llamarun_session_saved_bytes": ("Bytes of KV states saved to the tiers", lambda s: s.session_saved_bytes),
+            "llamarun_session_restored": ("KV states restored from the tiers instead of computed",
+                                          lambda s: s.session_restored),
+            "llamarun_session_restored_tokens": ("Prompt tokens restored from the tiers",
+                                                 lambda s: s.session_restored_tokens),
+            "llamarun_session_restore_failed": ("Restores llama.cpp refused (computed instead)",
+                                                lambda s: s.session_restore_failed),
+            "llamarun_session_evicted": ("Saved KV states dropped by the tiers' limits", lambda s: s.session_evicted),
         }
         yield from _per_model(CounterMetricFamily, counters, snapshots)
         outcomes = CounterMetricFamily("llamarun_requests_finished", "Finished requests by outcome",

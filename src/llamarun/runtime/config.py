@@ -32,6 +32,11 @@ class RuntimeConfig:
     smaller oversubscribes it, and a full pool preempts a request, which later
     resumes by recomputing); without it each slot has its own ``n_ctx`` cells,
     which keeps attention cheap when many sequences run at once on a CPU.
+
+    ``session_ram`` and ``session_disk`` bound the KV tiers (bytes; 0: off): the KV state of a
+    conversation whose slot another request takes is saved to RAM, then to files under
+    ``session_dir`` (default: ``sessions/`` in the store's home), least recently used first,
+    and restored when the conversation goes on (see :mod:`llamarun.runtime.kvtiers`).
     """
 
     n_ctx: int = 4096
@@ -48,12 +53,16 @@ class RuntimeConfig:
     max_queue: int = 64
     min_prefix_copy: int = 0
     backend: str = "llama.cpp"  # or "numpy": see llamarun.engine.BACKENDS
+    session_ram: int = 256 << 20
+    session_disk: int = 2 << 30
+    session_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)
         checks = {
             "n_ctx": (16, 1 << 22), "n_slots": (1, 256), "n_batch": (1, 1 << 16), "n_ubatch": (1, 1 << 16),
             "max_queue": (0, 1 << 20), "kv_size": (0, 1 << 24), "min_prefix_copy": (0, 1 << 20),
+            "session_ram": (0, 1 << 50), "session_disk": (0, 1 << 50),
         }
         for name, (lo, hi) in checks.items():
             value = getattr(self, name)
@@ -90,6 +99,9 @@ class ManagerConfig:
     max_request_ctx: int = 0  # largest n_ctx a request may ask; 0 = max(n_ctx, the model's training context)
     allow_request_reload: bool = False  # may a request's load options reload a model with other settings?
     backend: str = "llama.cpp"  # the engine every model is loaded with ("llama.cpp" or "numpy")
+    session_ram: int = 256 << 20  # bytes of saved KV states kept in RAM per model (0: none)
+    session_disk: int = 2 << 30  # bytes of saved KV states on disk per model (0: none)
+    session_dir: str = ""  # where the disk tier writes ("": sessions/ in the store's home)
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)

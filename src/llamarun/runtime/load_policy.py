@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -257,8 +256,9 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
              budget: int) -> tuple[RuntimeConfig, int]:
         runtime_config, resources = plan_load(
             source.path, cache.profile(), _manager_request(options, config, budget), model_name=source.name,
-            advice=_SERVE_ADVICE, max_queue=config.max_queue)
-        runtime_config = dataclasses.replace(runtime_config, backend=config.backend)
+            advice=_SERVE_ADVICE, max_queue=config.max_queue, session_ram=config.session_ram,
+            session_disk=config.session_disk, session_dir=config.session_dir,
+            backend=config.backend)
         return runtime_config, resources.estimate.total
 
     return plan

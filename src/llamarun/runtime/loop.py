@@ -32,6 +32,8 @@ from .metrics import RuntimeMetrics
 from .scheduler import Ending, Scheduler, StepPlan, Work
 from .sequence import ActiveRequest
 from .slots import copy_threshold
+from .statecache import perform_restores
+from .tiering import runtime_tiers
 
 __all__ = ["EngineLoop"]
 
@@ -66,6 +68,9 @@ class EngineLoop:
         min_copy = config.min_prefix_copy or copy_threshold(model.info, config.n_ctx, unified=config.kv_unified)
         self.scheduler = Scheduler(self.ctx, config.n_slots, budget=self.batch.capacity, n_ctx=config.n_ctx,
                                    unified=config.kv_unified, min_copy=min_copy, metrics=metrics)
+        self.tiers = runtime_tiers(config, metrics)  # saved KV states of conversations out of their slots
+        if self.tiers.enabled:
+            self.scheduler.use_tiers(self.tiers)
         self.inflight: dict[int, int] = {}
         self.before_decode: Callable[[], None] = _nothing  # the runtime hands events over here
         metrics.n_slots = config.n_slots
@@ -124,6 +129,8 @@ class EngineLoop:
     def step(self) -> None:
         plan = self.scheduler.schedule(time.monotonic())
         self._deliver(plan.ended)
+        if plan.restores:
+            perform_restores(plan, self.ctx, self.scheduler.states, self.scheduler.slots.slots)  # type: ignore[arg-type]
         self.update_gauges()
         self._write_batch(plan.work)
         self.before_decode()
@@ -244,6 +251,7 @@ class EngineLoop:
         self.scheduler.update_gauges()
 
     def close(self) -> None:
+        self.tiers.close()
         for handle in (self.batch, self.ctx):
             handle.close()
 

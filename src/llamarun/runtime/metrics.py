@@ -28,6 +28,14 @@ class MetricsSnapshot:
     outcomes: dict[str, int]
     ttft_s: tuple[float, ...]
     itl_s: tuple[float, ...]
+    session_saved: int = 0
+    session_saved_bytes: int = 0
+    session_restored: int = 0
+    session_restored_tokens: int = 0
+    session_restore_failed: int = 0
+    session_evicted: int = 0
+    session_ram_bytes: int = 0
+    session_disk_bytes: int = 0
 
     @property
     def kv_usage(self) -> float:
@@ -53,6 +61,15 @@ class RuntimeMetrics:
     outcomes: Counter[str] = field(default_factory=Counter)
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
     itl: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    # saved KV states (runtime/kvtiers.py): counters, and the tiers' sizes now
+    session_saved: int = 0
+    session_saved_bytes: int = 0
+    session_restored: int = 0
+    session_restored_tokens: int = 0
+    session_restore_failed: int = 0
+    session_evicted: int = 0
+    session_ram_bytes: int = 0
+    session_disk_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_outcome(self, reason: str) -> None:
@@ -68,4 +85,9 @@ class RuntimeMetrics:
                 prefix_tokens_reused=self.prefix_tokens_reused, preemptions=self.preemptions,
                 aborted_decodes=self.aborted_decodes, steps=self.steps, slot_moves=self.slot_moves,
                 outcomes=dict(self.outcomes), ttft_s=tuple(self.ttft), itl_s=tuple(self.itl),
+                **{name: getattr(self, name) for name in _SESSION_FIELDS},
             )
+
+
+_SESSION_FIELDS = ("session_saved", "session_saved_bytes", "session_restored", "session_restored_tokens",
+                   "session_restore_failed", "session_evicted", "session_ram_bytes", "session_disk_bytes")

@@ -80,6 +80,10 @@ class Runtime:
 
     # -- public API (any thread) ---------------------------------------------
 
+    @property
+    def model_path(self) -> str:
+        return self._model_path
+
     def submit(self, spec: GenerationRequest, sink: Sink) -> int:
         """Queue a generation; events go to ``sink`` from the engine thread. Returns its id."""
         req = ActiveRequest(spec, sink)
@@ -117,6 +121,15 @@ class Runtime:
         with self._cond:
             self._check_alive()
             self._inbox.append(("call", (fn, future)))
+            self._cond.notify()
+        return future.result()
+
+    def call_engine(self, fn: Callable[[EngineLoop], T]) -> T:
+        """Run ``fn(loop)`` on the engine thread between steps (KV state operations: sessions)."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._check_alive()
+            self._inbox.append(("engine", (fn, future)))
             self._cond.notify()
         return future.result()
 
@@ -228,7 +241,7 @@ class Runtime:
                 else:
                     fn, future = payload
                     try:
-                        future.set_result(fn(loop.model))
+                        future.set_result(fn(loop if kind == "engine" else loop.model))
                     except BaseException as exc:  # noqa: BLE001 - returned to the caller
                         future.set_exception(exc)
             if loop.has_work():
@@ -250,5 +263,5 @@ class Runtime:
         for kind, payload in items:
             if kind == "submit":
                 payload.sink(error)
-            elif kind == "call":
+            elif kind in ("call", "engine"):
                 payload[1].set_exception(error)

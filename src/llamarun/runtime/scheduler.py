@@ -15,12 +15,17 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..types import FinishReason
 from .metrics import RuntimeMetrics
 from .request import RequestStatus
 from .sequence import ActiveRequest
 from .slots import SequenceKV, SlotTable
+
+if TYPE_CHECKING:
+    from .kvtiers import KVTiers
+    from .statecache import Restore, StateCache
 
 __all__ = ["Ending", "Scheduler", "StepPlan", "Work"]
 
@@ -68,6 +73,7 @@ class StepPlan:
     admitted: list[ActiveRequest] = field(default_factory=list)
     moves: list[tuple[int, int]] = field(default_factory=list)
     preempted: list[ActiveRequest] = field(default_factory=list)
+    restores: list[Restore] = field(default_factory=list)  # saved KV states to load before the decode
 
 
 class Scheduler:
@@ -89,6 +95,7 @@ class Scheduler:
         self.running: list[ActiveRequest] = []
         self._kv_pressure = False  # the KV was full: admit nothing more while others run
         self._preempted: list[ActiveRequest] = []
+        self.states: StateCache | None = None  # see use_tiers()
 
     # -- requests in and out -----------------------------------------------------
 
@@ -128,8 +135,36 @@ class Scheduler:
         self._expire(now, plan.ended)
         self._admit_waiting(now, plan.admitted)
         self._close_gaps(plan.moves)
+        if self.states is not None and plan.admitted:
+            self._plan_restores(plan, now)
         self._choose(plan.work)
         return plan
+
+    # -- saved KV states (runtime/statecache.py) -------------------------------------
+
+    def use_tiers(self, tiers: KVTiers, *, min_tokens: int = 16) -> StateCache:
+        """Save idle caches the slot table cuts into ``tiers``, and restore from them on admission."""
+        from .statecache import StateCache
+
+        self.states = StateCache(self.slots.kv, tiers, min_tokens=min_tokens)
+        self.slots.on_drop = self.states.on_drop
+        return self.states
+
+    def _plan_restores(self, plan: StepPlan, now: float) -> None:
+        """Admitted requests that continue a saved state more than their slot does restore it (the
+        executor loads it before this step's decode, see :func:`~llamarun.runtime.statecache.perform_restores`)."""
+        assert self.states is not None
+        for req in plan.admitted:
+            slot = self.slots.slots[req.slot]  # type: ignore[index]
+            restore = self.states.plan_restore(req, slot, req.n_past, self.slots.min_copy)
+            if restore is None:
+                continue
+            gain = restore.keep - req.n_past
+            req.n_past = restore.keep
+            if req.clock.started == now:  # its first admission: what it reused is its cached_tokens
+                req.cached_tokens = restore.keep
+                self.metrics.prefix_tokens_reused += gain
+            plan.restores.append(restore)
 
     def _expire(self, now: float, ended: list[Ending]) -> None:
         for req in self.requests():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,6 +27,14 @@ class SequenceKV(Protocol):
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         """Give ``dst`` the positions of ``src`` (shared cells in a unified pool, a whole stream otherwise)."""
+        ...
+
+    def seq_state_get(self, seq_id: int) -> bytes:
+        """The sequence's KV as bytes (for the KV tiers, :mod:`llamarun.runtime.kvtiers`)."""
+        ...
+
+    def seq_state_set(self, seq_id: int, data: bytes) -> bool:
+        """Replace the sequence's KV by bytes from :meth:`seq_state_get`; False (sequence empty) if refused."""
         ...
 
 # Copying one slot's KV stream into another cost about as much as computing 6 prompt tokens in a
@@ -106,6 +114,17 @@ class SlotTable:
         self._unified = unified
         self._min_copy = min_copy
         self._tick = 0
+        # called as (slot, tokens kept) just before an idle slot's cache is cut: the KV tiers save it there
+        self.on_drop: Callable[[Slot, int], None] | None = None
+
+    @property
+    def kv(self) -> SequenceKV:
+        return self._kv
+
+    @property
+    def min_copy(self) -> int:
+        """Tokens a prefix copy (or a restore of a saved state) must save to be worth it."""
+        return self._min_copy
 
     def free_count(self) -> int:
         return sum(not s.busy for s in self.slots)
@@ -224,6 +243,8 @@ class SlotTable:
 
     def _copy(self, src: Slot, dst: Slot, n: int) -> None:
         kv = self._kv
+        if self.on_drop is not None and dst.cached:
+            self.on_drop(dst, common_prefix(dst.cached, src.cached[:n]))
         kv.seq_rm(dst.seq_id, -1, -1)
         if self._unified:
             kv.seq_cp(src.seq_id, dst.seq_id, 0, n)
@@ -234,6 +255,8 @@ class SlotTable:
 
     def _truncate(self, slot: Slot, n: int) -> None:
         if len(slot.cached) > n:
+            if self.on_drop is not None:
+                self.on_drop(slot, n)
             if not self._kv.seq_rm(slot.seq_id, n, -1):
                 self._kv.seq_rm(slot.seq_id, -1, -1)
                 n = 0
@@ -253,6 +276,8 @@ class SlotTable:
         slot.busy = False
 
     def clear(self, slot: Slot) -> None:
+        if self.on_drop is not None and slot.cached:
+            self.on_drop(slot, 0)
         self._kv.seq_rm(slot.seq_id, -1, -1)
         slot.cached.clear()
 
