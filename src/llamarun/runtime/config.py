@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
+from .speculative import Speculation
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -25,6 +26,9 @@ class RuntimeConfig:
     smaller oversubscribes it, and a full pool preempts a request, which later
     resumes by recomputing); without it each slot has its own ``n_ctx`` cells,
     which keeps attention cheap when many sequences run at once on a CPU.
+    ``speculative`` is how requests speculate unless they say otherwise (see
+    :mod:`~llamarun.runtime.speculative`; a ``draft_model`` path is loaded with the model);
+    ``speculative_p_min`` ends a draft model's draft at a token it gives less probability.
     """
 
     n_ctx: int = 4096
@@ -40,6 +44,8 @@ class RuntimeConfig:
     embeddings: bool = False
     max_queue: int = 64
     min_prefix_copy: int = 0
+    speculative: Speculation | None = None
+    speculative_p_min: float = 0.5
 
     def __post_init__(self) -> None:
         checks = {
@@ -54,6 +60,8 @@ class RuntimeConfig:
             raise InvalidParameterError("kv_size must be at least n_ctx (one request must fit)", field="kv_size")
         if not self.kv_unified and self.kv_size not in (0, self.n_ctx * self.n_slots):
             raise InvalidParameterError("kv_size can differ from n_ctx * n_slots only with kv_unified", field="kv_size")
+        if not 0.0 <= self.speculative_p_min <= 1.0:
+            raise InvalidParameterError("speculative_p_min must be between 0 and 1", field="speculative_p_min")
 
     @property
     def total_kv(self) -> int:
