@@ -7,12 +7,13 @@ import time
 
 import pytest
 
-from llamarun.grammar.builtin import json_object_grammar
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from llamarun.runtime.speculative import Speculation
 from llamarun.types import FinishReason, SamplingParams
 
 GREEDY = SamplingParams(temperature=0)
+PERSON = r'''root ::= "{\"name\": \"" [A-Za-z ]{1,24} "\", \"langs\": [" lang (", " lang){0,3} "], \"age\": " [0-9]{1,3} "}"
+lang ::= "\"" [a-z]{1,10} "\""'''
 NGRAM = Speculation(type="ngram", n_max=8)
 OFF = Speculation(type="off")
 SNIPPET = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"
@@ -86,11 +87,10 @@ def test_greedy_output_is_token_identical_with_concurrent_requests(runtime):
 def test_grammar_constrained_output_parses(runtime):
     client = SyncClient(runtime)
     prompt = 'Repeat this JSON exactly: {"name": "Ada", "langs": ["python", "c"], "age": 36}'
-    plain = client.generate(request(prompt, OFF, max_tokens=80,
-                                    sampling=SamplingParams(temperature=0, grammar=json_object_grammar())))
-    spec = client.generate(request(prompt, NGRAM, max_tokens=80,
-                                   sampling=SamplingParams(temperature=0, grammar=json_object_grammar())))
-    assert isinstance(json.loads(spec.text), dict)
+    plain = client.generate(request(prompt, OFF, max_tokens=120, sampling=SamplingParams(temperature=0, grammar=PERSON)))
+    spec = client.generate(request(prompt, NGRAM, max_tokens=120, sampling=SamplingParams(temperature=0, grammar=PERSON)))
+    assert spec.finish_reason == FinishReason.STOP
+    assert set(json.loads(spec.text)) == {"name", "langs", "age"}
     assert spec.token_ids == plain.token_ids
     assert spec.timings.drafted_tokens > 0
 
