@@ -141,6 +141,9 @@ class RuntimeCollector(Collector):
             "llamarun_engine_steps": ("Engine steps (one llama_decode each)", lambda s: s.steps),
             "llamarun_slot_moves": ("Requests whose KV moved down to keep busy slots consecutive",
                                     lambda s: s.slot_moves),
+            "llamarun_speculative_drafted_tokens": ("Tokens drafted by speculative decoding",
+                                                    lambda s: s.spec_drafted),
+            "llamarun_speculative_accepted_tokens": ("Drafted tokens the model kept", lambda s: s.spec_accepted),
         }
         yield from _per_model(CounterMetricFamily, counters, snapshots)
         outcomes = CounterMetricFamily("llamarun_requests_finished", "Finished requests by outcome",
