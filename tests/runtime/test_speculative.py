@@ -134,3 +134,18 @@ def test_request_cannot_name_another_draft_model(tiny_pair):
         for asked in (Speculation(type="draft"), Speculation(draft_model=str(draft))):
             with pytest.raises(InvalidParameterError, match="draft"):
                 client.generate(GenerationRequest(prompt=PROMPT, max_tokens=2, speculative=asked))
+
+
+def test_request_field_reaches_the_runtime_request():
+    from pydantic import ValidationError
+
+    from llamarun.http.openai.schemas import ChatCompletionRequest
+    from llamarun.serving import Options, options_request
+
+    spec = options_request("hi", Options(speculative={"type": "ngram", "n_max": 4}), grammar=None, timeout=None)
+    assert spec.speculative == Speculation(type="ngram", n_max=4)
+    body = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                                 speculative={"type": "draft", "draft_model": "small"})
+    assert body.speculative.speculation() == Speculation(type="draft", draft_model="small")
+    with pytest.raises(ValidationError):
+        Options(speculative={"type": "medusa"})
