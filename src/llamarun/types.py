@@ -158,6 +158,8 @@ class Timings:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     generated_tokens: int = 0
+    drafted_tokens: int = 0  # speculative decoding: tokens drafted, and of those kept
+    accepted_tokens: int = 0
 
     @property
     def prompt_tokens_per_s(self) -> float:

@@ -154,6 +154,9 @@ class RuntimeCollector(Collector):
             "llamarun_session_restore_failed": ("Restores llama.cpp refused (computed instead)",
                                                 lambda s: s.session_restore_failed),
             "llamarun_session_evicted": ("Saved KV states dropped by the tiers' limits", lambda s: s.session_evicted),
+            "llamarun_speculative_drafted_tokens": ("Tokens drafted by speculative decoding",
+                                                    lambda s: s.spec_drafted),
+            "llamarun_speculative_accepted_tokens": ("Drafted tokens the model kept", lambda s: s.spec_accepted),
         }
         yield from _per_model(CounterMetricFamily, counters, snapshots)
         outcomes = CounterMetricFamily("llamarun_requests_finished", "Finished requests by outcome",

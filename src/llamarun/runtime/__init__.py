@@ -24,6 +24,7 @@ from .request import MAX_STREAM_INTERVAL, GenerationRequest, RequestStatus
 from .runtime import Health, HealthStatus, Runtime
 from .status import FinishedRequest, RuntimeStatus, SlotState
 from .sampling import OLLAMA_DEFAULTS, declared_sampling, default_sampling
+from .speculative import Speculation
 
 __all__ = [
     "MAX_STREAM_INTERVAL",
@@ -56,6 +57,7 @@ __all__ = [
     "RuntimeMetrics",
     "RuntimeStatus",
     "SlotState",
+    "Speculation",
     "SyncClient",
     "declared_sampling",
     "default_sampling",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
+from .speculative import Speculation
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -37,6 +38,9 @@ class RuntimeConfig:
     conversation whose slot another request takes is saved to RAM, then to files under
     ``session_dir`` (default: ``sessions/`` in the store's home), least recently used first,
     and restored when the conversation goes on (see :mod:`llamarun.runtime.kvtiers`).
+    ``speculative`` is how requests speculate unless they say otherwise (see
+    :mod:`~llamarun.runtime.speculative`; a ``draft_model`` path is loaded with the model);
+    ``speculative_p_min`` ends a draft model's draft at a token it gives less probability.
     """
 
     n_ctx: int = 4096
@@ -56,6 +60,8 @@ class RuntimeConfig:
     session_ram: int = 256 << 20
     session_disk: int = 2 << 30
     session_dir: str = ""
+    speculative: Speculation | None = None
+    speculative_p_min: float = 0.5
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)
@@ -72,6 +78,8 @@ class RuntimeConfig:
             raise InvalidParameterError("kv_size must be at least n_ctx (one request must fit)", field="kv_size")
         if not self.kv_unified and self.kv_size not in (0, self.n_ctx * self.n_slots):
             raise InvalidParameterError("kv_size can differ from n_ctx * n_slots only with kv_unified", field="kv_size")
+        if not 0.0 <= self.speculative_p_min <= 1.0:
+            raise InvalidParameterError("speculative_p_min must be between 0 and 1", field="speculative_p_min")
 
     @property
     def total_kv(self) -> int:

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..types import ContextOptions, FinishReason, PromptSegments, TokenLogprob
 from .config import RuntimeConfig
+from .drafting import Speculator, write_drafts
 from .metrics import RuntimeMetrics
 from .scheduler import Ending, Scheduler, StepPlan, Work
 from .sequence import ActiveRequest
@@ -71,6 +72,7 @@ class EngineLoop:
         self.tiers = runtime_tiers(config, metrics)  # saved KV states of conversations out of their slots
         if self.tiers.enabled:
             self.scheduler.use_tiers(self.tiers)
+        self.speculator = Speculator(model, config, metrics)  # loads the draft model, if any
         self.inflight: dict[int, int] = {}
         self.before_decode: Callable[[], None] = _nothing  # the runtime hands events over here
         metrics.n_slots = config.n_slots
@@ -120,6 +122,7 @@ class EngineLoop:
             req.truncated = True
         req.tokens = tokens
         req.n_prompt = len(tokens)
+        self.speculator.setup(req)
         req.sampler = SamplerChain(self.model, spec.sampling)
         req.detok = Detokenizer(vocab)
         self.metrics.prompt_tokens += len(tokens)
@@ -132,12 +135,13 @@ class EngineLoop:
         if plan.restores:
             perform_restores(plan, self.ctx, self.scheduler.states, self.scheduler.slots.slots)  # type: ignore[arg-type]
         self.update_gauges()
+        self.speculator.propose(plan.work, self.batch.capacity)
         self._write_batch(plan.work)
         self.before_decode()
         work = plan.work
         if not work:
             return
-        self.inflight = {w.req.id: w.count for w in work}
+        self.inflight = {w.req.id: w.count + len(w.draft) for w in work}
         self.ctx.clear_abort()
         try:
             self.ctx.decode(self.batch)
@@ -169,9 +173,14 @@ class EngineLoop:
             row = batch.add_tokens(req.tokens[start:start + w.count], start, req.slot, logits_last=w.sample)
             if w.sample:
                 w.row = row
+            if w.draft:
+                write_drafts(batch, w)
 
     def _after_decode(self, plan: StepPlan, now: float) -> None:
         sampled = self.scheduler.decoded(plan, now)
+        drafted = [w for w in sampled if w.draft]
+        if drafted:
+            sampled = [w for w in sampled if not w.draft]
         logprobs = [self._row_logprobs(w) for w in sampled]
         tokens = sample_rows([w.req.sampler for w in sampled], self.ctx, [w.row for w in sampled], self._draw)
         for w, token, lp in zip(sampled, tokens, logprobs, strict=True):
@@ -183,6 +192,30 @@ class EngineLoop:
             except Exception as exc:  # noqa: BLE001 - isolate the failure to this request
                 logger.exception("request %d failed while sampling", w.req.id)
                 self._finish(w.req, FinishReason.ERROR, _as_llamarun_error(exc))
+        for w in drafted:
+            self._verify(w, now)
+
+    def _verify(self, w: Work, now: float) -> None:
+        """A speculative share: sample its rows while the drafts hold, cut the rest out of the KV,
+        deliver the kept drafts and the sampled token one by one (each may end the request)."""
+        req = w.req
+        try:
+            tokens, logprobs = self.speculator.verify(w, self.ctx, self._logprobs)
+        except Exception as exc:  # noqa: BLE001 - isolate the failure to this request
+            self.scheduler.keep_drafts(req, (), len(w.draft))
+            logger.exception("request %d failed while sampling", req.id)
+            self._finish(req, FinishReason.ERROR, _as_llamarun_error(exc))
+            return
+        self.scheduler.keep_drafts(req, tokens[:-1], len(w.draft))
+        for token, lp in zip(tokens, logprobs, strict=True):
+            if req.status.finished:
+                return
+            try:
+                self._on_token(req, token, now, lp)
+            except Exception as exc:  # noqa: BLE001 - isolate the failure to this request
+                logger.exception("request %d failed while sampling", req.id)
+                self._finish(req, FinishReason.ERROR, _as_llamarun_error(exc))
+                return
 
     def _on_token(self, req: ActiveRequest, token: int, now: float, logprobs: np.ndarray | None) -> None:
         clock = req.clock
@@ -252,7 +285,7 @@ class EngineLoop:
 
     def close(self) -> None:
         self.tiers.close()
-        for handle in (self.batch, self.ctx):
+        for handle in (self.batch, self.ctx, self.speculator):
             handle.close()
 
 

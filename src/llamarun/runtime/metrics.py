@@ -25,6 +25,8 @@ class MetricsSnapshot:
     aborted_decodes: int
     steps: int
     slot_moves: int
+    spec_drafted: int
+    spec_accepted: int
     outcomes: dict[str, int]
     ttft_s: tuple[float, ...]
     itl_s: tuple[float, ...]
@@ -58,6 +60,8 @@ class RuntimeMetrics:
     aborted_decodes: int = 0
     steps: int = 0
     slot_moves: int = 0
+    spec_drafted: int = 0  # speculative decoding: tokens drafted, and of those kept
+    spec_accepted: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
     itl: deque[float] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
@@ -84,6 +88,7 @@ class RuntimeMetrics:
                 prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
                 prefix_tokens_reused=self.prefix_tokens_reused, preemptions=self.preemptions,
                 aborted_decodes=self.aborted_decodes, steps=self.steps, slot_moves=self.slot_moves,
+                spec_drafted=self.spec_drafted, spec_accepted=self.spec_accepted,
                 outcomes=dict(self.outcomes), ttft_s=tuple(self.ttft), itl_s=tuple(self.itl),
                 **{name: getattr(self, name) for name in _SESSION_FIELDS},
             )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidParameterError
 from ..types import PromptSegments, SamplingParams
+from .speculative import Speculation
 
 __all__ = ["MAX_STREAM_INTERVAL", "GenerationRequest", "RequestStatus"]
 
@@ -49,6 +50,7 @@ class GenerationRequest:
     ``stream_interval`` is how many generated tokens one streamed chunk holds:
     the first token comes alone and at once, later ones in chunks of that
     many, and whatever is held goes out at the end (1: a chunk per token).
+    ``speculative``: this request's speculative decoding (None: the model's settings).
     """
 
     prompt: str | Sequence[int] | PromptSegments
@@ -64,6 +66,7 @@ class GenerationRequest:
     n_keep: int = 0
     logprobs: int = 0
     stream_interval: int = 1
+    speculative: Speculation | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, (str, PromptSegments)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,8 @@ class Work:
 
     ``sample`` says the share ends at the last known token, so its logits are sampled;
     ``row`` is the batch row of those logits, written by the executor as it builds the batch.
+    ``draft``: tokens speculated after the share (their KV is computed too; see
+    :mod:`.drafting`), set by the executor; :meth:`Scheduler.keep_drafts` takes the kept ones.
     """
 
     req: ActiveRequest
@@ -47,6 +50,7 @@ class Work:
     count: int
     sample: bool
     row: int = -1
+    draft: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +270,15 @@ class Scheduler:
         req.generated.append(token)
         req.tokens.append(token)
         return (req.max_new is not None and len(req.generated) >= req.max_new) or len(req.tokens) >= self.n_ctx
+
+    def keep_drafts(self, req: ActiveRequest, kept: Sequence[int], drafted: int) -> None:
+        """After a speculative share: the first ``kept`` of its ``drafted`` tokens stay in the KV
+        (the executor appends them to the request next, then one sampled token), the rest are cut."""
+        slot = self.slots.slots[req.slot]  # type: ignore[index]
+        self.slots.commit(slot, kept)
+        req.n_past += len(kept)
+        if len(kept) < drafted:
+            self.slots.rollback(slot, req.n_past)
 
     def rollback(self, plan: StepPlan) -> None:
         """Undo what an aborted or failed decode left in the KV."""

@@ -16,6 +16,7 @@ from .stop import StopMatcher
 
 if TYPE_CHECKING:
     from ..engine import Detokenizer, SamplerChain
+    from .speculative import SpeculationState
 
 __all__ = ["ActiveRequest", "Event", "Sink"]
 
@@ -70,6 +71,7 @@ class ActiveRequest:
         self.detok: Detokenizer | None = None
         self.stops = StopMatcher(spec.stop)
         self.max_new = spec.max_tokens
+        self.speculation: SpeculationState | None = None  # set by the engine loop when it speculates
         self._every = spec.stream_interval
         self._held: list[Chunk] = []  # generated output not yet sent (stream_interval > 1)
         self._held_tokens = 0
@@ -135,6 +137,8 @@ class ActiveRequest:
             prompt_tokens=self.n_prompt,
             cached_tokens=self.cached_tokens,
             generated_tokens=len(self.generated),
+            drafted_tokens=self.speculation.drafted if self.speculation is not None else 0,
+            accepted_tokens=self.speculation.accepted if self.speculation is not None else 0,
         )
 
     def finish(self, reason: FinishReason, now: float, error: BaseException | None = None) -> GenerationResult:

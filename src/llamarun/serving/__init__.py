@@ -17,7 +17,7 @@ Frontends import from here and from :mod:`llamarun.runtime`'s types, never from 
 from .cancel import CallerGone, Gone, until_gone
 from .conversation import TurnRequest, load_or_unload, start_chat, start_prompt
 from .embed import Embedded, Reranked, embed_texts, rerank_documents
-from .options import MAX_CTX, MAX_TOKENS, Options
+from .options import MAX_CTX, MAX_TOKENS, Options, SpeculativeOptions
 from .outcome import check_finished, codes_of
 from .sampling import SpecSampling, load_options, options_request, spec_request, stops, with_modelfile_options
 from .service import Pieces, Service, ServingConfig
@@ -32,6 +32,7 @@ __all__ = [
     "Event",
     "Gone",
     "Options",
+    "SpeculativeOptions",
     "Pieces",
     "Reranked",
     "Service",

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import logging
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MAX_CTX", "MAX_TOKENS", "Options"]
+from ..runtime.speculative import Speculation
+
+__all__ = ["MAX_CTX", "MAX_TOKENS", "Options", "SpeculativeOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,19 @@ MAX_CTX = 1 << 20
 # Ollama options that change nothing here (GPU placement, memory mapping, legacy knobs): silently accepted.
 _ACCEPTED = {"numa", "main_gpu", "use_mmap", "use_mlock", "low_vram", "vocab_only", "f16_kv", "logits_all",
              "penalize_newline", "tfs_z", "num_gqa", "rope_frequency_base", "rope_frequency_scale"}
+
+
+class SpeculativeOptions(BaseModel):
+    """``speculative``: speculative decoding for this request (left out: the model's settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["off", "ngram", "draft"] | None = None
+    n_max: int | None = Field(None, ge=0, le=64)
+    draft_model: str | None = Field(None, min_length=1, max_length=1000)
+
+    def speculation(self) -> Speculation:
+        return Speculation(type=self.type, n_max=self.n_max, draft_model=self.draft_model)
 
 
 class Options(BaseModel):
@@ -53,6 +70,7 @@ class Options(BaseModel):
     timeout: float | None = Field(None, gt=0.0, le=1e7, description="Seconds before generation stops (the partial "
                                   "text is answered with done_reason \"deadline\").")
     ignore_eos: bool | None = None
+    speculative: SpeculativeOptions | None = None
 
     @model_validator(mode="after")
     def _warn_unknown(self) -> Options:

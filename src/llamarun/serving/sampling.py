@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime import MODELFILE_LOAD_NAMES, GenerationRequest, LoadOptions, declared_sampling, default_sampling
+from ..runtime.speculative import Speculation
 from ..types import PromptSegments, SamplingParams
 from .options import Options
 
@@ -85,6 +86,7 @@ def options_request(prompt: Prompt, options: Options | None, *, grammar: str | N
         prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=stops(opts.stop),
         ignore_eos=bool(opts.ignore_eos), add_special=add_special, parse_special=parse_special, timeout=timeout,
         truncate=truncate, n_keep=max(0, opts.num_keep or 0), logprobs=logprobs, stream_interval=stream_interval,
+        speculative=opts.speculative.speculation() if opts.speculative is not None else None,
     )
 
 
@@ -102,6 +104,7 @@ class SpecSampling:
     frequency_penalty: float | None = None
     seed: int | None = None
     logit_bias: Mapping[int, float] = field(default_factory=dict)
+    speculative: Speculation | None = None
 
 
 def spec_request(prompt: Prompt, given: SpecSampling, *, max_tokens: int | None, grammar: str | None,
@@ -130,5 +133,5 @@ def spec_request(prompt: Prompt, given: SpecSampling, *, max_tokens: int | None,
     return GenerationRequest(
         prompt=prompt, max_tokens=max_tokens, sampling=sampling, stop=tuple(stop), ignore_eos=ignore_eos,
         add_special=add_special, parse_special=parse_special, timeout=timeout, truncate=truncate,
-        logprobs=logprobs, stream_interval=stream_interval,
+        logprobs=logprobs, stream_interval=stream_interval, speculative=given.speculative,
     )

@@ -71,6 +71,8 @@ class OllamaAnswer:
             "eval_count": result.completion_tokens,
             "eval_duration": nanoseconds(t.generate_s),
         })
+        if t.drafted_tokens:  # speculative decoding (fields of ours; Ollama's clients ignore them)
+            line.update({"draft_count": t.drafted_tokens, "draft_accepted_count": t.accepted_tokens})
         if self.context is not None:
             line["context"] = [*self.context, *result.token_ids]
         return line

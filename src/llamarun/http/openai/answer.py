@@ -45,8 +45,14 @@ def usage(results: Sequence[GenerationResult]) -> dict[str, Any]:
     prompt = results[0].prompt_tokens if results else 0
     cached = results[0].cached_tokens if results else 0
     completion = sum(r.completion_tokens for r in results)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
+    drafted = sum(r.timings.drafted_tokens for r in results)
+    if drafted:  # speculative decoding, in the spelling of OpenAI's predicted outputs
+        accepted = sum(r.timings.accepted_tokens for r in results)
+        out["completion_tokens_details"] = {"accepted_prediction_tokens": accepted,
+                                            "rejected_prediction_tokens": drafted - accepted}
+    return out
 
 
 async def open_turn(service: Service, request: Request, body: SamplingFields, *, has_max: bool,

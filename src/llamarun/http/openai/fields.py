@@ -41,7 +41,8 @@ def body_request(body: SamplingFields, prompt: str | Sequence[int] | PromptSegme
         temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
         typical_p=body.typical_p, repeat_penalty=body.repeat_penalty, presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty, seed=body.seed,
-        logit_bias={int(k): float(v) for k, v in (body.logit_bias or {}).items()})
+        logit_bias={int(k): float(v) for k, v in (body.logit_bias or {}).items()},
+        speculative=body.speculative.speculation() if body.speculative is not None else None)
     return spec_request(prompt, given, max_tokens=max_tokens, grammar=grammar, timeout=timeout,
                         stop=stops(body.stop), ignore_eos=body.ignore_eos, truncate=body.truncate,
                         logprobs=logprobs, seed_offset=seed_offset, add_special=add_special,

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...serving.options import SpeculativeOptions
+
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
@@ -83,6 +85,7 @@ class SamplingFields(_Request):
     typical_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, ge=0.0, le=100.0)
     ignore_eos: bool = False
+    speculative: SpeculativeOptions | None = None
     timeout: float | None = Field(None, gt=0.0, le=1e7)
     truncate: bool = False
     keep_alive: str | float | None = None

@@ -1,0 +1,169 @@
+"""Speculative decoding: drafts proposed per request and verified within the step's one decode.
+
+Each decoding request may add up to ``n_max`` drafted tokens after its last sampled token; the
+step's batch computes them with every other sequence's tokens, and verification samples the
+request's own chain at each drafted position in turn, keeping drafts while the sampled token
+equals the draft.  The drafts are deterministic (an n-gram lookup in the request's own prompt and
+output, as llama.cpp's ``ngram-simple`` and vLLM's ``ngram`` do, or a draft model's greedy
+choice), so this is rejection sampling with a point-mass draft distribution: a draft ``d`` is
+kept with probability ``p(d)``, and on rejection the token drawn from ``p`` without ``d`` is
+kept instead.  Every emitted token is one draw of the request's sampler chain (grammar,
+penalties, seed and all) from the target model's logits at its position, exactly as without
+speculation; greedy output is the target's argmax at every position.
+
+Drafting adapts per request (:class:`SpeculationState`): the draft length follows acceptance,
+and after repeated misses drafting pauses for a growing number of steps, so a request whose
+output does not repeat its input costs nearly nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from .sequence import ActiveRequest
+
+__all__ = ["NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve"]
+
+SPECULATION_TYPES = ("off", "ngram", "draft")
+_MAX_DRAFT = 64
+_NGRAM_SIZES = (4, 3, 2)  # suffix lengths looked up, longest first (shorter ones match more, and worse)
+_MAX_PAUSE = 64  # most steps drafting pauses after repeated misses
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """How a model or a request speculates: ``type`` ``off``, ``ngram`` or ``draft`` (a draft
+    model, ``draft_model``: its GGUF path in a model's settings, the loaded draft's name or path
+    in a request), up to ``n_max`` drafted tokens a step.  In a request, None fields take the
+    model's settings."""
+
+    type: str | None = None
+    n_max: int | None = None
+    draft_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is not None and self.type not in SPECULATION_TYPES:
+            raise InvalidParameterError(f"speculative.type must be one of {', '.join(SPECULATION_TYPES)}",
+                                        field="speculative.type")
+        if self.n_max is not None and (isinstance(self.n_max, bool) or not 0 <= self.n_max <= _MAX_DRAFT):
+            raise InvalidParameterError(f"speculative.n_max must be between 0 and {_MAX_DRAFT}",
+                                        field="speculative.n_max")
+
+
+def resolve(asked: Speculation | None, model: Speculation, draft_name: str | None) -> tuple[str, int]:
+    """The (type, n_max) one request runs with, from its fields over the model's settings.
+
+    A request naming a draft model other than the loaded one, or asking for draft-model
+    speculation where none is loaded, is refused: that is not something a request can change.
+    """
+    asked = asked or Speculation()
+    kind = asked.type or model.type or "off"
+    n_max = model.n_max if asked.n_max is None else asked.n_max
+    n_max = 8 if n_max is None else n_max
+    if asked.draft_model is not None:
+        if draft_name is None or asked.draft_model not in _names(draft_name):
+            raise InvalidParameterError(
+                f"speculative.draft_model {asked.draft_model!r} is not this model's draft model "
+                f"({draft_name or 'none loaded'}): set it in the model's settings (speculative_draft_model)",
+                field="speculative.draft_model")
+        if asked.type is None:
+            kind = "draft"
+    if kind == "draft" and draft_name is None:
+        raise InvalidParameterError("speculative.type 'draft' needs a draft model loaded with this model "
+                                    "(setting speculative_draft_model)", field="speculative.type")
+    return kind, n_max
+
+
+def _names(path: str) -> set[str]:
+    from pathlib import Path
+
+    p = Path(path)
+    return {path, p.name, p.stem}
+
+
+class NgramIndex:
+    """The most recent position following each n-gram of a request's tokens, kept up to date
+    incrementally (each lookup indexes only the tokens added since the last one)."""
+
+    def __init__(self, sizes: tuple[int, ...] = _NGRAM_SIZES) -> None:
+        self.sizes = sizes
+        self._after: list[dict[tuple[int, ...], int]] = [{} for _ in sizes]
+        self._indexed = 0  # positions p < _indexed have their n-grams ending at p recorded
+
+    def draft(self, tokens: list[int], k: int) -> list[int]:
+        """Up to ``k`` tokens that followed the latest earlier occurrence of the longest suffix of
+        ``tokens`` found (nothing when no suffix of the smallest size repeats)."""
+        n = len(tokens)
+        for p in range(max(self._indexed, 1), n):  # the n-grams that end just before position p
+            for size, after in zip(self.sizes, self._after, strict=True):
+                if p >= size:
+                    after[tuple(tokens[p - size:p])] = p
+        self._indexed = max(self._indexed, n)
+        for size, after in zip(self.sizes, self._after, strict=True):
+            if n < size:
+                continue
+            p = after.get(tuple(tokens[n - size:]))
+            if p is not None and p < n:
+                return tokens[p:p + k]
+        return []
+
+
+@dataclass
+class SpeculationState:
+    """One request's speculation: what it asked for, how well it goes, and its counts.
+
+    The draft length ``cap`` doubles when a whole draft is kept and drops to one past the kept
+    part otherwise; two misses in a row at length 1 pause drafting for 2, 4, ... up to
+    ``_MAX_PAUSE`` steps (one accepted draft ends the pauses).
+    """
+
+    kind: str
+    n_max: int
+    cap: int = 0
+    pause: int = 0
+    misses: int = 0
+    pauses: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    steps: int = 0
+    index: NgramIndex = field(default_factory=NgramIndex)
+
+    def __post_init__(self) -> None:
+        self.cap = self.cap or self.n_max
+
+    def wants(self) -> int:
+        """How many tokens to draft this step (0: none); counts down a pause."""
+        if self.pause > 0:
+            self.pause -= 1
+            return 0
+        return self.cap
+
+    def record(self, drafted: int, accepted: int) -> None:
+        self.drafted += drafted
+        self.accepted += accepted
+        self.steps += 1
+        if accepted == drafted:
+            self.cap = min(self.n_max, self.cap * 2)
+        else:
+            self.cap = max(1, accepted + 1)
+        if accepted:
+            self.misses = self.pauses = 0
+            return
+        self.misses += 1
+        if self.cap == 1 and self.misses >= 2:
+            self.pauses += 1
+            self.pause = min(_MAX_PAUSE, 1 << self.pauses)
+            self.misses = 0
+
+
+def draft_limit(req: ActiveRequest, n_ctx: int) -> int:
+    """Most drafted tokens ``req`` can use now: its emitted tokens (drafts kept plus one) must fit
+    in ``max_tokens`` and the context."""
+    room = n_ctx - len(req.tokens) - 1
+    if req.max_new is not None:
+        room = min(room, req.max_new - len(req.generated) - 1)
+    return max(0, room)

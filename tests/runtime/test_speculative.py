@@ -1,0 +1,151 @@
+"""Speculative decoding mechanics: n-gram drafts, back-off, the sampled distribution, draft models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llamarun.errors import InvalidParameterError, ModelLoadError
+from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
+from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState
+from llamarun.types import SamplingParams
+from tinymodel import write_tiny_gguf
+
+PROMPT = [10, 11, 12] * 20  # a repeating prompt: n-gram drafts exist from the first decode
+# random weights give a flat distribution: the bias makes it a small vocabulary of about 4 tokens
+WARM = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                      logit_bias={10: 9.0, 11: 9.0, 12: 9.0, 13: 8.0})
+
+
+def test_ngram_drafts_what_followed_the_latest_match():
+    index = NgramIndex()
+    tokens = [1, 2, 3, 4, 9, 1, 2, 3, 5, 7, 1, 2, 3]
+    assert index.draft(tokens, 3) == [5, 7, 1]  # the latest earlier "1 2 3" was followed by 5 7 1
+    tokens += [5]
+    assert index.draft(tokens, 2) == [7, 1]
+    assert NgramIndex().draft([1, 2, 3, 4], 4) == []
+
+
+def test_drafting_backs_off_after_misses_and_recovers():
+    state = SpeculationState("ngram", 8)
+    assert state.wants() == 8
+    state.record(8, 2)
+    assert state.wants() == 3
+    state.record(3, 0)
+    assert state.wants() == 1
+    state.record(1, 0)
+    assert state.pause > 0
+    paused = [state.wants() for _ in range(state.pause)]
+    assert paused == [0] * len(paused)
+    state.record(1, 1)
+    assert state.wants() == 2 and state.pauses == 0
+
+
+def test_settings_are_checked():
+    with pytest.raises(InvalidParameterError):
+        Speculation(type="medusa")
+    with pytest.raises(InvalidParameterError):
+        Speculation(n_max=1000)
+
+
+def _tokens(client, speculative, seeds, n=6):
+    streams = [client.stream(GenerationRequest(prompt=PROMPT, max_tokens=n, ignore_eos=True, speculative=speculative,
+                                               sampling=SamplingParams(**{**WARM.__dict__, "seed": s})))
+               for s in seeds]
+    return [s.wait() for s in streams]
+
+
+def _chi2(a: np.ndarray, b: np.ndarray) -> float:
+    values = np.unique(np.concatenate([a, b]))
+    ca = np.array([(a == v).sum() for v in values], dtype=float)
+    cb = np.array([(b == v).sum() for v in values], dtype=float)
+    total = ca + cb
+    ea, eb = total * len(a) / (len(a) + len(b)), total * len(b) / (len(a) + len(b))
+    return float(((ca - ea) ** 2 / ea).sum() + ((cb - eb) ** 2 / eb).sum())
+
+
+def _permutation_p(a: np.ndarray, b: np.ndarray, rounds: int = 300) -> float:
+    rng = np.random.default_rng(0)
+    observed, pooled = _chi2(a, b), np.concatenate([a, b])
+    hits = 0
+    for _ in range(rounds):
+        rng.shuffle(pooled)
+        hits += _chi2(pooled[:len(a)], pooled[len(a):]) >= observed
+    return (hits + 1) / (rounds + 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spec")
+    target = write_tiny_gguf(root / "target.gguf", seed=3)
+    draft = write_tiny_gguf(root / "draft.gguf", seed=3, n_layer=1)  # same vocabulary, a smaller model
+    other = write_tiny_gguf(root / "other.gguf", specials=["<s>", "<pad>", "</s>"])  # another vocabulary
+    return target, draft, other
+
+
+@pytest.mark.parametrize("kind", ["ngram", "draft"])
+def test_sampled_output_keeps_its_distribution(tiny_pair, kind):
+    target, draft, _ = tiny_pair
+    config = RuntimeConfig(n_ctx=256, n_slots=8, n_threads=2, max_queue=512, speculative_p_min=0.0,
+                           speculative=Speculation(draft_model=str(draft)) if kind == "draft" else None)
+    with Runtime(target, config) as rt:
+        client = SyncClient(rt)
+        seeds = range(400)
+        plain = _tokens(client, Speculation(type="off"), seeds)
+        spec = _tokens(client, Speculation(type=kind, n_max=3), seeds)
+        again = _tokens(client, Speculation(type=kind, n_max=3), range(1000, 1400))
+        snap = rt.snapshot()
+    if kind == "ngram":  # the draft model drafts from its own (unbiased) logits: rarely kept
+        assert 0 < snap.spec_accepted < snap.spec_drafted  # drafts were both kept and rejected
+    assert snap.spec_drafted > 0
+    # the same seed draws the same tokens: each emitted token is one draw of the request's chain
+    assert sum(a.token_ids == b.token_ids for a, b in zip(plain, spec)) >= 0.97 * len(plain)
+    for pos in range(1, 6):  # positions after the first token may come from drafts
+        a = np.array([r.token_ids[pos] for r in plain])
+        b = np.array([r.token_ids[pos] for r in again])  # other seeds: an independent sample
+        assert _permutation_p(a, b) > 0.001, f"position {pos}"
+
+
+def test_greedy_draft_model_drafts_are_kept(tiny_pair):
+    target, _, _ = tiny_pair  # the model as its own draft model: its greedy drafts are all right
+    config = RuntimeConfig(n_ctx=256, n_slots=4, n_threads=2, speculative_p_min=0.0,
+                           speculative=Speculation(type="draft", n_max=4, draft_model=str(target)))
+    with Runtime(target, config) as rt:
+        client = SyncClient(rt)
+        greedy = SamplingParams(temperature=0)
+        runs = {kind: [client.generate(GenerationRequest(prompt=[5, 6, 7 + i], max_tokens=40, ignore_eos=True,
+                                                         sampling=greedy, speculative=Speculation(type=kind)))
+                       for i in range(4)] for kind in ("off", "draft")}
+        snap = rt.snapshot()
+    assert [r.token_ids for r in runs["draft"]] == [r.token_ids for r in runs["off"]]
+    assert snap.spec_accepted >= 0.9 * snap.spec_drafted > 0
+
+
+def test_draft_model_of_another_vocabulary_is_refused(tiny_pair):
+    target, _, other = tiny_pair
+    with pytest.raises(ModelLoadError, match="vocabulary"):
+        Runtime(target, RuntimeConfig(n_ctx=256, n_slots=2, speculative=Speculation(draft_model=str(other))))
+
+
+def test_request_cannot_name_another_draft_model(tiny_pair):
+    target, draft, _ = tiny_pair
+    with Runtime(target, RuntimeConfig(n_ctx=256, n_slots=2, n_threads=2)) as rt:
+        client = SyncClient(rt)
+        for asked in (Speculation(type="draft"), Speculation(draft_model=str(draft))):
+            with pytest.raises(InvalidParameterError, match="draft"):
+                client.generate(GenerationRequest(prompt=PROMPT, max_tokens=2, speculative=asked))
+
+
+def test_request_field_reaches_the_runtime_request():
+    from pydantic import ValidationError
+
+    from llamarun.http.openai.schemas import ChatCompletionRequest
+    from llamarun.serving import Options, options_request
+
+    spec = options_request("hi", Options(speculative={"type": "ngram", "n_max": 4}), grammar=None, timeout=None)
+    assert spec.speculative == Speculation(type="ngram", n_max=4)
+    body = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                                 speculative={"type": "draft", "draft_model": "small"})
+    assert body.speculative.speculation() == Speculation(type="draft", draft_model="small")
+    with pytest.raises(ValidationError):
+        Options(speculative={"type": "medusa"})
