@@ -17,7 +17,8 @@ each class's HTTP status, gRPC status code name and Unix-socket bridge code
     │   └── ModelfileError             a Modelfile (or /api/create field) we cannot honour (400)
     ├── ModelNotFoundError             no such model in the store (404)
     ├── ModelLoadError                 llama.cpp could not load a file (500)
-    │   └── GGUFFormatError            the file is not a well-formed GGUF (400)
+    │   ├── GGUFFormatError            the file is not a well-formed GGUF (400)
+    │   └── QuantizeError              llama.cpp could not quantize a model file (500)
     ├── ContextCreationError           llama.cpp could not create a context (500)
     ├── DecodeError                    llama_decode failed (500)
     │   ├── KVCacheFullError           no KV slot for the batch (503)
@@ -71,6 +72,7 @@ __all__ = [
     "ModelfileError",
     "NameInUseError",
     "OverloadedError",
+    "QuantizeError",
     "RedirectRefusedError",
     "RemoteServerError",
     "RequestCancelledError",
@@ -180,6 +182,10 @@ class GGUFFormatError(ModelLoadError):
 
 
 
+class QuantizeError(ModelLoadError):
+    """llama.cpp could not quantize a model file (nothing is stored)."""
+
+
 class ContextCreationError(LlamarunError):
     """llama.cpp could not create a context (usually: not enough memory)."""
 
@@ -285,6 +291,7 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     ModelNotFoundError: ErrorCodes(404, "NOT_FOUND", "model_not_found"),
     ModelLoadError: ErrorCodes(500, "INTERNAL", "model_load_failed"),
     GGUFFormatError: ErrorCodes(400, "INVALID_ARGUMENT", "bad_gguf"),
+    QuantizeError: ErrorCodes(500, "INTERNAL", "quantize_failed"),
     ContextCreationError: ErrorCodes(500, "RESOURCE_EXHAUSTED", "context_creation_failed"),
     DecodeError: ErrorCodes(500, "INTERNAL", "decode_failed"),
     KVCacheFullError: ErrorCodes(503, "UNAVAILABLE", "kv_cache_full"),

@@ -98,6 +98,9 @@ def run(
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context size in tokens (default: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
+    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0, "
+                                               "q4_0, ...)."),
+    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values."),
     force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
     host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Key for a --host server that requires one "
@@ -124,7 +127,8 @@ def run(
     validate_options(options)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
-                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force}, (api_key, api_key_file))
+                    {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force,
+                     "cache_types": (cache_type_k, cache_type_v)}, (api_key, api_key_file))
     try:
         modelfile = getattr(backend, "modelfile_parameters", set)()  # the model applies those itself
         options = {**{k: v for k, v in _RUN_DEFAULTS.items() if k not in modelfile}, **options}

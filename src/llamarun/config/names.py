@@ -49,6 +49,8 @@ SPELLINGS: Mapping[str, Spelling] = MappingProxyType({
     "n_batch": Spelling("n_batch", "--n-batch", "num_batch"),
     "n_gpu_layers": Spelling("n_gpu_layers", "--gpu-layers", "num_gpu"),
     "cors_origins": Spelling("cors_origins", "--cors-origin"),
+    "cache_type_k": Spelling("cache_type_k", "--cache-type-k"),  # llama-server's -ctk; Ollama: OLLAMA_KV_CACHE_TYPE
+    "cache_type_v": Spelling("cache_type_v", "--cache-type-v"),
 })
 
 # our name -> its config-file key (only where they differ)
