@@ -90,6 +90,24 @@ def _print_profile(profile: Any) -> None:
     Console().print(table)
 
 
+def _format_advice(name: str | None, profile: Any) -> list[str]:
+    """Which quantization runs fastest here; for a stored model, whether to convert it and at what cost."""
+    from ..errors import LlamarunError
+    from ..quant_advice import conversion_advice, fastest_quantization
+    from ..store import ModelStore
+
+    from ..config import load_settings
+
+    fastest, why = fastest_quantization(profile)
+    store = ModelStore()
+    for candidate in dict.fromkeys(n for n in (name, load_settings().default_model) if n):  # stored ones only
+        try:
+            return conversion_advice(store.get(candidate), profile, store).lines()
+        except LlamarunError:
+            continue
+    return [f"{fastest} runs fastest here ({why})"]
+
+
 def _print_reasons(title: str, reasons: tuple[str, ...]) -> None:
     typer.echo(f"\n{title}")
     for reason in reasons:
@@ -120,6 +138,7 @@ def hw(
             data["plan"] = public_names(dataclasses.asdict(plan)) | {"memory_total": plan.estimate.total}
         if advice is not None:
             data["recommendation"] = dataclasses.asdict(advice)
+            data["recommendation"]["weight_format"] = _format_advice(advice.name, profile)
         typer.echo(json.dumps(_finite(data), indent=2))
     else:
         _print_profile(profile)
@@ -128,6 +147,7 @@ def hw(
                            f"{plan.n_threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
         if advice is not None:
             _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
+            _print_reasons("weight format", tuple(_format_advice(advice.name, profile)))
     if plan is not None and not plan.fits:
         typer.echo(f"{model} does not fit this machine as planned: use a smaller --ctx or --parallel, "
                    "or a smaller model", err=True)
