@@ -49,7 +49,8 @@ def main() -> None:
             results.setdefault(("llamarun", name), []).append(llamarun_bench(name, args.threads))
             if tools is not None:
                 results.setdefault(("llama-bench", name), []).append(llama_bench(tools, name, args.threads))
-            print(f"round {r + 1}: {name} done", file=sys.stderr, flush=True)
+            print(f"round {r + 1}: {name}: llamarun {results[('llamarun', name)][-1]}, llama-bench "
+                  f"{results.get(('llama-bench', name), [None])[-1]}", file=sys.stderr, flush=True)
     base = args.models[0]
     print(f"{'tool':12} {'model':18} {'pp512':>8} {'tg128':>8} {'pp x':>6} {'tg x':>6}")
     for (tool, name), samples in sorted(results.items()):

@@ -2,11 +2,11 @@
 
 llama.cpp's CPU backend *repacks* some formats at load into interleaved blocks its matrix
 kernels read fastest (``REPACK`` among the build's features): Q4_0 (and IQ4_NL, Q4_K) for
-AVX2/AVX-512 on x86 and for NEON dot-product/i8mm on ARM, Q8_0 on recent builds.  On this
-project's 2-core AVX-512 test machine SmolLM2-135M prefilled (pp512, ``llamarun bench``,
-interleaved rounds; see the README) Q4_0 fastest, well ahead of the Q4_1 it is published in;
-generation (tg128) is memory-bound and differs less.  Without the repacking kernels the
-K-quants are the usual choice (Q4_K_M: good quality for its size).
+AVX2/AVX-512 on x86 and for NEON dot-product/i8mm on ARM.  The issue that asked for this
+measured SmolLM2-135M's prefill at 1063 tok/s in Q4_0 against 378 in Q4_1 on this project's
+2-core AVX-512 host; ``benchmarks/bench_quant.py`` measures it again (interleaved rounds).
+Generation is memory-bound and differs less.  Without the repacking kernels the K-quants are
+the usual choice (Q4_K_M: good quality for its size).
 
 The quality cost is never guessed: it is the perplexity llamarun measured on its sample text
 (:mod:`llamarun.quality`) when it made the conversion, which the manifest keeps; for a

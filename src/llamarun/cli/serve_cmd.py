@@ -32,10 +32,8 @@ def serve(
     parallel: Optional[int] = typer.Option(None, "--parallel", help="Requests decoded together per model."),
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
-    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0, "
-                                               "q4_0, ...; default f16)."),
-    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values (a "
-                                               "quantized one needs flash attention; default f16)."),
+    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0...)."),
+    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values (f16, q8_0...)."),
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
     max_request_ctx: Optional[int] = typer.Option(
         None, "--max-request-ctx", help="Largest num_ctx a request may ask (0: max of --ctx and the model's own)."),
@@ -81,11 +79,9 @@ def serve(
         "request_timeout": request_timeout, "shutdown_timeout": shutdown_timeout, "api_key": api_key,
         "stream_interval": stream_interval, "header_timeout": header_timeout, "body_timeout": body_timeout,
         "max_connections_per_client": max_connections_per_client, "max_request_ctx": max_request_ctx,
-        "allow_request_reload": allow_request_reload, "web": web,
-        "cache_type_k": cache_type_k, "cache_type_v": cache_type_v,
-        "api_key_file": api_key_file, "insecure": insecure or None, "log_level": log_level,
-        "cors_origins": tuple(cors_origin) if cors_origin else None,
-    }
+        "allow_request_reload": allow_request_reload, "web": web, "api_key_file": api_key_file, "log_level": log_level,
+        "insecure": insecure or None, "cors_origins": tuple(cors_origin) if cors_origin else None,
+        "cache_type_k": cache_type_k, "cache_type_v": cache_type_v}
     settings = load_settings(overrides, config_file=config_file)
     _setup_logging(settings.log_level)
     run_server(settings, allowed_hosts=tuple(allowed_host or ()), max_body_bytes=max_body,
