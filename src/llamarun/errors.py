@@ -18,7 +18,8 @@ each class's HTTP status, gRPC status code name and Unix-socket bridge code
     ├── ModelNotFoundError             no such model in the store (404)
     ├── ConversationNotFoundError      no web-page conversation of that id (404)
     ├── ModelLoadError                 llama.cpp could not load a file (500)
-    │   └── GGUFFormatError            the file is not a well-formed GGUF (400)
+    │   ├── GGUFFormatError            the file is not a well-formed GGUF (400)
+    │   └── QuantizeError              llama.cpp could not quantize a model file (500)
     ├── ContextCreationError           llama.cpp could not create a context (500)
     ├── DecodeError                    llama_decode failed (500)
     │   ├── KVCacheFullError           no KV slot for the batch (503)
@@ -76,6 +77,7 @@ __all__ = [
     "ModelfileError",
     "NameInUseError",
     "OverloadedError",
+    "QuantizeError",
     "RedirectRefusedError",
     "RemoteServerError",
     "RequestCancelledError",
@@ -185,6 +187,10 @@ class ModelLoadError(LlamarunError):
 class GGUFFormatError(ModelLoadError):
     """The file is not a well-formed GGUF file (checked before llama.cpp sees it)."""
 
+
+
+class QuantizeError(ModelLoadError):
+    """llama.cpp could not quantize a model file (nothing is stored)."""
 
 
 class ContextCreationError(LlamarunError):
@@ -313,6 +319,7 @@ ERROR_CODES: Mapping[type[LlamarunError], ErrorCodes] = {
     ConversationNotFoundError: ErrorCodes(404, "NOT_FOUND", "conversation_not_found"),
     ModelLoadError: ErrorCodes(500, "INTERNAL", "model_load_failed"),
     GGUFFormatError: ErrorCodes(400, "INVALID_ARGUMENT", "bad_gguf"),
+    QuantizeError: ErrorCodes(500, "INTERNAL", "quantize_failed"),
     ContextCreationError: ErrorCodes(500, "RESOURCE_EXHAUSTED", "context_creation_failed"),
     DecodeError: ErrorCodes(500, "INTERNAL", "decode_failed"),
     KVCacheFullError: ErrorCodes(503, "UNAVAILABLE", "kv_cache_full"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .errors import InvalidParameterError
 
 __all__ = [
+    "KV_CACHE_TYPES",
     "Chunk",
     "ContextOptions",
     "FinishReason",
@@ -18,6 +19,7 @@ __all__ = [
     "SamplingParams",
     "Timings",
     "TokenLogprob",
+    "check_kv_cache_types",
 ]
 
 _MAX_SEED = 2**32 - 1
@@ -118,6 +120,26 @@ class SamplingParams:
         return self.seed % _MAX_SEED
 
 
+# The KV-cache element types llama.cpp accepts (llama-server's -ctk/-ctv); f16 is its default.
+KV_CACHE_TYPES = ("f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+_UNQUANTIZED_KV = ("f16", "f32", "bf16")
+
+
+def check_kv_cache_types(type_k: str, type_v: str, flash_attn: bool | None, *,
+                         names: tuple[str, str, str] = ("type_k", "type_v", "flash_attn")) -> None:
+    """Refuse an unknown KV-cache type, and a quantized V cache with flash attention off: llama.cpp
+    stores V transposed without flash attention, which quantized types cannot be, and refuses the
+    context (auto flash attention, None, is on for the CPU).  ``names``: the caller's spellings."""
+    for name, value in zip(names[:2], (type_k, type_v)):
+        if value not in KV_CACHE_TYPES:
+            raise InvalidParameterError(f"{name} must be one of {', '.join(KV_CACHE_TYPES)}, got {value!r}",
+                                        field=name)
+    if flash_attn is False and type_v not in _UNQUANTIZED_KV:
+        raise InvalidParameterError(
+            f"{names[1]} {type_v} (a quantized V cache) needs flash attention, which is off ({names[2]}): "
+            f"turn flash attention on or leave it automatic, or use {names[1]} f16", field=names[1])
+
+
 @dataclass(frozen=True)
 class ContextOptions:
     """Sizes and threads of a llama.cpp context (0 or None = choose automatically)."""
@@ -133,8 +155,11 @@ class ContextOptions:
     embeddings: bool = False
     use_mmap: bool = True
     kv_unified: bool = False
+    type_k: str = "f16"  # KV-cache element types (KV_CACHE_TYPES); a quantized V needs flash attention
+    type_v: str = "f16"
 
     def __post_init__(self) -> None:
+        check_kv_cache_types(self.type_k, self.type_v, self.flash_attn)
         _check_range("n_ctx", self.n_ctx, 0, 1 << 22)
         _check_range("n_batch", self.n_batch, 1, 1 << 16)
         _check_range("n_ubatch", self.n_ubatch, 1, 1 << 16)

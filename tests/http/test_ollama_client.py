@@ -127,11 +127,26 @@ def test_create_from_a_stored_model(client: ollama.Client) -> None:
     assert "tiny-made:latest" in {m.model for m in client.list().models}
     client.create(model="tiny-sys", from_="tiny", system="You are terse.")  # a Modelfile default now
     assert 'SYSTEM "You are terse."' in (client.show("tiny-sys").modelfile or "")
-    with pytest.raises(ollama.ResponseError) as err:
-        client.create(model="tiny-q", from_="tiny", quantize="q4_K_M")
-    assert err.value.status_code == 400 and "quantize" in err.value.error
     client.delete("tiny-made")
     client.delete("tiny-sys")
+
+
+def test_create_quantizes(client: ollama.Client) -> None:
+    """`quantize` makes a new model through llama.cpp; as in Ollama, only from an unquantized one."""
+    done = client.create(model="tiny-q", from_="tiny", quantize="q4_K_M", system="Be brief.")
+    assert done.status == "success"
+    shown = client.show("tiny-q")
+    assert shown.details.quantization_level == "Q4_K_M"
+    assert 'SYSTEM "Be brief."' in (shown.modelfile or "")
+    assert client.generate(model="tiny-q", prompt="a", raw=True, options={"num_predict": 2}).done
+    with pytest.raises(ollama.ResponseError) as err:
+        client.create(model="tiny-qq", from_="tiny-q", quantize="q4_0")
+    assert err.value.status_code == 400 and "already quantized" in err.value.error
+    with pytest.raises(ollama.ResponseError) as err:
+        client.create(model="tiny-qq", from_="tiny", quantize="q9_9")
+    assert err.value.status_code == 400 and "quantization type" in err.value.error
+    assert "tiny-qq:latest" not in {m.model for m in client.list().models}
+    client.delete("tiny-q")
 
 
 @pytest.fixture(scope="module")

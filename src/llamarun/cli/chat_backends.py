@@ -202,7 +202,8 @@ class RemoteChat:
 
 
 def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_layers: int | None,
-               force: bool, backend: str | None = None) -> LocalChat:
+               force: bool, backend: str | None = None,
+               cache_types: tuple[str | None, str | None] = (None, None)) -> LocalChat:
     """Load ``name`` in-process with sizes chosen for this machine (flags > env > config file)."""
     import llamarun
     from ..api import resolve_model
@@ -214,13 +215,15 @@ def open_local(name: str | None, *, ctx: int | None, threads: int | None, gpu_la
     path, defaults = resolve_model(label, None)
     if ctx is None and defaults:
         ctx = defaults.parameters.get("num_ctx")  # the Modelfile's, below --ctx
-    settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers, "backend": backend})
+    settings = load_settings({"n_ctx": ctx, "threads": threads, "n_gpu_layers": gpu_layers, "backend": backend,
+                              "cache_type_k": cache_types[0], "cache_type_v": cache_types[1]})
     plan = plan_resources(read_model_facts(path), detect_hardware(),
                           ResourceRequest.from_settings(settings, n_slots=1))
     check_fits(plan, force=force, model_name=label, names=RUN_FLAGS)  # `run` has one sequence: no --parallel
     model = llamarun.load(label, force=force, memory_budget=settings.memory_budget, n_ctx=plan.n_ctx, n_slots=1,
                           n_threads=plan.n_threads, n_gpu_layers=plan.n_gpu_layers, n_batch=plan.n_batch,
-                          n_ubatch=plan.n_ubatch, backend=settings.backend)
+                          n_ubatch=plan.n_ubatch, backend=settings.backend, cache_type_k=plan.cache_type_k,
+                          cache_type_v=plan.cache_type_v)
     return LocalChat(model, label, plan.reasons)
 
 

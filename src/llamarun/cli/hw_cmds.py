@@ -24,6 +24,8 @@ Examples:
   llamarun hw --model smollm2         # threads, GPU layers, context and slots chosen for a model
 
   llamarun hw --model ./m.gguf --ctx 8192 --parallel 4    # would this fit?
+
+  llamarun hw --model smollm2 --ctx 8192 --cache-type-k q8_0 --cache-type-v q8_0   # with a q8_0 KV cache
 """
 
 
@@ -35,12 +37,14 @@ def _model_path(name: str) -> str:
     return str(ModelStore().get(name).path)
 
 
-def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any) -> Any:
+def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any,
+          cache_types: tuple[str | None, str | None] = (None, None)) -> Any:
     from ..config import load_settings
     from ..gguf import read_model_facts
     from ..hardware import ResourceRequest, plan_resources
 
-    settings = load_settings({"n_ctx": ctx, "parallel": parallel})
+    settings = load_settings({"n_ctx": ctx, "parallel": parallel, "cache_type_k": cache_types[0],
+                              "cache_type_v": cache_types[1]})
     return plan_resources(read_model_facts(_model_path(model)), profile, ResourceRequest.from_settings(settings))
 
 
@@ -86,6 +90,24 @@ def _print_profile(profile: Any) -> None:
     Console().print(table)
 
 
+def _format_advice(name: str | None, profile: Any) -> list[str]:
+    """Which quantization runs fastest here; for a stored model, whether to convert it and at what cost."""
+    from ..errors import LlamarunError
+    from ..quant_advice import conversion_advice, fastest_quantization
+    from ..store import ModelStore
+
+    from ..config import load_settings
+
+    fastest, why = fastest_quantization(profile)
+    store = ModelStore()
+    for candidate in dict.fromkeys(n for n in (name, load_settings().default_model) if n):  # stored ones only
+        try:
+            return conversion_advice(store.get(candidate), profile, store).lines()
+        except LlamarunError:
+            continue
+    return [f"{fastest} runs fastest here ({why})"]
+
+
 def _print_reasons(title: str, reasons: tuple[str, ...]) -> None:
     typer.echo(f"\n{title}")
     for reason in reasons:
@@ -98,6 +120,9 @@ def hw(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Plan resources for this model (name or path)."),
     ctx: Optional[int] = typer.Option(None, "--ctx", min=0, help="Context per sequence for --model (0: auto)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", min=0, help="Parallel sequences for --model."),
+    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys for --model "
+                                               "(f16, q8_0, q4_0, ...)."),
+    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values for --model."),
 ) -> None:
     """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
     from ..config.names import public_names
@@ -105,7 +130,7 @@ def hw(
     from ..recommend import recommend_model
 
     profile = detect_hardware()
-    plan = _plan(model, ctx, parallel, profile) if model else None
+    plan = _plan(model, ctx, parallel, profile, (cache_type_k, cache_type_v)) if model else None
     advice = recommend_model(profile) if recommend else None
     if as_json:
         data: dict[str, Any] = profile.to_dict()
@@ -113,6 +138,7 @@ def hw(
             data["plan"] = public_names(dataclasses.asdict(plan)) | {"memory_total": plan.estimate.total}
         if advice is not None:
             data["recommendation"] = dataclasses.asdict(advice)
+            data["recommendation"]["weight_format"] = _format_advice(advice.name, profile)
         typer.echo(json.dumps(_finite(data), indent=2))
     else:
         _print_profile(profile)
@@ -121,6 +147,7 @@ def hw(
                            f"{plan.n_threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
         if advice is not None:
             _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
+            _print_reasons("weight format", tuple(_format_advice(advice.name, profile)))
     if plan is not None and not plan.fits:
         typer.echo(f"{model} does not fit this machine as planned: use a smaller --ctx or --parallel, "
                    "or a smaller model", err=True)

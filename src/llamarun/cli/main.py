@@ -33,10 +33,11 @@ def build_app(state: dict[str, Any] | None = None) -> typer.Typer:
         shared["debug"] = debug
 
     # deferred: command modules import heavier parts lazily
-    from . import bench_cmd, bridge_cmd, cluster_cmd, config_cmds, hw_cmds, misc_cmds, run_cmd, serve_cmd, store_cmds
+    from . import (bench_cmd, bridge_cmd, cluster_cmd, config_cmds, hw_cmds, misc_cmds, quantize_cmd, run_cmd,
+                   serve_cmd, store_cmds)
 
-    for module in (run_cmd, store_cmds, hw_cmds, config_cmds, serve_cmd, cluster_cmd, bridge_cmd, bench_cmd,
-                   misc_cmds):
+    for module in (run_cmd, store_cmds, quantize_cmd, hw_cmds, config_cmds, serve_cmd, cluster_cmd, bridge_cmd,
+                   bench_cmd, misc_cmds):
         module.register(app)
     return app
 

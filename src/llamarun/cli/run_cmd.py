@@ -83,6 +83,15 @@ def _open(model: str, host: str | None, interactive: bool, load_opts: dict[str, 
 _RUN_DEFAULTS: Mapping[str, Any] = MappingProxyType({"num_predict": 512})
 
 
+def _given_options(max_tokens: int | None, temperature: float | None, seed: int | None) -> dict[str, Any]:
+    from .chat_params import validate_options
+
+    given = {"num_predict": max_tokens, "temperature": temperature, "seed": seed}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    validate_options(options)
+    return options
+
+
 def run(
     model: Optional[str] = typer.Argument(None, help="Store name, catalog name (pulled first) or GGUF path "
                                           "(default: smollm2); text that cannot be a name is the prompt.",
@@ -99,6 +108,9 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", min=0, help="CPU threads (default: auto)."),
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", min=-1, help="Layers on the GPU (-1: auto)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Engine: llama.cpp (default) or numpy."),
+    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0, "
+                                               "q4_0, ...)."),
+    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values."),
     force: bool = typer.Option(False, "--force", help="Load even if the model does not seem to fit in memory."),
     host: Optional[str] = typer.Option(None, "--host", help="Use a running `llamarun serve` at this URL."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Key for a --host server that requires one "
@@ -107,7 +119,6 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print prompt and generation speeds and TTFT."),
 ) -> None:
     """Answer a prompt with a model, or chat with it interactively."""
-    from .chat_params import validate_options
     from .model_names import could_be_model, ensure_local_model
     from .repl import chat_repl, stream_answer
     from .repl_session import ChatSession
@@ -122,13 +133,11 @@ def run(
     name = model or load_settings().default_model
     if not host:
         ensure_local_model(name)
-    given = {"num_predict": max_tokens, "temperature": temperature, "seed": seed}
-    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    validate_options(options)
+    options = _given_options(max_tokens, temperature, seed)
     started = time.perf_counter()
     backend = _open(name, host, text is None,
                     {"ctx": ctx, "threads": threads, "gpu_layers": gpu_layers, "force": force,
-                     "backend": backend}, (api_key, api_key_file))
+                     "backend": backend, "cache_types": (cache_type_k, cache_type_v)}, (api_key, api_key_file))
     try:
         modelfile = getattr(backend, "modelfile_parameters", set)()  # the model applies those itself
         options = {**{k: v for k, v in _RUN_DEFAULTS.items() if k not in modelfile}, **options}

@@ -39,6 +39,8 @@ def serve(
     ctx: Optional[int] = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Engine: llama.cpp (default) or numpy."),
+    cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0...)."),
+    cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values (f16, q8_0...)."),
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
     max_request_ctx: Optional[int] = typer.Option(
         None, "--max-request-ctx", help="Largest num_ctx a request may ask (0: max of --ctx and the model's own)."),
@@ -94,7 +96,7 @@ def serve(
 _SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
                     "memory_budget", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
                     "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
-                    "allow_request_reload", "web", "api_key_file", "log_level")
+                    "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v")
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -97,6 +98,10 @@ def pull(
                            progress=bar)
     how = model.manifest.get("verified_by") or ("verified" if model.verified else "digest computed, not verified")
     typer.echo(f"{model.ref}  {model.digest}  {_size(model.size)}  ({how})")
+    if not quiet:
+        from .quantize_cmd import offer_conversion
+
+        offer_conversion(store, model, interactive=sys.stdin.isatty() and sys.stderr.isatty())
 
 
 def _size(n: int) -> str:

@@ -51,6 +51,8 @@ SPELLINGS: Mapping[str, Spelling] = MappingProxyType({
     "cors_origins": Spelling("cors_origins", "--cors-origin"),
     "session_ram": Spelling("session_ram", "--session-ram"),
     "session_disk": Spelling("session_disk", "--session-disk"),
+    "cache_type_k": Spelling("cache_type_k", "--cache-type-k"),  # llama-server's -ctk; Ollama: OLLAMA_KV_CACHE_TYPE
+    "cache_type_v": Spelling("cache_type_v", "--cache-type-v"),
 })
 
 # our name -> its config-file key (only where they differ)

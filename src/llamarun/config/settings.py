@@ -27,6 +27,7 @@ ENV_PREFIX = "LLAMARUN_"
 CONFIG_ENV = "LLAMARUN_CONFIG"
 HOME_ENV = "LLAMARUN_HOME"
 
+KVCacheType = Literal["f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]  # types.KV_CACHE_TYPES
 _DURATION_FIELDS = ("keep_alive", "request_timeout", "shutdown_timeout", "header_timeout", "body_timeout")
 _SIZE_FIELDS = ("memory_budget", "session_ram", "session_disk")
 
@@ -94,6 +95,14 @@ class Settings(BaseSettings):
     )
     backend: Literal["llama.cpp", "numpy"] = Field(
         "llama.cpp", description="Engine that runs models: llama.cpp, or the pure-NumPy reference backend."
+    )
+    cache_type_k: KVCacheType = Field(
+        "f16", description="KV-cache type of the keys: f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, bf16, f32 "
+        "(q8_0 halves the KV memory for a small quality cost)."
+    )
+    cache_type_v: KVCacheType = Field(
+        "f16", description="KV-cache type of the values (as cache_type_k; a quantized type needs flash attention, "
+        "which llama.cpp turns on by itself on the CPU)."
     )
     keep_alive: float = Field(
         300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever; "
@@ -188,6 +197,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("cache_type_k", "cache_type_v", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

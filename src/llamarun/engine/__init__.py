@@ -18,6 +18,7 @@ from .detok import Detokenizer
 from .libc import eventfd_setter
 from .model import Model, ModelInfo, vocab_special_texts
 from .fastdist import DrawBuffer, native_draw
+from .quantize import QUANT_TYPES, QuantizeProgress, QuantType, quant_type, quantize_gguf
 from .sampler import SamplerChain, sample_rows
 from .system import BackendDevice, backend_devices, max_devices, supports_gpu_offload, system_info
 from .templates import apply_builtin_template, builtin_template_names
@@ -26,6 +27,9 @@ from .vocab import Vocab
 __all__ = [
     "BACKENDS",
     "BackendDevice",
+    "QUANT_TYPES",
+    "QuantType",
+    "QuantizeProgress",
     "Batch",
     "Context",
     "Detokenizer",
@@ -43,6 +47,8 @@ __all__ = [
     "max_devices",
     "native_draw",
     "open_model",
+    "quant_type",
+    "quantize_gguf",
     "sample_rows",
     "supports_gpu_offload",
     "system_info",

@@ -22,10 +22,12 @@ import ctypes
 import functools
 import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-__all__ = ["SPIN_COUNT", "lib", "llama_cpp_error", "native_logger", "openmp_env"]
+__all__ = ["SPIN_COUNT", "lib", "llama_cpp_error", "log_listener", "native_logger", "openmp_env"]
 
 SPIN_COUNT = "1000"  # libgomp's spins at a barrier before sleeping (its default is 300,000)
 
@@ -36,15 +38,20 @@ _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERR
 
 
 class _LogBridge:
-    """Keeps the ctypes callback alive and joins continuation lines."""
+    """Keeps the ctypes callback alive, joins continuation lines, and hands each line to the
+    listeners that :func:`log_listener` adds for a while (e.g. a quantization's progress)."""
 
     def __init__(self, module: ModuleType) -> None:
         self._last_level = logging.DEBUG
+        self.listeners: list[Callable[[str], None]] = []
         self.callback = module.llama_log_callback(self._on_log)
 
     def _on_log(self, level: int, text: bytes | None, _user: Any) -> None:
         if level != 5:  # CONT continues the previous message at its level
             self._last_level = _LEVELS.get(level, logging.DEBUG)
+        for listener in tuple(self.listeners):
+            if text:
+                listener(text.decode("utf-8", "replace"))
         # llama.cpp's INFO chatter is debug material for our users.
         py_level = logging.DEBUG if self._last_level <= logging.INFO else self._last_level
         if text and native_logger.isEnabledFor(py_level):
@@ -79,3 +86,14 @@ def llama_cpp_error() -> str | None:
     except (ImportError, OSError, AttributeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+@contextmanager
+def log_listener(listener: Callable[[str], None]) -> Iterator[None]:
+    """Call ``listener`` with every line llama.cpp logs (any thread, any level) inside the block."""
+    bridge = lib()._llamarun_log_bridge
+    bridge.listeners.append(listener)
+    try:
+        yield
+    finally:
+        bridge.listeners.remove(listener)

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 # llama_flash_attn_type: AUTO = -1, DISABLED = 0, ENABLED = 1
 _FLASH = {None: -1, False: 0, True: 1}
+# KV_CACHE_TYPES -> ggml_type
+_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
 
 
 def default_threads() -> int:
@@ -71,6 +73,8 @@ def _context_params(options: ContextOptions, abort: _AbortFlag) -> Any:
     params.n_threads = threads
     params.n_threads_batch = options.n_threads_batch or threads
     params.flash_attn_type = _FLASH[options.flash_attn]
+    params.type_k = _GGML_TYPES[options.type_k]
+    params.type_v = _GGML_TYPES[options.type_v]
     params.embeddings = options.embeddings
     # unified: one KV pool shared by all sequences; otherwise one stream of n_ctx/n_seq_max per sequence
     params.kv_unified = options.kv_unified
@@ -102,9 +106,12 @@ class Context(NativeHandle):
         params = _context_params(options, self._abort)
         ptr = llama.llama_init_from_model(model.ptr, params)
         if not ptr:
+            kv = "" if (options.type_k, options.type_v) == ("f16", "f16") else (
+                f" (KV cache {options.type_k}/{options.type_v}: a quantized V cache needs flash attention, "
+                "which this backend may not have; try cache type f16)")
             raise ContextCreationError(
                 f"llama.cpp could not create a context of {options.n_ctx or 'default'} tokens "
-                f"for {model.path!r}: try a smaller n_ctx or fewer parallel sequences"
+                f"for {model.path!r}: try a smaller n_ctx or fewer parallel sequences{kv}"
             )
         super().__init__(ptr, llama.llama_free, keep=(model,))
         self.model = model
@@ -116,6 +123,7 @@ class Context(NativeHandle):
         self.n_seq_max: int = int(llama.llama_n_seq_max(ptr))
         self.n_threads: int = params.n_threads
         self._memory = llama.llama_get_memory(ptr)
+
 
     # -- decode -------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 The model follows llama.cpp's own allocations (llama-context.cpp, llama-kv-cache.cpp):
 
 - weights: the tensor data (the ``model buffer``; mmapped on the CPU);
-- KV cache: ``cells * sum over layers of n_head_kv * (head_dim_k + head_dim_v) * bytes``,
+- KV cache: ``cells * sum over layers of n_head_kv * (head_dim_k * bytes_k + head_dim_v * bytes_v)``,
+  the bytes per element of the cache types (``f16`` 2, ``q8_0`` 34/32, ``q4_0`` 18/32, ...),
   where cells is ``n_ctx`` padded to 256 and, without a unified KV cache, split into
   ``n_seq_max`` streams of ``pad(n_ctx / n_seq_max, 256)`` cells each;
 - compute buffer: the worst-case graph of one ubatch.  Its peak is the larger of the
@@ -32,8 +33,6 @@ _OVERHEAD = 1 * _MIB  # small tensors of the graph (positions, norms, ...)
 # bytes per KV element by cache type (ggml block sizes)
 KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
                  "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
-
-
 
 
 def _pad(n: int, to: int = _PAD) -> int:
@@ -97,19 +96,21 @@ def estimate_memory(
     kv_unified: bool = False,
     flash_attn: bool | None = None,
     n_gpu_layers: int = 0,
-    kv_type: str = "f16",
+    type_k: str = "f16",
+    type_v: str = "f16",
 ) -> MemoryEstimate:
     """Estimate a context like ``ContextOptions(n_ctx=..., n_seq_max=...)`` on this model.
 
     ``n_ctx`` is llama.cpp's n_ctx: all sequences together (0 = the training context).
     ``flash_attn=None`` (auto) counts as enabled, which is what llama.cpp picks on CPU.
     ``n_gpu_layers`` > n_layer also offloads the output head (like llama.cpp's -1/999).
+    ``type_k``/``type_v``: the KV-cache element types (:data:`KV_TYPE_BYTES`).
     """
     if n_gpu_layers < 0:
         n_gpu_layers = facts.n_layer + 1
     cells, cells_seq = context_cells(n_ctx or facts.n_ctx_train, n_seq_max, kv_unified=kv_unified)
-    per_cell_layer = [h * (facts.n_embd_head_k + facts.n_embd_head_v) * KV_TYPE_BYTES[kv_type]
-                      for h in facts.n_head_kv]
+    bytes_k, bytes_v = KV_TYPE_BYTES[type_k], KV_TYPE_BYTES[type_v]
+    per_cell_layer = [h * (facts.n_embd_head_k * bytes_k + facts.n_embd_head_v * bytes_v) for h in facts.n_head_kv]
     kv = int(cells * sum(per_cell_layer))
     n_tokens = min(n_ubatch, n_batch, cells)
     compute = _compute_bytes(facts, n_tokens, cells_seq, flash_attn is not False)

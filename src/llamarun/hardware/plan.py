@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.names import SPELLINGS
 from ..errors import InsufficientMemoryError, InvalidParameterError
+from ..types import check_kv_cache_types
 from .estimate import MemoryEstimate, estimate_memory, format_bytes
 from ..gguf import ModelFacts
 from .profile import HardwareProfile
@@ -46,6 +47,8 @@ class ResourceRequest:
     n_batch: int = 512
     n_ubatch: int = 512
     flash_attn: bool | None = None
+    cache_type_k: str = "f16"  # KV-cache element types (llamarun.types.KV_CACHE_TYPES)
+    cache_type_v: str = "f16"
     memory_budget: int = 0  # bytes of RAM the model may use; 0 = what is available now
     memory_in_use: int = 0  # bytes of an explicit budget already taken by other loaded models
 
@@ -58,6 +61,8 @@ class ResourceRequest:
         for name in ("n_batch", "n_ubatch"):
             if getattr(self, name) < 1:
                 raise InvalidParameterError(f"{name} must be >= 1, got {getattr(self, name)}", field=name)
+        check_kv_cache_types(self.cache_type_k, self.cache_type_v, self.flash_attn,
+                             names=("cache_type_k", "cache_type_v", "flash_attn"))
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ResourceRequest:
@@ -85,6 +90,8 @@ class ResourcePlan:
     gpu_budget: int
     fits: bool
     reasons: tuple[str, ...]
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
 
     def context_options(self, **changes: Any) -> ContextOptions:
         """The engine options of this plan (``changes`` override fields, e.g. embeddings=True)."""
@@ -98,6 +105,8 @@ class ResourcePlan:
             "n_threads": self.n_threads,
             "n_gpu_layers": self.n_gpu_layers,
             "flash_attn": self.flash_attn,
+            "type_k": self.cache_type_k,
+            "type_v": self.cache_type_v,
         }
         values.update(changes)
         return ContextOptions(**values)
@@ -211,7 +220,8 @@ def _search(
         for layers in _gpu_layer_options(facts, hardware, request):
             est = estimate_memory(facts, n_ctx=ctx * par, n_seq_max=par, n_batch=request.n_batch,
                                   n_ubatch=min(request.n_ubatch, request.n_batch),
-                                  flash_attn=request.flash_attn, n_gpu_layers=layers)
+                                  flash_attn=request.flash_attn, n_gpu_layers=layers,
+                                  type_k=request.cache_type_k, type_v=request.cache_type_v)
             if _fits(est, *limits):
                 return ctx, par, layers, est
             if last is None or layers == 0:
@@ -239,6 +249,9 @@ def plan_resources(
         action = "shrunk" if fits else "even the smallest choice tried"
         reasons.append(f"{action}: context {ctx} x {par} sequences")
     reasons.append(_gpu_reason(facts, hardware, request, layers))
+    if (request.cache_type_k, request.cache_type_v) != ("f16", "f16"):
+        reasons.append(f"KV cache {request.cache_type_k} keys / {request.cache_type_v} values: "
+                       f"{format_bytes(est.kv_cache)}")
     verdict = "fits" if fits else "does NOT fit"
     reasons.append(f"needs {est.describe()}; {verdict} (RAM budget {format_bytes(ram)}"
                    + (f", GPU budget {format_bytes(gpu)})" if gpu else ")"))
@@ -246,6 +259,7 @@ def plan_resources(
         model=facts.name, n_ctx=est.n_ctx_seq, n_slots=par, n_ctx_total=est.n_ctx, n_threads=threads,
         n_gpu_layers=layers, n_batch=request.n_batch, n_ubatch=n_ubatch, flash_attn=request.flash_attn,
         estimate=est, ram_budget=ram, gpu_budget=gpu, fits=fits, reasons=tuple(reasons),
+        cache_type_k=request.cache_type_k, cache_type_v=request.cache_type_v,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
+from ..types import ContextOptions, check_kv_cache_types
 from .speculative import Speculation
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class RuntimeConfig:
     n_threads_batch: int | None = None
     n_gpu_layers: int = 0
     flash_attn: bool | None = None
+    cache_type_k: str = "f16"  # KV-cache element types (KV_CACHE_TYPES); a quantized V needs flash attention
+    cache_type_v: str = "f16"
     embeddings: bool = False
     max_queue: int = 64
     min_prefix_copy: int = 0
@@ -74,6 +77,8 @@ class RuntimeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise InvalidParameterError(f"{name} must be an integer between {lo} and {hi}", field=name)
+        check_kv_cache_types(self.cache_type_k, self.cache_type_v, self.flash_attn,
+                             names=("cache_type_k", "cache_type_v", "flash_attn"))
         if self.kv_size and self.kv_size < self.n_ctx:
             raise InvalidParameterError("kv_size must be at least n_ctx (one request must fit)", field="kv_size")
         if not self.kv_unified and self.kv_size not in (0, self.n_ctx * self.n_slots):
@@ -84,6 +89,14 @@ class RuntimeConfig:
     @property
     def total_kv(self) -> int:
         return self.kv_size or self.n_ctx * self.n_slots
+
+    def context_options(self) -> ContextOptions:
+        """The engine's options for the context of this runtime (all slots' KV together)."""
+        return ContextOptions(
+            n_ctx=self.total_kv, n_batch=self.n_batch, n_ubatch=self.n_ubatch, n_seq_max=self.n_slots,
+            n_threads=self.n_threads, n_threads_batch=self.n_threads_batch, flash_attn=self.flash_attn,
+            embeddings=self.embeddings, kv_unified=self.kv_unified, type_k=self.cache_type_k,
+            type_v=self.cache_type_v)
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,8 @@ class ManagerConfig:
     n_batch: int = 512
     n_ubatch: int = 512
     n_gpu_layers: int = -1
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
     max_queue: int = 512
     max_loaded_models: int = 3
     memory_budget: int = 0  # bytes for all loaded models; 0 = what is available minus hw's headroom

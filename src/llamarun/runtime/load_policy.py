@@ -59,8 +59,10 @@ _SERVE_ADVICE = ("Ask for a smaller options.num_ctx, or start serve with a small
 _FALLBACK_CTX = 4096  # when the model does not say how long a context it was trained for
 _OPTIONS = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")
 # The RuntimeConfig fields a hardware plan chooses, and the manager's defaults for them
-PLANNED_FIELDS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn")
-_MANAGER_DEFAULTS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch")
+PLANNED_FIELDS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn",
+                  "cache_type_k", "cache_type_v")
+_MANAGER_DEFAULTS = ("n_ctx", "n_slots", "n_threads", "n_gpu_layers", "n_batch", "n_ubatch",
+                     "cache_type_k", "cache_type_v")
 _MIN_CTX = 16  # RuntimeConfig's smallest n_ctx
 # How a Modelfile (Ollama) names each load option (a view of the one table, llamarun.config.names)
 MODELFILE_LOAD_NAMES: Mapping[str, str] = MappingProxyType({k: OLLAMA_NAMES[k] for k in _OPTIONS})

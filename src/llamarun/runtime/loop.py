@@ -26,7 +26,7 @@ from ..errors import (
     KVCacheFullError,
     LlamarunError,
 )
-from ..types import ContextOptions, FinishReason, PromptSegments, TokenLogprob
+from ..types import FinishReason, PromptSegments, TokenLogprob
 from .config import RuntimeConfig
 from .drafting import Speculator, write_drafts
 from .metrics import RuntimeMetrics
@@ -58,12 +58,7 @@ class EngineLoop:
         self.model = model
         self.config = config
         self.metrics = metrics
-        options = ContextOptions(
-            n_ctx=config.total_kv, n_batch=config.n_batch, n_ubatch=config.n_ubatch, n_seq_max=config.n_slots,
-            n_threads=config.n_threads, n_threads_batch=config.n_threads_batch, flash_attn=config.flash_attn,
-            embeddings=config.embeddings, kv_unified=config.kv_unified,
-        )
-        self.ctx = Context(model, options)
+        self.ctx = Context(model, config.context_options())  # the KV-cache types included
         self.batch = Batch(self.ctx.n_batch, 1)  # llama.cpp may clamp n_batch to the context
         self._draw = DrawBuffer(model.vocab.n_tokens)  # scratch rows for drawing every sequence's token at once
         min_copy = config.min_prefix_copy or copy_threshold(model.info, config.n_ctx, unified=config.kv_unified)

@@ -77,10 +77,11 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
     """A new model from a stored one (``from``) or one uploaded GGUF blob (``files``), with the
     Modelfile defaults given (``system``, ``parameters``, ``template``, ``messages``, ``license``)."""
     store = service.store
-    for name in ("quantize", "adapters"):
-        if getattr(body, name):
-            raise UnsupportedFeatureError(f"create does not support {name!r}", field=name)
+    if body.adapters:
+        raise UnsupportedFeatureError("create does not support 'adapters'", field="adapters")
     from_, defaults = _create_defaults(body)
+    if body.quantize:
+        return _create_quantized(service, body, from_, defaults, emit)
     if body.files:
         if len(body.files) != 1:
             raise UnsupportedFeatureError("create takes exactly one GGUF file", field="files")
@@ -101,6 +102,38 @@ def _create(service: Service, body: CreateRequest, emit: Callable[[Any], None]) 
             return store.copy(from_, body.model)
         return store.create_with_defaults(body.model, from_, defaults, progress=emit)
     raise InvalidParameterError("create needs 'from' (a stored model) or 'files' (a blob digest)", field="from")
+
+
+def _create_quantized(service: Service, body: CreateRequest, from_: str | None, defaults: Any,
+                      emit: Callable[[Any], None]) -> Any:
+    """``quantize``: the ``from`` model (or the uploaded blob, stored first as the new name) quantized by
+    llama.cpp into ``model``.  As in Ollama, only an unquantized (F16/BF16/F32) source is accepted:
+    requantizing is ``llamarun quantize --allow-requantize``."""
+    from ...quantizing import quantize_stored
+
+    store = service.store
+    if body.files:
+        if len(body.files) != 1:
+            raise UnsupportedFeatureError("create takes exactly one GGUF file", field="files")
+        (digest,) = body.files.values()
+        blob = store.layout.blob_path(digest)
+        if not blob.is_file():
+            raise ModelNotFoundError(f"blob {digest} is not in the store: upload it first")
+        from_ = store.create(body.model, blob, progress=emit).name
+    if not from_:
+        raise InvalidParameterError("create with 'quantize' needs 'from' (a stored model) or 'files'", field="from")
+    try:
+        result = quantize_stored(from_, body.quantize or "", name=body.model, store=store, measure=False, emit=emit)
+    except InvalidParameterError as exc:
+        if exc.field == "allow_requantize":
+            raise InvalidParameterError(f"quantize: {from_} is already quantized; only F16, BF16 or F32 models can "
+                                        "be quantized here (on the command line: llamarun quantize "
+                                        f"{from_} --type {body.quantize} --allow-requantize)",
+                                        field="quantize") from None
+        raise InvalidParameterError(f"quantize: {exc}", field="quantize") from None
+    if defaults:
+        return store.create_with_defaults(body.model, body.model, defaults, progress=emit)
+    return result.model
 
 
 def _create_defaults(body: CreateRequest) -> tuple[str | None, Any]:

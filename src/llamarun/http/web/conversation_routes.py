@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .conversations import Conversation
-from .routes import WebDep
+from .state import WebDep
 
 __all__ = ["add_conversation_routes"]
 

@@ -17,49 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from .assets import Assets, security_headers
-from .conversations import ConversationStore
-from .dashboard import DashboardFeed
-
-if TYPE_CHECKING:
-    from ...serving import Service
-    from ..guard import ServerState
-    from ..metrics import HttpMetrics
+from .assets import security_headers
+from .conversation_routes import add_conversation_routes
+from .state import WebDep, WebState
 
 __all__ = ["ROOT_TEXT", "WebState", "wants_html", "web_router"]
 
 ROOT_TEXT = "llamarun is running"
-CONVERSATIONS_FILE = "conversations.db"
-
-
-@dataclass
-class WebState:
-    """What the page's routes share, kept on the app (``app.state.web``)."""
-
-    service: Service
-    state: ServerState
-    assets: Assets
-    feed: DashboardFeed
-    conversations: ConversationStore
-
-    @classmethod
-    def build(cls, service: Service, metrics: HttpMetrics, state: ServerState) -> WebState:
-        return cls(service, state, Assets(), DashboardFeed(service.manager, metrics, state),
-                   ConversationStore(_home(service) / CONVERSATIONS_FILE))
-
-
-def web_of(request: Request) -> WebState:
-    return request.app.state.web  # type: ignore[no-any-return]
-
-
-WebDep = Annotated[WebState, Depends(web_of)]
 
 
 def wants_html(request: Request) -> bool:
@@ -74,8 +43,6 @@ def wants_html(request: Request) -> bool:
 
 def web_router() -> APIRouter:
     """The page, the dashboard and their data (the app's ``state.web`` must be a :class:`WebState`)."""
-    from .conversation_routes import add_conversation_routes
-
     router = APIRouter(tags=["web"], include_in_schema=False)
     router.add_api_route("/", root, methods=["GET"], response_model=None)
     router.add_api_route("/dashboard", dashboard, methods=["GET"], response_model=None)
@@ -136,12 +103,3 @@ async def _events(web: WebState, interval: float) -> AsyncIterator[str]:
 async def dashboard_events(web: WebDep, interval: float = Query(1.0, ge=0.2, le=60.0)) -> StreamingResponse:
     return StreamingResponse(_events(web, interval), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-
-def _home(service: Service) -> Path:
-    root = getattr(service.store, "root", None)
-    if root is None:
-        from ...config import home_dir
-
-        root = home_dir()
-    return Path(root)
