@@ -15,6 +15,7 @@ from ..errors import (
     ContextCreationError,
     DecodeAbortedError,
     DecodeError,
+    UnsupportedFeatureError,
 )
 from ..types import ContextOptions
 from .forward import SequenceRows
@@ -48,6 +49,15 @@ class Context:
     """
 
     backend = "numpy"
+    saves_sequence_state = False  # no per-sequence state API: the runtime's KV tiers stay off here
+
+    def seq_state_get(self, seq_id: int) -> bytes:
+        """Refused: this backend cannot save a sequence's KV state (sessions keep only their text)."""
+        raise UnsupportedFeatureError("the NumPy backend cannot save KV state: use the llama.cpp backend")
+
+    def seq_state_set(self, seq_id: int, data: bytes) -> bool:
+        """Refused (False): nothing is restored; the prompt is computed."""
+        return False
 
     def __init__(self, model: Model, options: ContextOptions | None = None) -> None:
         options = options or ContextOptions()

@@ -65,7 +65,7 @@ class EngineLoop:
         self.scheduler = Scheduler(self.ctx, config.n_slots, budget=self.batch.capacity, n_ctx=config.n_ctx,
                                    unified=config.kv_unified, min_copy=min_copy, metrics=metrics)
         self.tiers = runtime_tiers(config, metrics)  # saved KV states of conversations out of their slots
-        if self.tiers.enabled:
+        if self.tiers.enabled and getattr(self.ctx, "saves_sequence_state", True):  # not the NumPy backend
             self.scheduler.use_tiers(self.tiers)
         self.speculator = Speculator(model, config, metrics)  # loads the draft model, if any
         self.inflight: dict[int, int] = {}
