@@ -19,17 +19,30 @@ def cycle(model_path: Path) -> None:
 
 
 def main() -> None:
+    """``leakcheck.py N [--measure]``: N cycles; with --measure, one JSON line of the C heap in use and
+    the RSS after the first, the middle and the last cycle."""
+    import gc
+    import json
+    import os
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tinymodel import write_tiny_gguf
 
+    from llamarun.engine import native_heap_bytes
+
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    marks, heap, rss = {0, cycles // 2, cycles - 1}, [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = write_tiny_gguf(Path(tmp) / "tiny.gguf")
-        for _ in range(cycles):
+        for i in range(cycles):
             cycle(path)
-    print(f"{cycles} cycles done")
+            if "--measure" in sys.argv and i in marks:
+                gc.collect()
+                heap.append(native_heap_bytes())
+                status = Path(f"/proc/{os.getpid()}/status").read_text()
+                rss.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    print(json.dumps({"cycles": cycles, "heap_bytes": heap, "rss_mib": rss}) if heap else f"{cycles} cycles done")
 
 
 if __name__ == "__main__":
