@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.llamarun-installed
 ARGS   ?= smollm2 "What is the capital of France? Answer in one word."
 PYTEST_ARGS ?=
 
-.PHONY: run test install model bench clean browser proto
+.PHONY: run test install model bench clean browser proto reliability leakcheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,20 @@ browser:
 
 test: model browser $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The reliability suite's long run (2,000-request soak, about 10 minutes with the rest): its figures go to
+# docs/reliability-figures.json, which docs/reliability.md quotes.
+reliability: model $(TEST_STAMP)
+	rm -f docs/reliability-figures.json
+	LLAMARUN_SOAK_REQUESTS=2000 LLAMARUN_RELIABILITY_FIGURES=$(CURDIR)/docs/reliability-figures.json \
+		$(BIN)/python -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
+
+# The engine's load/generate/close loop under valgrind: definitely-lost bytes from llamarun's native
+# calls must be zero (CPython's own records are left out by scripts/leakcheck_report.py).
+leakcheck: install
+	PYTHONMALLOC=malloc valgrind --leak-check=full --show-leak-kinds=definite --num-callers=40 \
+		--log-file=leakcheck.log $(BIN)/python tests/reliability/leakcheck.py 5
+	$(BIN)/python scripts/leakcheck_report.py leakcheck.log
 
 bench: model
 	$(BIN)/python benchmarks/bench_engine.py

@@ -154,3 +154,22 @@ def test_context_overflow_is_typed_unless_truncation_is_asked(runtime):
         GenerationRequest(prompt=long_prompt, max_tokens=4, sampling=GREEDY, truncate=True, n_keep=8))
     assert result.truncated and result.prompt_tokens < 512
     assert len(result.token_ids) <= 4
+
+
+def test_an_ended_request_is_already_counted_when_its_end_arrives(runtime):
+    """The outcome counter is updated before the end is delivered, so a client that saw its request
+    finish always finds it in the metrics (the cause of test_full_queue_gives_503_with_retry_after's
+    intermittent failures: /metrics was scraped between delivery and counting)."""
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sink(event):
+        if isinstance(event, GenerationResult):
+            seen.append(runtime.snapshot().outcomes.get("length", 0))
+            done.set()
+
+    for expected in (1, 2, 3):
+        done.clear()
+        runtime.submit(req(n=4), sink)
+        assert done.wait(30)
+        assert seen[-1] == expected, seen

@@ -81,6 +81,8 @@ def json_argument(argument: str, what: str) -> Any:
     except json.JSONDecodeError as exc:
         raise InvalidParameterError(f"{what}: not valid JSON ({exc.msg} at column {exc.pos + 1})",
                                     field=what) from None
+    except RecursionError:
+        raise InvalidParameterError(f"{what}: JSON nested too deeply", field=what) from None
 
 
 def _encode(reply: dict[str, Any]) -> bytes:

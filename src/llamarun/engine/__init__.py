@@ -15,7 +15,7 @@ from .backends import BACKENDS, backend_status, open_model
 from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
-from .libc import eventfd_setter
+from .libc import eventfd_setter, native_heap_bytes
 from .model import Model, ModelInfo, vocab_special_texts
 from .fastdist import DrawBuffer, native_draw
 from .quantize import QUANT_TYPES, QuantizeProgress, QuantType, quant_type, quantize_gguf
@@ -46,6 +46,7 @@ __all__ = [
     "eventfd_setter",
     "max_devices",
     "native_draw",
+    "native_heap_bytes",
     "open_model",
     "quant_type",
     "quantize_gguf",

@@ -2,7 +2,8 @@
 
 The engine takes ``strlen``'s address as llama.cpp's abort callback
 (:mod:`llamarun.engine.context`); the runtime's wake-up descriptor
-(:mod:`llamarun.runtime.wakeup`) writes to an eventfd through :func:`eventfd_setter`.
+(:mod:`llamarun.runtime.wakeup`) writes to an eventfd through :func:`eventfd_setter`;
+:func:`native_heap_bytes` reads glibc's ``mallinfo2`` (the reliability tests' native-memory check).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ctypes.util
 import sys
 from collections.abc import Callable
 
-__all__ = ["eventfd_setter", "libc"]
+__all__ = ["eventfd_setter", "libc", "native_heap_bytes"]
 
 
 def libc() -> ctypes.PyDLL:
@@ -39,3 +40,23 @@ def eventfd_setter() -> Callable[[int], None]:
         write(fd, ctypes.byref(one), 8)
 
     return set_fd
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def native_heap_bytes() -> int | None:
+    """Bytes the C heap has handed out and not taken back (glibc ``mallinfo2``: ``uordblks`` in the
+    arenas plus ``hblkhd`` in mmapped blocks); None where the C library has no ``mallinfo2``
+    (not glibc, or glibc older than 2.33)."""
+    try:
+        call = libc().mallinfo2
+    except AttributeError:
+        return None
+    call.argtypes = []
+    call.restype = _Mallinfo2
+    info = call()
+    return int(info.uordblks + info.hblkhd)

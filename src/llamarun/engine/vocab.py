@@ -12,9 +12,19 @@ from ._lib import lib
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["Vocab"]
+__all__ = ["Vocab", "encode_text"]
 
 _MAX_TEXT_BYTES = 64 << 20  # refuse to tokenize more than 64 MiB at once
+
+
+def encode_text(text: str, field: str = "prompt") -> bytes:
+    """``text`` as UTF-8; a lone surrogate (JSON's ``"\\ud800"``) is not Unicode text and is refused
+    rather than passed on as bytes no tokenizer reads as the caller meant."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidParameterError(f"the text has a lone surrogate (U+{ord(text[exc.start]):04X} at character "
+                                    f"{exc.start}), which is not valid Unicode", field=field) from None
 _PARSED_ONLY_AS_SPECIAL = (1 << 0) | (1 << 3)  # LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_CONTROL
 _SPECIAL = (1 << 2) | (1 << 3)  # LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_CONTROL
 
@@ -60,7 +70,7 @@ class Vocab:
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text -> token ids. ``add_special`` adds BOS where the model wants it."""
-        data = text.encode("utf-8", "surrogatepass")
+        data = encode_text(text)
         if len(data) > _MAX_TEXT_BYTES:
             raise InvalidParameterError(f"text of {len(data)} bytes is too long to tokenize", field="prompt")
         llama = lib()

@@ -3,7 +3,9 @@
 The health service answers without a token (probes carry none) and while
 draining (it says NOT_SERVING); every other call needs ``authorization: Bearer
 <key>``; llamarun.v1 calls are refused with UNAVAILABLE once the server drains
-and are counted while in flight, so a drain can wait for them.
+and are counted while in flight, so a drain can wait for them. Their request bytes are parsed
+here: bytes that are not a valid message (a string field that is not UTF-8) are refused with
+INVALID_ARGUMENT naming the problem, where grpc would answer UNKNOWN.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 __all__ = ["Gate"]
 
@@ -72,10 +75,12 @@ class Gate(grpc.aio.ServerInterceptor):
             self._idle.set()
 
     def _counted(self, handler: Any) -> Any:
+        parse = handler.request_deserializer
         if handler.response_streaming:
             behavior = handler.unary_stream
 
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            async def stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
+                request = await _parsed(parse, raw, context)
                 self._enter()
                 try:
                     async for response in behavior(request, context):
@@ -83,18 +88,28 @@ class Gate(grpc.aio.ServerInterceptor):
                 finally:
                     self._leave()
 
-            return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
-                                                        handler.response_serializer)
+            return grpc.unary_stream_rpc_method_handler(stream, None, handler.response_serializer)
         unary = handler.unary_unary
 
-        async def call(request: Any, context: Any) -> Any:
+        async def call(raw: bytes, context: Any) -> Any:
+            request = await _parsed(parse, raw, context)
             self._enter()
             try:
                 return await unary(request, context)
             finally:
                 self._leave()
 
-        return grpc.unary_unary_rpc_method_handler(call, handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(call, None, handler.response_serializer)
+
+
+async def _parsed(parse: Callable[[bytes], Any] | None, raw: bytes, context: Any) -> Any:
+    """The request message of ``raw`` bytes; INVALID_ARGUMENT when they are not one."""
+    if parse is None:
+        return raw
+    try:
+        return parse(raw)
+    except DecodeError as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid message: {exc}")
 
 
 def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.vocab import encode_text
 from ..errors import InvalidParameterError, ModelLoadError
 from .merges import merge_bpe, merge_spm
 from .pretokenize import PRE_TOKENIZERS, PreTokenizer, byte_encoder
@@ -166,7 +167,7 @@ class Vocab:
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text -> token ids, as ``llama_tokenize``."""
-        if len(text) * 4 > _MAX_TEXT_BYTES and len(text.encode("utf-8", "surrogatepass")) > _MAX_TEXT_BYTES:
+        if len(encode_text(text)) > _MAX_TEXT_BYTES:
             raise InvalidParameterError("text is too long to tokenize", field="prompt")
         out: list[int] = []
         if add_special and self.add_bos and self.bos >= 0:

@@ -261,11 +261,13 @@ class EngineLoop:
             self._end(ending.req, ending.reason)
 
     def _end(self, req: ActiveRequest, reason: FinishReason, error: BaseException | None = None) -> None:
+        # counted before the end is delivered: a caller that saw its request end finds it in the
+        # metrics (counted after, a scrape could run first while this thread waited for the GIL)
+        self.metrics.record_outcome(reason.value)
         try:
             req.finish(reason, time.monotonic(), error)
         except Exception:  # noqa: BLE001 - a broken sink must not stop the loop
             logger.exception("delivering the end of request %d failed", req.id)
-        self.metrics.record_outcome(reason.value)
 
     def cancel_all(self) -> None:
         for req in self.scheduler.requests():

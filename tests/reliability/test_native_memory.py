@@ -1,0 +1,41 @@
+"""200 load/generate/close cycles of the engine in one process: the C heap in use (glibc mallinfo2,
+read by llamarun.engine.native_heap_bytes) comes back to within 2% of the first cycle's. Resident
+memory does not: measured +5 to +12% over 200 cycles in a fresh process, rising and falling again
+in longer runs (600 cycles: 79 -> 89 -> 85 MiB) while the heap in use stays flat, so pages the
+allocator keeps (per-thread arenas, cached thread stacks: each cycle's engine thread is a new
+thread) rather than leaked blocks; not yet explained by /proc/self/smaps. Asserted: RSS grows less
+than RSS_WARMUP_MIB over the 200 cycles. `make leakcheck` runs the loop under valgrind (tests/reliability/leakcheck.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from figures import record
+
+LOOP = Path(__file__).with_name("leakcheck.py")
+
+pytestmark = pytest.mark.timeout(300)
+
+CYCLES = 200
+TOLERANCE = 0.02
+RSS_WARMUP_MIB = 24
+
+
+def test_200_load_generate_close_cycles_return_native_memory() -> None:
+    """In a fresh process (this one's memory depends on every test before it)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"),
+                                                                    str(Path(__file__).parents[2] / "src")) if p)}
+    done = subprocess.run([sys.executable, str(LOOP), str(CYCLES), "--measure"], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    heap, rss = (json.loads(done.stdout.splitlines()[-1])[key] for key in ("heap_bytes", "rss_mib"))
+    record("native_memory", cycles=CYCLES, heap_bytes=heap, rss_mib=rss)
+    if heap[0] is not None:
+        assert heap[-1] <= heap[0] * (1 + TOLERANCE), f"C heap after cycles 1, {CYCLES // 2}, {CYCLES}: {heap}"
+    assert rss[-1] - rss[0] < RSS_WARMUP_MIB, f"RSS (MiB) after cycles 1, {CYCLES // 2}, {CYCLES}: {rss}"
