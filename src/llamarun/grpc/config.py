@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..serving.binding import is_loopback_host as is_loopback
 
 __all__ = ["GrpcConfig", "is_loopback"]
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``-style names and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
 
 @dataclass(frozen=True)
 class GrpcConfig:

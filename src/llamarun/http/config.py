@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..serving.binding import is_loopback_host
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = ["HttpConfig", "is_loopback_host"]
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``-style names and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
 
 @dataclass(frozen=True)
 class HttpConfig:
