@@ -43,6 +43,8 @@ def test_the_official_clients_work_through_the_ingress(cluster: Cluster) -> None
 def test_unknown_models_and_store_changes_are_refused(cluster: Cluster) -> None:
     r = httpx.post(f"{cluster.url}/v1/chat/completions", json={"model": "nope", "messages": []}, timeout=30)
     assert r.status_code == 404 and "smollm2" in r.json()["error"]["message"]
+    r = httpx.post(f"{cluster.url}/api/generate", json={"model": "smollm2", "keep_alive": 0}, timeout=30)
+    assert r.status_code == 400 and "keep_alive" in r.json()["error"]  # no request unloads a replica's model
     r = httpx.post(f"{cluster.url}/api/pull", json={"model": "smollm2"}, timeout=30)
     assert r.status_code == 400 and "spec" in r.json()["error"]
     r = httpx.post(f"{cluster.url}/api/copy", content=b"{}", timeout=30, headers={"Origin": "https://evil.example",

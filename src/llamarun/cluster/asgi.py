@@ -17,7 +17,8 @@ from typing import Any
 
 __all__ = ["ForwardedCall", "ResponseStart", "call_app"]
 
-_DRAIN_S = 5.0  # how long the app gets to finish after a disconnect before it is cancelled
+_DRAIN_S = 5.0
+_QUEUED_MESSAGES = 64  # response messages held for the ingress before the app waits  # how long the app gets to finish after a disconnect before it is cancelled
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _scope(call: ForwardedCall) -> dict[str, Any]:
 
 async def call_app(app: Any, call: ForwardedCall) -> AsyncIterator[ResponseStart | bytes]:
     """The app's answer to ``call``: a :class:`ResponseStart`, then the body in chunks."""
-    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUED_MESSAGES)  # a slow reader slows the app
     gone = asyncio.Event()
     delivered = False
 
@@ -84,9 +85,12 @@ async def _responses(messages: asyncio.Queue[dict[str, Any]],
                      task: asyncio.Future[Any]) -> AsyncIterator[ResponseStart | bytes]:
     while True:
         getter = asyncio.ensure_future(messages.get())
-        done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
         if getter not in done:
-            getter.cancel()
             if messages.empty():
                 task.result()  # the app failed before answering: its error goes to the caller
                 return

@@ -51,9 +51,10 @@ def start_reporting(replica: str, status: Callable[[], dict[str, Any]], metrics:
                     stop: threading.Event, namespace: str = "llamarun") -> threading.Thread:
     """Report ``status()`` and ``metrics()`` to the board until ``stop`` is set."""
     def run() -> None:
-        board = board_handle(namespace)
+        board = None
         while not stop.wait(REPORT_INTERVAL_S):
             try:
+                board = board or board_handle(namespace)
                 board.report.remote(replica, status(), metrics())
             except Exception:  # noqa: BLE001 - a missed report only ages this replica's entry
                 logger.debug("replica report failed", exc_info=True)

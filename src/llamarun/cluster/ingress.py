@@ -97,6 +97,9 @@ class Forwarder:
         model = parsed.get("model") if isinstance(parsed, dict) else None
         if not isinstance(model, str) or not model:
             return _error(path, 400, "model: field required (the cluster routes by model)")
+        if "keep_alive" in parsed:  # refused, not dropped: a request must not unload a replica's model
+            return _error(path, 400, "keep_alive: a cluster keeps its models loaded on its replicas; "
+                                     "scale them with --replicas / --min-replicas instead")
         handle = self.handles.get(model)
         if handle is None:
             served = ", ".join(m.name for m in self.spec.models)
@@ -150,6 +153,8 @@ def _ray_error(path: str, exc: BaseException) -> JSONResponse:
     from ray.serve.exceptions import BackPressureError
 
 
+    if isinstance(exc, StopAsyncIteration):
+        return _error(path, 502, "the replica ended the answer before it began")
     if isinstance(exc, BackPressureError):
         return _error(path, 503, "every replica is busy and the cluster's queue is full: retry later",
                       {"Retry-After": "1"})

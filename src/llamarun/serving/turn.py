@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidParameterError, LlamarunError, UnsupportedFeatureError
+from ..errors import InvalidParameterError, UnsupportedFeatureError
 from ..runtime import AsyncRequest, GenerationRequest, Lease, LoadOptions, is_embedding_model
 from ..types import Chunk, GenerationResult, TokenLogprob
 from .cancel import Gone, until_gone
@@ -177,7 +177,7 @@ async def _merged(requests: Sequence[AsyncRequest], firsts: Sequence[Event]) -> 
                 if isinstance(event, GenerationResult):
                     return
                 event = await request.next_event()
-        except LlamarunError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure ends the whole answer, never a silent hang
             await queue.put((index, exc))
 
     tasks = [asyncio.ensure_future(pump(i, r, f)) for i, (r, f) in enumerate(zip(requests, firsts, strict=True))]
@@ -185,7 +185,7 @@ async def _merged(requests: Sequence[AsyncRequest], firsts: Sequence[Event]) -> 
         pending = len(tasks)
         while pending:
             index, event = await queue.get()
-            if isinstance(event, LlamarunError):
+            if isinstance(event, Exception):
                 raise event
             if isinstance(event, GenerationResult):
                 pending -= 1
