@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFoundError, OverloadedError
-from ..runtime import MODELFILE_LOAD_NAMES, ModelSource
-from ..serving import Service
+from ..runtime import ModelSource
+from ..serving import Service, store_resolver
 from .commands import COMMANDS, looks_like_path
 from .connection import Connection, Peer
 from .paths import claim_socket
@@ -64,12 +64,9 @@ def bridge_resolver(store: Any) -> Callable[[str], ModelSource]:
             if not path.is_file():
                 raise ModelNotFoundError(f"no GGUF file at {name}")
             return ModelSource(name=str(path), path=path)
-        stored = store.get(name)
-        params = stored.defaults.parameters
-        load = tuple((ours, int(params[theirs])) for ours, theirs in MODELFILE_LOAD_NAMES.items()
-                     if params.get(theirs) is not None and not (theirs == "num_thread" and params[theirs] == 0))
-        return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
+        return stored(name)
 
+    stored = store_resolver(store)
     return resolve
 
 

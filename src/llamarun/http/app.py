@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from ..runtime import HealthStatus, ManagerConfig, ModelManager, ModelSource, modelfile_load_settings
-from ..serving import Service, ServingConfig
+from ..runtime import HealthStatus, ManagerConfig, ModelManager
+from ..serving import Service, ServingConfig, store_resolver
 from .anthropic import anthropic_router
 from .config import HttpConfig
 from .context import ServiceDep
@@ -30,17 +30,6 @@ from .rerank import rerank_router
 __all__ = ["create_app", "store_resolver"]
 
 logger = logging.getLogger(__name__)
-
-
-def store_resolver(store: Any) -> Any:
-    """Model names -> files through the store (names only: never a path from a request)."""
-
-    def resolve(name: str) -> ModelSource:
-        stored = store.get(name)
-        load = tuple(modelfile_load_settings(stored.defaults.parameters).items())
-        return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
-
-    return resolve
 
 
 def create_app(config: HttpConfig | None = None, *, manager: ModelManager | None = None, store: Any = None,

@@ -19,6 +19,7 @@ from .conversation import TurnRequest, load_or_unload, start_chat, start_prompt
 from .embed import Embedded, Reranked, embed_texts, rerank_documents
 from .options import MAX_CTX, MAX_TOKENS, Options, SpeculativeOptions
 from .outcome import check_finished, codes_of
+from .resolve import store_resolver
 from .sampling import SpecSampling, load_options, options_request, spec_request, stops, with_modelfile_options
 from .service import Pieces, Service, ServingConfig
 from .turn import Collected, Event, Turn, TurnPlan, start_turn
