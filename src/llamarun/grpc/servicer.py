@@ -171,18 +171,12 @@ def model_loads(service: Service) -> list[pb.ModelLoad]:
 
 
 def _model_info(details: Any, status: list[Any]) -> pb.ModelInfoResponse:
-    from ..chat import thinking_markers
-    from ..runtime import POOLING_RANK, pooling_type
+    from ..serving.capabilities import model_capabilities
 
     gguf, model = details.gguf, details.model
     summary = gguf.summary()
     template = model.defaults.template or gguf.chat_template or ""
-    pooling = pooling_type(gguf.metadata, summary.get("architecture") or "")
-    if pooling > 0:
-        capabilities = [] if pooling == POOLING_RANK else ["embedding"]
-    else:
-        capabilities = ["completion", "embedding"] + ["tools"] * ("tools" in template) + [
-            "thinking"] * bool(thinking_markers(template or None))
+    capabilities = model_capabilities(gguf.metadata, summary.get("architecture") or "", template)
     loaded = next((s.config.n_ctx for s in status if s.name == model.name), 0)
     return pb.ModelInfoResponse(
         name=model.name, digest=model.digest, architecture=summary.get("architecture") or "",

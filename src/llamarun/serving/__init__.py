@@ -54,6 +54,7 @@ __all__ = [
     "start_prompt",
     "start_turn",
     "stops",
+    "store_resolver",
     "until_gone",
     "with_modelfile_options",
 ]

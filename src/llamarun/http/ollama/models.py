@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from ...errors import InvalidParameterError, LlamarunError, ModelNotFoundError, UnsupportedFeatureError
 from ...serving import Service
+from ...serving.capabilities import model_capabilities
 from ..context import ServiceDep
 from ..ignored import IgnoredFieldsRoute
 from .schemas import CopyRequest, CreateRequest, DeleteRequest, PullRequest, ShowRequest
@@ -176,34 +177,14 @@ def _tags(store: Any) -> list[dict[str, Any]]:
     return tags
 
 
-def _capabilities(pooling: int, template: str) -> list[str]:
-    """Ollama's capability names: a model without pooling generates (with tools and thinking when its
-    chat template has them) and embeds; a pooled embedding model only embeds; a reranker (rank
-    pooling) does neither, whatever template it carries."""
-    from ...runtime import POOLING_RANK
-
-    if pooling > 0:
-        return [] if pooling == POOLING_RANK else ["embedding"]
-    from ...chat import thinking_markers
-
-    capabilities = ["completion", "embedding"]
-    if "tools" in template:
-        capabilities.append("tools")
-    if thinking_markers(template or None):
-        capabilities.append("thinking")
-    return capabilities
-
-
 def _show(details: Any, verbose: bool) -> dict[str, Any]:
     gguf = details.gguf
     summary = gguf.summary()
     info = {k: v for k, v in gguf.metadata_json().items()
             if verbose or not (k.startswith("tokenizer.ggml.") and isinstance(v, (list, dict)))}
     info.pop("tokenizer.chat_template", None)
-    from ...runtime import pooling_type
-
     template = gguf.chat_template or ""
-    capabilities = _capabilities(pooling_type(gguf.metadata, summary.get("architecture") or ""), template)
+    capabilities = model_capabilities(gguf.metadata, summary.get("architecture") or "", template)
     modified = details.model.modified
     model = details.model
     defaults = model.defaults
