@@ -150,7 +150,7 @@ def test_dashboard_feed_streams_views_and_ends_when_the_server_drains(web_home: 
         reader.start()
         c = server.client()
         c.post("/api/generate", json={"model": "tiny", "prompt": "hi", "stream": False,
-                                      "options": {"num_predict": 8}}).raise_for_status()
+                                      "options": {"num_predict": 8, "ignore_eos": True}}).raise_for_status()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(v["recent"] for v in views):
             time.sleep(0.1)

@@ -16,8 +16,9 @@ __all__ = ["ServiceDep", "TIMEOUT_HEADER", "request_timeout", "service_of"]
 TIMEOUT_HEADER = "x-request-timeout"
 
 
-def service_of(request: Request) -> Service:
-    """The serving layer of the app the request came to."""
+async def service_of(request: Request) -> Service:
+    """The serving layer of the app the request came to (async: FastAPI runs a plain function
+    dependency on a worker thread, a thread hop on every request for one attribute)."""
     return request.app.state.service  # type: ignore[no-any-return]
 
 

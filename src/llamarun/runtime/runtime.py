@@ -89,16 +89,18 @@ class Runtime:
         req = ActiveRequest(spec, sink)
         with self._cond:
             self._check_alive()
-            outstanding = len(self._requests)
-            if outstanding >= self.config.max_queue + self.config.n_slots:
-                waiting = outstanding - self.config.n_slots
-                raise OverloadedError(
-                    f"{self.name} is busy: {waiting} requests are already waiting; retry later",
-                    retry_after=self._retry_after(waiting))
+            self._check_room(1)
             self._requests[req.id] = req
             self._inbox.append(("submit", req))
             self._cond.notify()
         return req.id
+
+    def check_room(self, n: int = 1) -> None:
+        """:class:`OverloadedError` now when ``n`` more requests would not fit in the slots and the
+        queue: a frontend asks before it spends time on a request's prompt (``submit`` checks again)."""
+        with self._cond:
+            self._check_alive()
+            self._check_room(n)
 
     def cancel(self, request_id: int) -> None:
         """Stop a request; its slot is free at the latest one step later."""
@@ -187,6 +189,13 @@ class Runtime:
             raise EngineDeadError(f"the engine of {self.name} died ({self._error}); reload the model")
         if not self._accepting:
             raise OverloadedError(f"{self.name} is shutting down", retry_after=5.0)
+
+    def _check_room(self, n: int) -> None:
+        outstanding = len(self._requests)
+        if outstanding + n > self.config.max_queue + self.config.n_slots:
+            waiting = outstanding - self.config.n_slots
+            raise OverloadedError(f"{self.name} is busy: {max(0, waiting)} requests are already waiting; retry later",
+                                  retry_after=self._retry_after(waiting))
 
     def _retry_after(self, waiting: int) -> float:
         """Seconds until a slot is likely free: the queue ahead divided among the slots."""

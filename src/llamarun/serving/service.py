@@ -107,7 +107,7 @@ class Service:
         from ..store.modelfile import ModelDefaults
 
         try:
-            return (await self.blocking(self.store.get, name)).defaults
+            return await self.blocking(lambda: self.store.get(name).defaults)  # reads files: off the loop
         except (ModelNotFoundError, InvalidNameError):
             return ModelDefaults()
 

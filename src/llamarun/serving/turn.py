@@ -55,6 +55,7 @@ async def start_turn(service: Service, model: str, *, build: Callable[[Lease], A
     released on every failure before the turn owns it."""
     lease = await service.acquire(model, load, keep_alive, gone=gone)
     try:
+        lease.runtime.check_room()  # a full queue answers before the prompt is built
         plan = await build(lease)
         requests = _submit_all(lease, plan.requests)
     except BaseException:

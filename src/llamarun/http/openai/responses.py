@@ -44,8 +44,8 @@ __all__ = ["cancel_response", "create_response", "delete_response", "get_respons
 logger = logging.getLogger(__name__)
 
 
-def response_store(request: Request) -> ResponseStore:
-    """The app's store of responses (``app.state.responses``)."""
+async def response_store(request: Request) -> ResponseStore:
+    """The app's store of responses (``app.state.responses``; async: no worker-thread hop)."""
     return request.app.state.responses  # type: ignore[no-any-return]
 
 

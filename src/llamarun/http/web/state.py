@@ -38,7 +38,7 @@ class WebState:
                    ConversationStore(_home(service) / CONVERSATIONS_FILE))
 
 
-def web_of(request: Request) -> WebState:
+async def web_of(request: Request) -> WebState:  # async: no worker-thread hop
     return request.app.state.web  # type: ignore[no-any-return]
 
 
