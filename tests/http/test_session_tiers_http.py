@@ -34,3 +34,37 @@ def test_responses_previous_response_id_restores_the_conversation(one_slot: Serv
                                      input="What is my name?")
     assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens
     assert one_slot.metric("llamarun_session_restored_total") > restored
+
+
+def test_ollama_context_round_trip_restores_the_conversation(one_slot: Server) -> None:
+    import ollama
+
+    client = ollama.Client(host=one_slot.url, timeout=120)
+    first = client.generate(model="smollm2", prompt="My name is Ada and I keep lighthouses. Say hello in one line.",
+                            options={"num_predict": 16, "temperature": 0})
+    client.generate(model="smollm2", prompt="Something else entirely: list three rivers of Europe.",
+                    options={"num_predict": 16})  # takes the only slot
+    restored = one_slot.metric("llamarun_session_restored_total")
+    restored_tokens = one_slot.metric("llamarun_session_restored_tokens_total")
+    client.generate(model="smollm2", prompt="What is my name?", context=first.context,
+                    options={"num_predict": 8, "temperature": 0})
+    assert one_slot.metric("llamarun_session_restored_total") == restored + 1
+    # the whole first turn came back from the tier (all but its last token, which was never decoded)
+    assert one_slot.metric("llamarun_session_restored_tokens_total") - restored_tokens >= len(first.context) - 1
+
+
+def test_serve_session_flags_turn_the_tiers_off(model_home: Path) -> None:
+    server = start_server(model_home, "--parallel", "1", "--ctx", "2048", "--session-ram", "0", "--session-disk", "0")
+    try:
+        import ollama
+
+        client = ollama.Client(host=server.url, timeout=120)
+        first = client.generate(model="smollm2", prompt="My name is Ada and I keep lighthouses. Say hello.",
+                                options={"num_predict": 8, "temperature": 0})
+        client.generate(model="smollm2", prompt="Something else entirely: list three rivers of Europe.",
+                        options={"num_predict": 8})
+        client.generate(model="smollm2", prompt="What is my name?", context=first.context, options={"num_predict": 4})
+        assert server.metric("llamarun_session_saved_total") == 0
+        assert server.metric("llamarun_session_restored_total") == 0
+    finally:
+        assert server.stop() == 0

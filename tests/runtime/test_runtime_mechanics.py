@@ -124,6 +124,34 @@ def test_engine_death_fails_pending_requests_and_health_says_so(tiny_model_path)
     rt.close()
 
 
+def test_engine_death_while_placing_a_request_fails_it_instead_of_hanging(tiny_model_path):
+    """A fault in the step that takes a request off the queue (here: saving the slot's previous
+    conversation) ends that request too, not only those the scheduler still lists."""
+    rt = Runtime(tiny_model_path, RuntimeConfig(n_ctx=512, n_slots=1, n_threads=2))
+    client = SyncClient(rt)
+    client.generate(req("a first conversation long enough to be saved " * 4, n=4))
+
+    def broken(*_args):
+        raise AttributeError("seq_state_get is broken")
+
+    rt.call_engine(lambda loop: setattr(loop.ctx, "seq_state_get", broken))
+    failed: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(failed, lambda: client.generate(req("another prompt " * 8, n=4))))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the request hung after the engine died"
+    assert len(failed) == 1 and isinstance(failed[0], EngineDeadError), failed
+    assert rt.health().status == HealthStatus.ERROR
+    rt.close()
+
+
+def _capture(into: list[BaseException], fn) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - the test looks at it
+        into.append(exc)
+
+
 def test_async_client_stream_and_cancel_on_close(runtime):
     async def main():
         client = AsyncClient(runtime)

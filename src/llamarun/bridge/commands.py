@@ -70,7 +70,9 @@ def _engine_counts(conn: Connection) -> dict[str, int]:
     if runtime is None:
         return {}
     snap = runtime.snapshot()
-    return {"steps": snap.steps, "generated_tokens": snap.generated_tokens, "prompt_tokens": snap.prompt_tokens}
+    return {"steps": snap.steps, "generated_tokens": snap.generated_tokens, "prompt_tokens": snap.prompt_tokens,
+            "sessions_saved": snap.session_saved, "sessions_restored": snap.session_restored,
+            "session_restored_tokens": snap.session_restored_tokens}
 
 
 async def status(conn: Connection, _arg: str) -> bool:

@@ -70,6 +70,8 @@ def bridge(
     ctx: int | None = typer.Option(None, "--ctx", help="Context of one request in tokens (0: auto)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (0: auto)."),
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
+    session_ram: str | None = typer.Option(None, "--session-ram", help="Saved KV states in RAM per model ('256MiB')."),
+    session_disk: str | None = typer.Option(None, "--session-disk", help="Saved KV states on disk per model ('2GiB')."),
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Path | None = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
@@ -78,7 +80,7 @@ def bridge(
     from ..config import load_settings
 
     overrides: dict[str, Any] = {"parallel": parallel, "n_ctx": ctx, "threads": threads, "keep_alive": keep_alive,
-                                 "log_level": log_level}
+                                 "log_level": log_level, "session_ram": session_ram, "session_disk": session_disk}
     settings = load_settings(overrides, config_file=config_file)
     default = default_socket_path(settings.home)
     path = (socket_path or default).expanduser().absolute()

@@ -49,6 +49,10 @@ def serve(
         help="Let a request's num_ctx/num_thread/num_batch/num_gpu reload a model (default: a 400)."),
     max_loaded_models: Optional[int] = typer.Option(None, "--max-loaded-models", help="Models loaded at once."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="Memory for all models ('8GiB')."),
+    session_ram: Optional[str] = typer.Option(None, "--session-ram", help="Saved KV states of conversations out "
+                                              "of their slots kept in RAM per model (default 256MiB; 0: none)."),
+    session_disk: Optional[str] = typer.Option(None, "--session-disk", help="The same on disk under "
+                                               "<home>/sessions/ per model (default 2GiB; 0: none)."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Waiting requests per model before 503."),
     request_timeout: Optional[str] = typer.Option(None, "--request-timeout", help="Default timeout ('10m'; 0 none)."),
     shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="Drain time on SIGTERM."),
@@ -94,7 +98,7 @@ def serve(
 
 # `serve`'s options that are settings, by their setting names (the rest are passed on as they are)
 _SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
-                    "memory_budget", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
+                    "memory_budget", "session_ram", "session_disk", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
                     "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
                     "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -273,8 +273,10 @@ class EngineLoop:
         for req in self.scheduler.requests():
             self._finish(req, FinishReason.CANCELLED)
 
-    def fail_all(self, error: BaseException) -> None:
-        for req in self.scheduler.requests():
+    def fail_all(self, error: BaseException, held: Iterable[ActiveRequest] = ()) -> None:
+        """End every request with ``error``: the scheduler's and ``held`` (the runtime's own list,
+        which also has those a failed step had taken off the queue and not yet placed)."""
+        for req in [*self.scheduler.requests(), *held]:
             self._finish(req, FinishReason.ERROR, error)
 
     def update_gauges(self) -> None:

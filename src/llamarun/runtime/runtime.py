@@ -221,7 +221,9 @@ class Runtime:
             self._error = exc
             self._status = HealthStatus.ERROR
             dead = EngineDeadError(f"the engine of {self.name} died: {exc}")
-            loop.fail_all(dead)
+            with self._cond:
+                held = list(self._requests.values())
+            loop.fail_all(dead, held)
             self._fail_inbox(dead)
         finally:
             self._handoff.flush()

@@ -8,8 +8,8 @@ config; :func:`export_state` and :func:`import_state` run on the engine thread (
 
 from __future__ import annotations
 
-import itertools
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export_state", "import_state", "runtime_tiers", "state_settings"]
 
-_runtime_ids = itertools.count(1)
-
 
 def runtime_tiers(config: RuntimeConfig, metrics: RuntimeMetrics) -> KVTiers:
     """The tiers ``config`` asks for; the disk tier in a directory of its own, removed on close."""
@@ -38,7 +36,7 @@ def runtime_tiers(config: RuntimeConfig, metrics: RuntimeMetrics) -> KVTiers:
             from ..config import home_dir
 
             root = home_dir() / "sessions"
-        directory = root / f"tier-{os.getpid()}-{next(_runtime_ids)}"
+        directory = root / f"tier-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     return KVTiers(config.session_ram, config.session_disk, directory, metrics)
 
 

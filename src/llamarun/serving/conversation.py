@@ -118,12 +118,12 @@ async def start_prompt(service: Service, req: TurnRequest, *, gone: Gone | None 
                                               grammar=req.grammar, think=_think(req.think, lease),
                                               template_name=req.template_name)
             prompt, grammar = plan.prompt_input, plan.grammar
-        if not req.context:
+        if req.raw and not req.context:  # Ollama returns no context for a raw prompt
             return prompt, grammar, plan, None
         # a raw prompt is the client's whole prompt: its control-token text is parsed
         parts = prompt.parts if isinstance(prompt, PromptSegments) else ((prompt, True),)
-        context = [*req.context, *await service.tokenize_parts(lease, parts, add_special=False)]
-        return context, grammar, plan, context
+        context = [*(req.context or ()), *await service.tokenize_parts(lease, parts, add_special=False)]
+        return context, grammar, plan, context  # the tokens come back with the answer, for the next turn
 
     return await _start(service, req, gone, prepare)
 
