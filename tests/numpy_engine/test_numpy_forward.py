@@ -9,6 +9,8 @@ absolute bounds: argmax on 95% of positions, median cosine 0.999.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -80,34 +82,54 @@ def test_logits_agree_with_llama_cpp(agreement):
     assert cos.min() >= base_cos.min() - 0.01
 
 
-def _greedy(model, ctx, batch_type, prompt, n):
+def _greedy(ctx, batch_type, prompt, n):
+    """``n`` greedy tokens after ``prompt``, and the gap between the two best logits at each step."""
     ctx.clear_memory()
     batch = batch_type(64, 1)
     batch.add_tokens(prompt, 0, 0)
     ctx.decode(batch)
-    out = []
+    out, margins = [], []
     for k in range(n):
-        token = int(np.argmax(ctx.logits_view(-1)))
+        logits = np.asarray(ctx.logits_view(-1))
+        second, first = np.partition(logits, -2)[-2:]
+        token = int(np.argmax(logits))
         out.append(token)
+        margins.append(float(first - second))
         batch.clear()
         batch.add(token, len(prompt) + k, 0, True)
         ctx.decode(batch)
-    return out
+    return out, margins
 
 
-def test_greedy_generation_matches_on_most_prompts(smol_llama, smol_numpy):
+NEAR_TIE = 0.5  # logits; llama.cpp's two attention kernels move the best two logits' gap by up to about 0.3
+
+
+def test_greedy_generations_part_from_llama_cpp_only_at_near_ties(smol_llama, smol_numpy):
+    """Greedy 32-token generations, each prompt alone: identical to llama.cpp's, or identical up to
+    a step where llama.cpp's best two logits are within NEAR_TIE of each other.
+
+    How often the generations are identical throughout depends on the CPU (llama.cpp's kernels
+    round differently on each: 3 of 6 prompts on one machine, 1 of 6 on another), so that rate is
+    printed next to llama.cpp's agreement with itself (flash attention on vs off), not asserted.
+    """
     options = ContextOptions(n_ctx=256, n_batch=64, n_seq_max=1, n_threads=1)
-    theirs_ctx, ours_ctx = engine.Context(smol_llama, options), ne.Context(smol_numpy, options)
+    ref_ctx = engine.Context(smol_llama, options)
+    contexts = {"numpy": ne.Context(smol_numpy, options),
+                "llama.cpp without flash attention": engine.Context(smol_llama, replace(options, flash_attn=False))}
     prompts = [smol_llama.tokenize(p, parse_special=True) for p in PROMPTS]
-    same, prefix = 0, []
+    parted: dict[str, list[tuple[int, float]]] = {name: [] for name in contexts}
     for prompt in prompts:
-        theirs = _greedy(smol_llama, theirs_ctx, engine.Batch, prompt, 32)
-        ours = _greedy(smol_numpy, ours_ctx, ne.Batch, prompt, 32)
-        same += theirs == ours
-        prefix.append(next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), 32))
-    print(f"greedy 32-token generations identical to llama.cpp's: {same}/{len(prompts)}; "
-          f"tokens before the first difference: {prefix}")
-    assert same >= len(prompts) // 2
+        ref, margins = _greedy(ref_ctx, engine.Batch, prompt, 32)
+        for name, ctx in contexts.items():
+            ours, _ = _greedy(ctx, ne.Batch if name == "numpy" else engine.Batch, prompt, 32)
+            at = next((i for i, (a, b) in enumerate(zip(ref, ours)) if a != b), None)
+            if at is not None:
+                parted[name].append((at, margins[at]))
+    for name, where in parted.items():
+        print(f"{name}: greedy 32-token generations identical to llama.cpp's on {len(prompts) - len(where)}"
+              f"/{len(prompts)} prompts; the others part at (step, llama.cpp's top-2 gap): "
+              f"{[(i, round(m, 3)) for i, m in where]}")
+    assert all(margin < NEAR_TIE for _, margin in parted["numpy"]), parted["numpy"]
 
 
 def test_several_sequences_in_one_batch_match_each_alone(smol_numpy):
