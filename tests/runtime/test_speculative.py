@@ -7,7 +7,7 @@ import pytest
 
 from llamarun.errors import InvalidParameterError, ModelLoadError
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState
+from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState, worth_drafting
 from llamarun.types import SamplingParams
 from tinymodel import write_tiny_gguf
 
@@ -39,6 +39,33 @@ def test_drafting_backs_off_after_misses_and_recovers():
     assert paused == [0] * len(paused)
     state.record(1, 1)
     assert state.wants() == 2 and state.pauses == 0
+
+
+def test_draft_length_follows_acceptance_and_the_batch():
+    assert worth_drafting(0.9, 1) >= 8 and worth_drafting(0.5, 1) == 2
+    assert worth_drafting(0.9, 8) == 4 and worth_drafting(0.5, 8) == 0  # a full step: only likely drafts
+    assert worth_drafting(1.0, 16) > 8 and worth_drafting(0.0, 1) == 0
+    state = SpeculationState("ngram", 8)
+    assert worth_drafting(state.acceptance(), 8) >= 1  # a new request tries, even in a full batch
+    for _ in range(3):
+        state.record(2, 0)
+    assert worth_drafting(state.acceptance(), 8) == 0 and worth_drafting(state.acceptance(), 1) >= 1
+    for _ in range(40):  # steps it skipped: the evidence fades, so it tries again later
+        state.skip()
+    assert worth_drafting(state.acceptance(), 8) >= 1
+
+
+def test_a_full_batch_drafts_less_for_requests_whose_drafts_miss(tmp_path):
+    """Drafts from the repeated prompt, sampled at temperature 1 over about 4 likely tokens: about 60% miss."""
+    target = write_tiny_gguf(tmp_path / "batch.gguf", seed=5)
+    config = RuntimeConfig(n_ctx=512, n_slots=8, n_threads=2)
+    drafted = {}
+    for clients in (1, 8):
+        with Runtime(target, config) as rt:
+            _tokens(SyncClient(rt), Speculation(type="ngram", n_max=8), range(clients), n=48)
+            snap = rt.snapshot()
+        drafted[clients] = (snap.spec_drafted / clients, snap.spec_accepted / clients)
+    assert drafted[8][0] < 0.75 * drafted[1][0], drafted  # measured: 27 drafted a request alone, 14.4 in 8
 
 
 def test_settings_are_checked():

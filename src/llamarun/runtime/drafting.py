@@ -19,7 +19,7 @@ from .draft_model import DraftAsk, DraftModel
 from .metrics import RuntimeMetrics
 from .scheduler import Work
 from .sequence import ActiveRequest
-from .speculative import Speculation, SpeculationState, draft_limit, resolve
+from .speculative import Speculation, SpeculationState, draft_limit, resolve, worth_drafting
 
 __all__ = ["Speculator", "write_drafts"]
 
@@ -46,13 +46,16 @@ class Speculator:
     def propose(self, work: list[Work], budget: int) -> None:
         """Give this step's decoding shares their drafts, within what is left of the token budget."""
         left = budget - sum(w.count for w in work)
+        sharing = sum(1 for w in work if w.sample)
         asks: list[tuple[Work, DraftAsk]] = []
         for w in work:
             state = w.req.speculation
             if state is None or not w.sample or w.count != 1 or left <= 0:
                 continue
-            k = min(draft_limit(w.req, self.n_ctx), left)
-            if k <= 0 or (k := min(k, state.wants())) <= 0:
+            if (k := min(draft_limit(w.req, self.n_ctx), left, state.wants())) <= 0:
+                continue
+            if (k := min(k, worth_drafting(state.acceptance(), sharing))) <= 0:
+                state.skip()
                 continue
             if state.kind == "ngram":
                 w.draft = state.index.draft(w.req.tokens, k)
