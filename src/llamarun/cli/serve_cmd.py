@@ -41,6 +41,9 @@ def serve(
     backend: Optional[str] = typer.Option(None, "--backend", help="Engine: llama.cpp (default) or numpy."),
     cache_type_k: Optional[str] = typer.Option(None, "--cache-type-k", help="KV-cache type of keys (f16, q8_0...)."),
     cache_type_v: Optional[str] = typer.Option(None, "--cache-type-v", help="KV-cache type of values (f16, q8_0...)."),
+    speculative: Optional[str] = typer.Option(None, "--speculative", help="Speculative decoding: off, ngram, draft."),
+    draft_max: Optional[int] = typer.Option(None, "--draft-max", help="Most drafted tokens per request and step."),
+    draft_model: Optional[str] = typer.Option(None, "--draft-model", help="GGUF of a small same-vocabulary model."),
     keep_alive: Optional[str] = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
     max_request_ctx: Optional[int] = typer.Option(
         None, "--max-request-ctx", help="Largest num_ctx a request may ask (0: max of --ctx and the model's own)."),
@@ -49,21 +52,16 @@ def serve(
         help="Let a request's num_ctx/num_thread/num_batch/num_gpu reload a model (default: a 400)."),
     max_loaded_models: Optional[int] = typer.Option(None, "--max-loaded-models", help="Models loaded at once."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="Memory for all models ('8GiB')."),
-    session_ram: Optional[str] = typer.Option(None, "--session-ram", help="Saved KV states of conversations out "
-                                              "of their slots kept in RAM per model (default 256MiB; 0: none)."),
-    session_disk: Optional[str] = typer.Option(None, "--session-disk", help="The same on disk under "
-                                               "<home>/sessions/ per model (default 2GiB; 0: none)."),
+    session_ram: Optional[str] = typer.Option(None, "--session-ram", help="Saved KV states in RAM per model ('256MiB')."),
+    session_disk: Optional[str] = typer.Option(None, "--session-disk", help="The same on disk per model ('2GiB')."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Waiting requests per model before 503."),
     request_timeout: Optional[str] = typer.Option(None, "--request-timeout", help="Default timeout ('10m'; 0 none)."),
     shutdown_timeout: Optional[str] = typer.Option(None, "--shutdown-timeout", help="Drain time on SIGTERM."),
-    header_timeout: Optional[str] = typer.Option(None, "--header-timeout",
-                                                 help="Time a client has to send its headers ('10s'; 0 none)."),
-    body_timeout: Optional[str] = typer.Option(None, "--body-timeout",
-                                               help="Time a client may send no body bytes ('30s'; 0 none)."),
+    header_timeout: Optional[str] = typer.Option(None, "--header-timeout", help="Time to send the headers ('10s')."),
+    body_timeout: Optional[str] = typer.Option(None, "--body-timeout", help="Time a body may stall ('30s'; 0 none)."),
     max_connections_per_client: Optional[int] = typer.Option(
         None, "--max-connections-per-client", help="Open connections from one address (default 256; 0 no bound)."),
-    stream_interval: Optional[int] = typer.Option(None, "--stream-interval",
-                                                  help="Tokens per streamed chunk after the first (default 1)."),
+    stream_interval: Optional[int] = typer.Option(None, "--stream-interval", help="Tokens per streamed chunk (1)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LLAMARUN_API_KEY", show_envvar=True,
                                           help="Require 'Authorization: Bearer KEY' (prefer --api-key-file)."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File whose first line is the key."),
@@ -72,8 +70,7 @@ def serve(
     allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", help="Extra Host header name allowed."),
     max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
     max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
-    web: Optional[bool] = typer.Option(None, "--web/--no-web",
-                                       help="Serve the chat page at / and the dashboard at /dashboard (default on)."),
+    web: Optional[bool] = typer.Option(None, "--web/--no-web", help="The chat page at / and /dashboard (on)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, gemma, "
                                            "...) for models without one (default: from their special tokens)."),
@@ -100,13 +97,15 @@ def serve(
 _SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
                     "memory_budget", "session_ram", "session_disk", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
                     "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
-                    "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v")
+                    "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v",
+                    "speculative")
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
     values = {name: options[name] for name in _SETTING_OPTIONS}
-    values.update(n_ctx=options["ctx"], insecure=options["insecure"] or None,
+    values.update(n_ctx=options["ctx"], insecure=options["insecure"] or None, speculative_n_max=options["draft_max"],
+                  speculative_draft_model=options["draft_model"],
                   cors_origins=tuple(options["cors_origin"]) if options["cors_origin"] else None)
     return values
 

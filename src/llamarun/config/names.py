@@ -53,6 +53,8 @@ SPELLINGS: Mapping[str, Spelling] = MappingProxyType({
     "session_disk": Spelling("session_disk", "--session-disk"),
     "cache_type_k": Spelling("cache_type_k", "--cache-type-k"),  # llama-server's -ctk; Ollama: OLLAMA_KV_CACHE_TYPE
     "cache_type_v": Spelling("cache_type_v", "--cache-type-v"),
+    "speculative_n_max": Spelling("speculative_n_max", "--draft-max"),  # llama-server's --draft-max
+    "speculative_draft_model": Spelling("speculative_draft_model", "--draft-model"),  # llama-server's -md
 })
 
 # our name -> its config-file key (only where they differ)

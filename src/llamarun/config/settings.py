@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         "f16", description="KV-cache type of the values (as cache_type_k; a quantized type needs flash attention, "
         "which llama.cpp turns on by itself on the CPU)."
     )
+    speculative: Literal["off", "ngram", "draft"] = Field(
+        "off", description="How requests speculate unless they say otherwise: off, ngram (prompt lookup, no "
+        "second model; pays when answers copy their input) or draft (needs speculative_draft_model)."
+    )
+    speculative_n_max: int = Field(8, ge=0, le=64, description="Most drafted tokens per request and step.")
+    speculative_draft_model: str = Field(
+        "", description="GGUF path of a smaller model of the same vocabulary that drafts (loaded with each model)."
+    )
     keep_alive: float = Field(
         300.0, description="How long an idle model stays loaded: seconds or '5m' (0: unload; <0: forever; "
         "at most 1e9 s)."
@@ -198,7 +206,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("cache_type_k", "cache_type_v", mode="before")
+    @field_validator("cache_type_k", "cache_type_v", "speculative", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

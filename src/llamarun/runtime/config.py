@@ -125,9 +125,24 @@ class ManagerConfig:
     session_ram: int = 256 << 20  # bytes of saved KV states kept in RAM per model (0: none)
     session_disk: int = 2 << 30  # bytes of saved KV states on disk per model (0: none)
     session_dir: str = ""  # where the disk tier writes ("": sessions/ in the store's home)
+    speculative: str = "off"  # how requests speculate unless they say otherwise ("off", "ngram", "draft")
+    speculative_n_max: int = 8
+    speculative_draft_model: str = ""  # GGUF path of the draft model loaded with each model ("": none)
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)
+        self.speculation()  # refuses a type or length it cannot run
+
+    def speculation(self) -> Speculation | None:
+        """How every model's requests speculate unless they say otherwise (None: off, no draft model)."""
+        if self.speculative == "off" and not self.speculative_draft_model:
+            return None
+        if self.speculative == "draft" and not self.speculative_draft_model:
+            raise InvalidParameterError("speculative 'draft' needs speculative_draft_model (--draft-model), "
+                                        "the GGUF of a smaller model of the same vocabulary",
+                                        field="speculative_draft_model")
+        return Speculation(type=self.speculative, n_max=self.speculative_n_max,
+                           draft_model=self.speculative_draft_model or None)
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> ManagerConfig:
