@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llamarun.chat import ChatTemplate, ThinkingSplitter, ToolCallFormat, prepare_chat, split_thinking
-from llamarun.chat.thinking import thinking_markers
+from llamarun.chat.thinking import thinking_markers, thinking_token_count
 from llamarun.errors import GrammarError, InvalidParameterError
 from llamarun.grammar import json_object_grammar
 
@@ -67,6 +67,23 @@ def test_token_by_token_stream() -> None:
     thinking, content, deltas = stream(ThinkingSplitter(), pieces)
     assert (thinking, content) == ("hmm", "Hi!")
     assert all(not d[0].strip() or d[0] in ("hm", "m") for d in deltas)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "in_thinking", "expected"),
+    [
+        (["<think>", "a", " b", "</think>", "\n\n", "Answer"], False, 4),  # markers are single tokens
+        (["<th", "ink>", "a", "</", "think", ">", "Answer"], False, 5),  # split: from the token completing <think>
+        (["Sure. ", "<think>x", "y</think>The", " end"], False, 2),  # text before; markers inside pieces
+        (["<think>x</think>", "Answer"], False, 1),  # one token opens and closes it
+        (["a", " b", "</think>", "Answer"], True, 3),  # the prompt opened it (DeepSeek-R1)
+        (["<think>", "a", " b"], False, 3),  # cut before it closed
+        (["no", " thinking"], False, 0),
+        ([], True, 0),
+    ],
+)
+def test_thinking_token_count(pieces: list[str], in_thinking: bool, expected: int) -> None:
+    assert thinking_token_count([p.encode() for p in pieces], in_thinking=in_thinking) == expected
 
 
 def test_other_marker_pairs() -> None:

@@ -17,7 +17,7 @@ from .messages import normalize_messages
 from .plan import ChatDelta, ChatOutput, ChatPlan, ChatStreamParser, prepare_chat
 from .sandbox import RenderLimits
 from .template import ChatTemplate, builtin_names
-from .thinking import THINKING_MARKERS, ThinkingSplitter, split_thinking, thinking_markers
+from .thinking import THINKING_MARKERS, ThinkingSplitter, split_thinking, thinking_markers, thinking_token_count
 from .toolcalls import ToolCall, parse_tool_calls
 from .tools import Tool, ToolCallFormat, ToolChoice, parse_tools, tool_call_grammar, tools_system_prompt
 
@@ -45,6 +45,7 @@ __all__ = [
     "template_choice_of",
     "template_choice_of_file",
     "thinking_markers",
+    "thinking_token_count",
     "tool_call_grammar",
     "tools_system_prompt",
 ]

@@ -11,7 +11,7 @@ rest and the whole :class:`ChatOutput` (tool calls are only known at the end).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from ..errors import InvalidParameterError
 from ..grammar import GrammarLimits, check_gbnf, response_format_grammar
 from ..types import PromptSegments
 from .template import ChatTemplate
-from .thinking import ThinkingSplitter, split_thinking
+from .thinking import ThinkingSplitter, split_thinking, thinking_token_count
 from .toolcalls import ToolCall, parse_tool_calls
 from .tools import Tool, ToolCallFormat, ToolChoice, parse_tools, tool_call_grammar
 
@@ -93,6 +93,13 @@ class ChatPlan:
         if self.parses_tool_calls:
             content, calls = parse_tool_calls(content, self.tools)
         return ChatOutput(content=content.strip(), thinking=thinking.strip(), tool_calls=calls)
+
+    def reasoning_tokens(self, pieces: Iterable[bytes]) -> int:
+        """How many of the generated tokens (their bytes, in order) :meth:`parse` reads as thinking."""
+        if not (self.thinking_markers or self.starts_in_thinking):
+            return 0
+        start, end = self.thinking_markers or ("<think>", "</think>")
+        return thinking_token_count(pieces, start, end, in_thinking=self.starts_in_thinking)
 
     def stream_parser(self) -> ChatStreamParser:
         return ChatStreamParser(self)

@@ -8,9 +8,10 @@ and whitespace at the edges of the thinking.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["THINKING_MARKERS", "ThinkingSplitter", "split_thinking", "thinking_markers"]
+__all__ = ["THINKING_MARKERS", "ThinkingSplitter", "split_thinking", "thinking_markers", "thinking_token_count"]
 
 #: (start, end) marker pairs used by reasoning models, most common first.
 THINKING_MARKERS: tuple[tuple[str, str], ...] = (
@@ -108,3 +109,24 @@ def split_thinking(text: str, start: str = "<think>", end: str = "</think>", *,
     thinking, content = splitter.feed(text)
     more_thinking, more_content = splitter.flush()
     return thinking + more_thinking, content + more_content
+
+
+def thinking_token_count(pieces: Iterable[bytes], start: str = "<think>", end: str = "</think>", *,
+                         in_thinking: bool = False) -> int:
+    """How many generated tokens (each one's bytes, in order) are reasoning: from the one that
+    completes the start marker to the one that completes the end marker (to the last, if it never
+    comes), as :class:`ThinkingSplitter` reads their text."""
+    markers = (start.encode("utf-8"), end.encode("utf-8"))
+    text, searched, count = bytearray(), 0, 0
+    for piece in pieces:
+        reasoning = in_thinking  # this token opens, holds or closes reasoning
+        text += piece
+        while True:
+            marker = markers[in_thinking]
+            index = text.find(marker, searched)
+            if index < 0:
+                searched = max(searched, len(text) - len(marker) + 1)
+                break
+            searched, in_thinking, reasoning = index + len(marker), not in_thinking, True
+        count += reasoning
+    return count

@@ -33,7 +33,7 @@ from .responses_input import (
     sampling_body,
     think_of,
 )
-from .responses_output import ResponseDraft
+from .responses_output import ResponseDraft, reasoning_tokens
 from .responses_schemas import ResponseCreateRequest
 from .responses_store import ResponseStore
 from .responses_stream import ResponseEvents
@@ -107,14 +107,15 @@ async def create_response(body: ResponseCreateRequest, request: Request, service
         except BaseException:
             store.live.pop(draft.id, None)
             raise
-        events = ResponseEvents(draft, turn, done)
+        events = ResponseEvents(draft, turn, done, service)
         return WatchedStreamingResponse(events.stream(firsts), media_type=SSE,
                                         on_close=[turn.close, lambda: store.live.pop(draft.id, None)])
     try:
-        async with turn:
-            collected = await turn.collect()
-        result = collected[0].result
-        draft.finish(result, turn.plan.chat.parse(result.text))
+        async with turn:  # the lease is held while the reasoning tokens are counted
+            result = (await turn.collect())[0].result
+            output = turn.plan.chat.parse(result.text)
+            reasoning = await reasoning_tokens(service, turn, result, output.thinking)
+        draft.finish(result, output, reasoning_tokens=reasoning)
     except LlamarunError as exc:
         if not draft.cancelled:
             store.live.pop(draft.id, None)

@@ -7,20 +7,28 @@ import time
 import uuid
 from typing import Any
 
-from ...serving import Turn
+from ...serving import Service, Turn
 from ...types import GenerationResult
 from .responses_schemas import ResponseCreateRequest
 
-__all__ = ["ResponseDraft", "new_id"]
+__all__ = ["ResponseDraft", "new_id", "reasoning_tokens"]
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def _usage(result: GenerationResult) -> dict[str, Any]:
+async def reasoning_tokens(service: Service, turn: Turn, result: GenerationResult, thinking: str) -> int:
+    """How many of the output tokens are the reasoning (``thinking``: its text, as parsed)."""
+    if not thinking or not result.token_ids:
+        return 0
+    ids, plan = result.token_ids, turn.plan.chat
+    return await service.engine_call(turn.lease, lambda m: plan.reasoning_tokens(m.vocab.piece(t) for t in ids))
+
+
+def _usage(result: GenerationResult, reasoning: int) -> dict[str, Any]:
     return {"input_tokens": result.prompt_tokens, "input_tokens_details": {"cached_tokens": result.cached_tokens},
-            "output_tokens": result.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": result.completion_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": result.prompt_tokens + result.completion_tokens}
 
 
@@ -66,9 +74,13 @@ class ResponseDraft:
     # -- output items ---------------------------------------------------------
 
     @staticmethod
-    def reasoning_item(text: str, *, status: str = "completed", item_id: str | None = None) -> dict[str, Any]:
+    def reasoning_part(text: str) -> dict[str, Any]:
+        return {"type": "reasoning_text", "text": text}
+
+    @classmethod
+    def reasoning_item(cls, text: str, *, status: str = "completed", item_id: str | None = None) -> dict[str, Any]:
         return {"type": "reasoning", "id": item_id or new_id("rs"), "status": status, "summary": [],
-                "content": [{"type": "reasoning_text", "text": text}] if text or status == "completed" else []}
+                "content": [cls.reasoning_part(text)] if text or status != "in_progress" else []}
 
     @staticmethod
     def text_part(text: str) -> dict[str, Any]:
@@ -84,7 +96,7 @@ class ResponseDraft:
         return {"type": "function_call", "id": new_id("fc"), "call_id": call.id, "name": call.name,
                 "arguments": call.arguments_json if arguments is None else arguments, "status": status}
 
-    def finish(self, result: GenerationResult, output: Any = None) -> None:
+    def finish(self, result: GenerationResult, output: Any = None, *, reasoning_tokens: int = 0) -> None:
         """The turn ended: status and usage (and, when ``output`` is given, the items from it whole)."""
         if output is not None:
             if output.thinking:
@@ -92,7 +104,7 @@ class ResponseDraft:
             if output.content or not output.tool_calls:
                 self.output.append(self.message_item(output.content))
             self.output.extend(self.call_item(call) for call in output.tool_calls)
-        self.usage = _usage(result)
+        self.usage = _usage(result, reasoning_tokens)
         self.completed_at = int(time.time())
         if result.finish_reason.value in ("length", "deadline"):
             self.status, self.incomplete_details = "incomplete", {"reason": "max_output_tokens"}

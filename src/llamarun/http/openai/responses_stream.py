@@ -1,13 +1,18 @@
 """A streamed response: OpenAI's event sequence, each event named (``event:``) and numbered.
 
     response.created, response.in_progress,
-    [response.output_item.added (reasoning), response.reasoning_text.delta ..., response.reasoning_text.done,
+    [response.output_item.added (reasoning), response.content_part.added (reasoning_text),
+     response.reasoning_text.delta ..., response.reasoning_text.done, response.content_part.done,
      response.output_item.done]
     response.output_item.added (message), response.content_part.added, response.output_text.delta ...,
     response.output_text.done, response.content_part.done, response.output_item.done,
     [response.output_item.added (function_call), response.function_call_arguments.delta,
      response.function_call_arguments.done, response.output_item.done ...]
     response.completed | response.incomplete | (error, response.failed)
+
+A reasoning item's text is a content part as a message's is (as in OpenAI's own Responses server for
+gpt-oss, and the client's ``ResponseContentPartAddedEvent``, whose part may be ``reasoning_text``).
+Items still open when the answer is cut short (``max_output_tokens``) are done as ``incomplete``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from ...errors import LlamarunError
-from ...serving import Event, Turn, codes_of
-from ...types import Chunk
+from ...serving import Event, Service, Turn, codes_of
+from ...types import Chunk, FinishReason
 from ..streaming import line_json
-from .responses_output import ResponseDraft
+from .responses_output import ResponseDraft, reasoning_tokens
 
 __all__ = ["ResponseEvents"]
 
@@ -28,11 +33,13 @@ class ResponseEvents:
     """The events of one streamed response; ``done(draft)`` is awaited once it ended, before its last
     event (so that a client reading it finds the response stored)."""
 
-    def __init__(self, draft: ResponseDraft, turn: Turn, done: Callable[[ResponseDraft], Awaitable[None]]) -> None:
-        self.draft, self.turn, self.done = draft, turn, done
+    def __init__(self, draft: ResponseDraft, turn: Turn, done: Callable[[ResponseDraft], Awaitable[None]],
+                 service: Service) -> None:
+        self.draft, self.turn, self.done, self.service = draft, turn, done, service
         self.sequence = 0
         self.item: dict[str, Any] | None = None  # the item being streamed (reasoning or message)
         self.text = ""  # its text so far
+        self.status = "completed"  # of the items done from now on ("incomplete" once the answer was cut)
 
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -49,8 +56,8 @@ class ResponseEvents:
         self.item = (draft.reasoning_item("", status="in_progress") if kind == "reasoning"
                      else draft.message_item(None, status="in_progress"))
         events.append(self.event("response.output_item.added", output_index=len(draft.output), item=self.item))
-        if kind == "message":
-            events.append(self.event("response.content_part.added", **self._where(), part=draft.text_part("")))
+        part = draft.reasoning_part("") if kind == "reasoning" else draft.text_part("")
+        events.append(self.event("response.content_part.added", **self._where(), part=part))
         return events
 
     def _close(self) -> list[bytes]:
@@ -59,10 +66,11 @@ class ResponseEvents:
             return []
         where = self._where()
         if item["type"] == "reasoning":
-            done = draft.reasoning_item(text, item_id=item["id"])
-            events = [self.event("response.reasoning_text.done", **where, text=text)]
+            done = draft.reasoning_item(text, item_id=item["id"], status=self.status)
+            events = [self.event("response.reasoning_text.done", **where, text=text),
+                      self.event("response.content_part.done", **where, part=draft.reasoning_part(text))]
         else:
-            done = draft.message_item(text, item_id=item["id"])
+            done = draft.message_item(text, item_id=item["id"], status=self.status)
             events = [self.event("response.output_text.done", **where, text=text, logprobs=[]),
                       self.event("response.content_part.done", **where, part=draft.text_part(text))]
         events.append(self.event("response.output_item.done", output_index=where["output_index"], item=done))
@@ -107,6 +115,8 @@ class ResponseEvents:
                         for data in self._delta("reasoning", delta.thinking) + self._delta("message", delta.content):
                             yield data
                     continue
+                if event.finish_reason in (FinishReason.LENGTH, FinishReason.DEADLINE):
+                    self.status = "incomplete"  # as draft.finish marks the items of a whole answer
                 delta, output = parser.finish()
                 for data in self._delta("reasoning", delta.thinking) + self._delta("message", delta.content):
                     yield data
@@ -116,7 +126,8 @@ class ResponseEvents:
                         yield data
                 for data in self._close() + self._calls(output.tool_calls):
                     yield data
-                draft.finish(event)
+                draft.finish(event, reasoning_tokens=await reasoning_tokens(self.service, self.turn, event,
+                                                                            output.thinking))
         except LlamarunError as exc:
             codes = codes_of(exc)
             draft.fail(exc, codes.bridge)
