@@ -74,6 +74,9 @@ def serve(
     max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
     web: Optional[bool] = typer.Option(None, "--web/--no-web",
                                        help="Serve the chat page at / and the dashboard at /dashboard (default on)."),
+    log_prompts: Optional[bool] = typer.Option(
+        None, "--log-prompts/--no-log-prompts",
+        help="Show the first 200 characters of each prompt in the dashboard's recent requests (default off)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, gemma, "
                                            "...) for models without one (default: from their special tokens)."),
@@ -100,7 +103,7 @@ def serve(
 _SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
                     "memory_budget", "session_ram", "session_disk", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
                     "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
-                    "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v")
+                    "allow_request_reload", "web", "log_prompts", "api_key_file", "log_level", "cache_type_k", "cache_type_v")
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
