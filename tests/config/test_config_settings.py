@@ -200,3 +200,23 @@ def test_home_dir_ignores_unrelated_bad_settings(tmp_path: Path) -> None:
     assert home_dir(env) == Path("~/models").expanduser()
     with pytest.raises(ConfigError):
         load_settings(env=env)
+
+
+def test_log_prompts_is_off_by_default_and_set_by_each_layer(tmp_path: Path) -> None:
+    from llamarun.runtime import ManagerConfig
+
+    empty = {"LLAMARUN_CONFIG": str(write(tmp_path, ""))}
+    s = load_settings(env=empty)
+    assert s.log_prompts is False and s.origin("log_prompts") == Origin("default")
+    assert ManagerConfig.from_settings(s).log_prompts is False
+    on_file = load_settings(env={"LLAMARUN_CONFIG": str(write(tmp_path, "log_prompts = true", "l.toml"))})
+    assert on_file.log_prompts is True
+    on_env = load_settings(env={**empty, "LLAMARUN_LOG_PROMPTS": "1"})
+    assert on_env.log_prompts is True and on_env.origin("log_prompts") == Origin("env", "LLAMARUN_LOG_PROMPTS")
+    on_flag = load_settings({"log_prompts": True}, env=empty)
+    assert on_flag.origin("log_prompts") == Origin("flag", "--log-prompts")
+    assert ManagerConfig.from_settings(on_flag).log_prompts is True
+    off_flag = load_settings({"log_prompts": False}, env={**empty, "LLAMARUN_LOG_PROMPTS": "true"})
+    assert off_flag.log_prompts is False  # --no-log-prompts beats the environment
+    with pytest.raises(ConfigError, match="log_prompts"):
+        load_settings(env={"LLAMARUN_CONFIG": str(write(tmp_path, 'log_prompts = "maybe"', "bad.toml"))})

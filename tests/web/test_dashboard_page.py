@@ -69,4 +69,6 @@ def test_dashboard_under_load_matches_metrics(web_server: Any, page: Any, page_e
     wait_until(page, "() => document.querySelector(\"[data-outcome='cancelled'] b\").textContent"
                      f" === '{int(cancelled)}'", timeout_s=10)
     assert page.locator("#recent tbody tr td.outcome-cancelled").count() >= 8
+    assert page.locator("#recent td.prompt-text").count() == 0  # no prompt text without --log-prompts
+    assert page.locator("#prompt-text-head").is_hidden()
     assert not page_errors, page_errors

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tinymodel import SPECIALS
 from webhelpers import serve_helpers
 
 pytestmark = pytest.mark.timeout(300)
@@ -168,6 +169,49 @@ def test_dashboard_feed_streams_views_and_ends_when_the_server_drains(web_home: 
         assert time.monotonic() - started < 10  # an open dashboard does not hold the drain
     finally:
         server.stop()
+
+
+PROMPT = "<img src=x onerror=alert(1)> " + "tell me about the lighthouse keeper " * 10  # longer than 200
+
+
+def _recent_after(server, body: dict, path: str = "/api/generate") -> tuple[dict, str]:
+    """The dashboard's row of the request ``body`` (the newest), and the whole view as JSON text."""
+    c = server.client()
+    before = {r["id"] for r in c.get("/web/dashboard/status").json()["recent"]}
+    c.post(path, json=body).raise_for_status()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = c.get("/web/dashboard/status")
+        rows = [row for row in r.json()["recent"] if row["id"] not in before]
+        if rows:
+            return rows[0], r.text
+        time.sleep(0.1)
+    raise AssertionError("the request never reached the dashboard's recent requests")
+
+
+def test_recent_requests_keep_no_prompt_text_without_log_prompts(tiny_server) -> None:
+    body = {"model": "tiny", "prompt": PROMPT[:100], "stream": False, "options": {"num_predict": 2}}  # ctx 256
+    row, text = _recent_after(tiny_server, body)
+    assert row["prompt_tokens"] > 0 and "prompt" not in row
+    assert "lighthouse" not in text and "onerror" not in text  # nothing of the prompt in the view
+
+
+def test_log_prompts_keeps_the_first_200_characters(web_home: Path) -> None:
+    server = serve_helpers().start_server(web_home, "--parallel", "1", "--ctx", "512", "--log-prompts")
+    try:
+        raw = {"model": "tiny", "prompt": PROMPT, "raw": True, "stream": False, "options": {"num_predict": 2}}
+        row, _ = _recent_after(server, raw)
+        assert row["prompt"] == PROMPT[:200] and len(row["prompt"]) == 200  # as sent, untouched
+        chat = {"model": "tiny", "stream": False, "options": {"num_predict": 2},
+                "messages": [{"role": "user", "content": "Hello <b>there</b>, keeper"}]}
+        row, _ = _recent_after(server, chat, "/api/chat")
+        assert "Hello <b>there</b>, keeper" in row["prompt"]  # the templated prompt as the model reads it
+        assert "<|im_start|>" in row["prompt"] and len(row["prompt"]) <= 200
+        ids = [len(SPECIALS) + b for b in b"keeper <i>"]  # the tiny vocabulary's byte tokens
+        row, _ = _recent_after(server, {"model": "tiny", "prompt": ids, "max_tokens": 2}, "/v1/completions")
+        assert row["prompt"] == "keeper <i>"  # token ids: detokenized by the model
+    finally:
+        assert server.stop() == 0
 
 
 def test_no_web_turns_both_off(web_home: Path) -> None:

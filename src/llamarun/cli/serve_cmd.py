@@ -71,6 +71,8 @@ def serve(
     max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
     max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
     web: Optional[bool] = typer.Option(None, "--web/--no-web", help="The chat page at / and /dashboard (on)."),
+    log_prompts: Optional[bool] = typer.Option(None, "--log-prompts/--no-log-prompts",
+                                               help="Prompt text in the dashboard (first 200 chars)."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, gemma, "
                                            "...) for models without one (default: from their special tokens)."),
@@ -97,8 +99,8 @@ def serve(
 _SETTING_OPTIONS = ("host", "port", "parallel", "threads", "backend", "keep_alive", "max_loaded_models",
                     "memory_budget", "session_ram", "session_disk", "max_queue", "request_timeout", "shutdown_timeout", "api_key", "stream_interval",
                     "header_timeout", "body_timeout", "max_connections_per_client", "max_request_ctx",
-                    "allow_request_reload", "web", "api_key_file", "log_level", "cache_type_k", "cache_type_v",
-                    "speculative")
+                    "allow_request_reload", "web", "log_prompts", "api_key_file", "log_level", "cache_type_k",
+                    "cache_type_v", "speculative")
 
 
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     )
     web: bool = Field(True, description="Serve the web chat page at / and the live dashboard at /dashboard "
                       "(`serve --no-web`: off).")
+    log_prompts: bool = Field(False, description="Keep the first 200 characters of each prompt in the dashboard's "
+                              "recent requests, shown there as text (`serve --log-prompts`; off: nothing of a "
+                              "prompt is kept).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "WARNING", description="Python logging level of llamarun (DEBUG also shows llama.cpp's log)."
     )

@@ -42,6 +42,8 @@ class RuntimeConfig:
     ``speculative`` is how requests speculate unless they say otherwise (see
     :mod:`~llamarun.runtime.speculative`; a ``draft_model`` path is loaded with the model);
     ``speculative_p_min`` ends a draft model's draft at a token it gives less probability.
+    ``log_prompts`` keeps the first characters of each finished request's prompt in
+    :meth:`Runtime.status <llamarun.runtime.runtime.Runtime.status>` (off: nothing of a prompt is kept).
     """
 
     n_ctx: int = 4096
@@ -65,6 +67,7 @@ class RuntimeConfig:
     session_dir: str = ""
     speculative: Speculation | None = None
     speculative_p_min: float = 0.5
+    log_prompts: bool = False
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)
@@ -128,6 +131,7 @@ class ManagerConfig:
     speculative: str = "off"  # how requests speculate unless they say otherwise ("off", "ngram", "draft")
     speculative_n_max: int = 8
     speculative_draft_model: str = ""  # GGUF path of the draft model loaded with each model ("": none)
+    log_prompts: bool = False  # the dashboard's recent requests keep a prefix of each prompt
 
     def __post_init__(self) -> None:
         _check_backend(self.backend)

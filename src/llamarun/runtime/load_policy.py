@@ -260,7 +260,7 @@ def hardware_planner(hardware: HardwareCache | None = None) -> Planner:
             source.path, cache.profile(), _manager_request(options, config, budget), model_name=source.name,
             advice=_SERVE_ADVICE, max_queue=config.max_queue, session_ram=config.session_ram,
             session_disk=config.session_disk, session_dir=config.session_dir,
-            backend=config.backend, speculative=config.speculation())
+            backend=config.backend, speculative=config.speculation(), log_prompts=config.log_prompts)
         return runtime_config, resources.estimate.total
 
     return plan

@@ -66,7 +66,8 @@ class Runtime:
         self._cond = threading.Condition()
         self._inbox: deque[tuple[str, Any]] = deque()
         self._requests: dict[int, ActiveRequest] = {}
-        self._recent: deque[FinishedRequest] = deque(maxlen=_RECENT_REQUESTS)  # for status(): counts, no text
+        self._recent: deque[FinishedRequest] = deque(maxlen=_RECENT_REQUESTS)  # for status(): no text but
+        # the start of the prompt with config.log_prompts
         self._accepting = True
         self._closed = False  # close() has finished: nothing will ever run here again
         self._status = HealthStatus.LOADING
@@ -262,10 +263,18 @@ class Runtime:
             self._forget_finished()
 
     def _forget_finished(self) -> None:
+        log_prompt = self.config.log_prompts
+        detokenize = self._detokenize if log_prompt else None
         with self._cond:
             now = time.monotonic()
             for request_id in [i for i, r in self._requests.items() if r.status.finished]:
-                self._recent.append(finished_record(self._requests.pop(request_id), now))
+                self._recent.append(finished_record(self._requests.pop(request_id), now, log_prompt=log_prompt,
+                                                    detokenize=detokenize))
+
+    def _detokenize(self, tokens: list[int]) -> str:
+        """A token-id prompt's text for status() (engine thread; special tokens written out)."""
+        loop = self._loop
+        return loop.model.detokenize(tokens, special=True) if loop is not None else ""
 
     def _fail_inbox(self, error: BaseException) -> None:
         with self._cond:

@@ -5,24 +5,31 @@ the dashboard. It reads the engine loop's lists and the requests' counters witho
 read is of a whole Python object (a list copied at once, an int), so the view may be a step old
 or mix two steps, never broken. Nothing here changes the loop's state.
 
-Finished requests are recorded as :class:`FinishedRequest` (counts and times only, never the
-prompt or the output text).
+Finished requests are recorded as :class:`FinishedRequest`: counts and times, never the output
+text, and of the prompt nothing unless the runtime was asked to keep its first
+:data:`PROMPT_CHARS` characters (``RuntimeConfig.log_prompts``, ``serve --log-prompts``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import LlamarunError
+from ..types import PromptSegments
 from .request import RequestStatus
 
 if TYPE_CHECKING:
     from .loop import EngineLoop
     from .sequence import ActiveRequest
 
-__all__ = ["FinishedRequest", "RuntimeStatus", "SlotState", "finished_record", "read_status"]
+__all__ = ["PROMPT_CHARS", "FinishedRequest", "RuntimeStatus", "SlotState", "finished_record", "prompt_prefix",
+           "read_status"]
+
+PROMPT_CHARS = 200  # characters of a prompt kept with log_prompts
+_PROMPT_TOKENS = 256  # token ids detokenized for a token-id prompt (more than PROMPT_CHARS needs)
 
 _OUTCOMES = {
     RequestStatus.FINISHED_STOPPED: "stop",
@@ -58,7 +65,8 @@ class SlotState:
 
 @dataclass(frozen=True)
 class FinishedRequest:
-    """A finished request: ``finished_at`` is wall-clock seconds, durations are seconds."""
+    """A finished request: ``finished_at`` is wall-clock seconds, durations are seconds;
+    ``prompt`` the first :data:`PROMPT_CHARS` characters of its prompt with ``log_prompts``, else None."""
 
     request_id: int
     finished_at: float
@@ -69,6 +77,7 @@ class FinishedRequest:
     total_s: float
     ttft_s: float | None
     generate_s: float
+    prompt: str | None = None
 
     @property
     def itl_s(self) -> float | None:
@@ -91,15 +100,35 @@ class RuntimeStatus:
         return sum(s.busy for s in self.slots)
 
 
-def finished_record(req: ActiveRequest, now: float | None = None) -> FinishedRequest:
-    """What the dashboard keeps of a finished request (called on the engine thread)."""
+def prompt_prefix(prompt: str | Sequence[int] | PromptSegments,
+                  detokenize: Callable[[list[int]], str] | None = None, limit: int = PROMPT_CHARS) -> str:
+    """The first ``limit`` characters of a prompt as the model reads it: the text, a chat template's
+    whole output, or token ids detokenized (with ``detokenize``; without it, or for ids the model
+    does not know, an empty string)."""
+    if isinstance(prompt, PromptSegments):
+        return prompt.text[:limit]
+    if isinstance(prompt, str):
+        return prompt[:limit]
+    if detokenize is None:
+        return ""
+    try:
+        return detokenize(list(prompt[:_PROMPT_TOKENS]))[:limit]
+    except LlamarunError:
+        return ""
+
+
+def finished_record(req: ActiveRequest, now: float | None = None, *, log_prompt: bool = False,
+                    detokenize: Callable[[list[int]], str] | None = None) -> FinishedRequest:
+    """What the dashboard keeps of a finished request (called on the engine thread): with
+    ``log_prompt`` the start of its prompt too (:func:`prompt_prefix`), else nothing of it."""
     now = time.monotonic() if now is None else now
     t = req.timings(now)
     return FinishedRequest(
         request_id=req.id, finished_at=time.time() - (time.monotonic() - now),
         outcome=_OUTCOMES.get(req.status, req.status.name.lower()), prompt_tokens=req.n_prompt,
         cached_tokens=req.cached_tokens, generated_tokens=len(req.generated), total_s=t.total_s,
-        ttft_s=t.ttft_s, generate_s=t.generate_s)
+        ttft_s=t.ttft_s, generate_s=t.generate_s,
+        prompt=prompt_prefix(req.spec.prompt, detokenize) if log_prompt else None)
 
 
 def _slot_state(seq_id: int, cells: int, req: ActiveRequest | None, now: float) -> SlotState:

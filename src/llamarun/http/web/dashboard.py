@@ -5,7 +5,9 @@ and status (:mod:`llamarun.runtime.status`) and the HTTP counters into one JSON-
 (tokens per second in and out) are the change of the token counters between two views; the
 history of rates and queue depth covers the last ``history_s`` seconds of views (kept while a
 dashboard is open). Latency quantiles are computed as ``/metrics`` computes them, over the same
-samples, so the numbers agree. No prompt or output text is ever part of a view.
+samples, so the numbers agree. No output text is ever part of a view, and no prompt text unless
+the server keeps it (``serve --log-prompts``): then each recent request carries ``prompt``, the
+first characters of its prompt, which the page shows as text.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def _slot(s: Any) -> dict[str, Any]:
 
 
 def _finished(model: str, r: FinishedRequest) -> dict[str, Any]:
-    return {"model": model, "id": r.request_id, "finished_at": r.finished_at, "outcome": r.outcome,
-            "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
-            "generated_tokens": r.generated_tokens, "total_s": r.total_s, "ttft_s": r.ttft_s, "itl_s": r.itl_s}
+    row = {"model": model, "id": r.request_id, "finished_at": r.finished_at, "outcome": r.outcome,
+           "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
+           "generated_tokens": r.generated_tokens, "total_s": r.total_s, "ttft_s": r.ttft_s, "itl_s": r.itl_s}
+    if r.prompt is not None:  # only with log_prompts
+        row["prompt"] = r.prompt
+    return row
 
 
 class DashboardFeed:

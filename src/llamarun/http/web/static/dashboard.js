@@ -97,7 +97,9 @@
       el("td", { class: "outcome-" + r.outcome, text: r.outcome }),
       el("td", { class: "num", text: String(r.prompt_tokens) }), el("td", { class: "num", text: String(r.cached_tokens) }),
       el("td", { class: "num", text: String(r.generated_tokens) }), el("td", { class: "num", text: ms(r.ttft_s) }),
-      el("td", { class: "num", text: ms(r.itl_s) }), el("td", { class: "num", text: fmt(r.total_s, 2) + " s" }));
+      el("td", { class: "num", text: ms(r.itl_s) }), el("td", { class: "num", text: fmt(r.total_s, 2) + " s" }),
+      // the prompt's start (only with serve --log-prompts) is untrusted text: textContent, never HTML
+      "prompt" in r ? el("td", { class: "prompt-text", title: r.prompt, text: r.prompt }) : null);
   }
 
   function show(view) {
@@ -134,6 +136,7 @@
     shown.push(el("span", {}, "HTTP 5xx ", el("b", { text: String(view.http.by_class["5xx"]) })));
     $("outcomes").replaceChildren(...shown);
     $("recent").tBodies[0].replaceChildren(...view.recent.map(recentRow));
+    $("prompt-text-head").hidden = !view.recent.some((r) => "prompt" in r);
     document.body.dataset.views = String(Number(document.body.dataset.views || 0) + 1);
   }
 
