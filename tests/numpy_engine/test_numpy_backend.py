@@ -3,6 +3,7 @@ cancellation, the CLI's --backend, `llamarun version`, and llamarun without llam
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,20 @@ def test_cli_run_with_backend_numpy(tiny_model_path):
     done = _run(["-m", "llamarun", "run", str(tiny_model_path), "--backend", "numpy", "--ctx", "64",
                  "-n", "4", "--temperature", "0", "the"])
     assert done.returncode == 0, done.stderr
+
+
+def test_show_and_hw_state_the_numpy_backends_memory(tiny_model_path, tmp_path):
+    """Every tensor dequantized to float32: what the NumPy backend holds, shown before anything loads."""
+    from llamarun.numpy_engine import Model
+
+    expected = Model(tiny_model_path).f32_bytes
+    env = {"LLAMARUN_HOME": str(tmp_path), "COLUMNS": "200", "NO_COLOR": "1"}
+    assert _run(["-m", "llamarun", "create", "tiny", "--from", str(tiny_model_path), "-q"], env).returncode == 0
+    shown = _run(["-m", "llamarun", "show", "tiny", "--json"], env)
+    assert json.loads(shown.stdout)["details"]["numpy_backend_bytes"] == expected
+    assert "as float32 (--backend numpy)" in _run(["-m", "llamarun", "show", "tiny"], env).stdout
+    planned = _run(["-m", "llamarun", "hw", "--model", "tiny", "--json"], env)
+    assert json.loads(planned.stdout)["plan"]["numpy_backend_bytes"] == expected
 
 
 _BLOCK_LLAMA_CPP = textwrap.dedent("""

@@ -48,6 +48,12 @@ def _plan(model: str, ctx: int | None, parallel: int | None, profile: Any,
     return plan_resources(read_model_facts(_model_path(model)), profile, ResourceRequest.from_settings(settings))
 
 
+def _float32_bytes(model: str) -> int:
+    from ..gguf import check_gguf
+
+    return check_gguf(_model_path(model)).float32_bytes
+
+
 def _finite(value: Any) -> Any:
     """JSON has no Infinity: map non-finite floats (e.g. "fast on the GPU") to null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -126,7 +132,7 @@ def hw(
 ) -> None:
     """Show CPU, RAM, GPUs and llama.cpp backends; plan a model; recommend one. Exit 1 if --model does not fit."""
     from ..config.names import public_names
-    from ..hardware import detect_hardware
+    from ..hardware import detect_hardware, format_bytes
     from ..recommend import recommend_model
 
     profile = detect_hardware()
@@ -135,7 +141,8 @@ def hw(
     if as_json:
         data: dict[str, Any] = profile.to_dict()
         if plan is not None:
-            data["plan"] = public_names(dataclasses.asdict(plan)) | {"memory_total": plan.estimate.total}
+            data["plan"] = public_names(dataclasses.asdict(plan)) | {"memory_total": plan.estimate.total,
+                                                                     "numpy_backend_bytes": _float32_bytes(model)}
         if advice is not None:
             data["recommendation"] = dataclasses.asdict(advice)
             data["recommendation"]["weight_format"] = _format_advice(advice.name, profile)
@@ -144,7 +151,9 @@ def hw(
         _print_profile(profile)
         if plan is not None:
             _print_reasons(f"plan for {model}: context {plan.n_ctx} x {plan.n_slots} sequences, "
-                           f"{plan.n_threads} threads, {plan.n_gpu_layers} GPU layers", plan.reasons)
+                           f"{plan.n_threads} threads, {plan.n_gpu_layers} GPU layers",
+                           (*plan.reasons, f"the NumPy backend (--backend numpy) holds the weights as float32: "
+                                           f"{format_bytes(_float32_bytes(model))}"))
         if advice is not None:
             _print_reasons(f"recommended model: {advice.name or 'none'}", advice.reasons)
             _print_reasons("weight format", tuple(_format_advice(advice.name, profile)))

@@ -161,7 +161,8 @@ def _show_text(details: Any, verbose: bool) -> None:
         ("name", model.name), ("architecture", g.architecture or "-"),
         ("parameters", f"{g.parameters} ({g.parameter_count:,})"), ("quantization", g.quantization),
         ("context length", str(g.context_length or "-")), ("license", g.license or "-"),
-        ("size", _size(model.size)), ("digest", model.digest), ("source", model.source or "-"),
+        ("size", _size(model.size)), ("numpy backend", f"{_size(g.float32_bytes)} as float32 (--backend numpy)"),
+        ("digest", model.digest), ("source", model.source or "-"),
         ("path", str(model.path)), ("verified", model.manifest.get("verified_by") or str(model.verified).lower()),
     ]
     typer.echo("Model")

@@ -57,6 +57,11 @@ class GGUFInfo:
         """Parameter count for people: ``135M``, ``1.2B``."""
         return format_count(self.parameter_count)
 
+    @property
+    def float32_bytes(self) -> int:
+        """Memory the NumPy backend holds the weights in (every tensor dequantized to float32)."""
+        return self.parameter_count * 4
+
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts a store manifest records."""
         return {

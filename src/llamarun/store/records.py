@@ -101,6 +101,7 @@ class ModelDetails:
         data = self.model.to_json()
         data["details"] = self.gguf.summary()
         data["details"]["chat_template"] = self.gguf.chat_template
+        data["details"]["numpy_backend_bytes"] = self.gguf.float32_bytes
         for key in ("template", "system", "license", "params"):
             value = self.model.manifest.get("ollama", {}).get(key) if isinstance(
                 self.model.manifest.get("ollama"), dict) else None
