@@ -48,6 +48,28 @@ def test_logits_match_llama_cpp_per_type(variant, qtype, vocab, least):
     assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.9
 
 
+@pytest.mark.parametrize(("ftype", "kquants"), [("Q4_K_M", {"Q4_K", "Q6_K"}), ("Q5_K_M", {"Q5_K", "Q6_K"})])
+def test_k_quants_from_llama_cpp_match(variant, tmp_path, ftype, kquants):
+    """K-quant tensors written by llama.cpp's own quantizer (gguf cannot write them), read back
+    with gguf's dequantizers: a model 256 wide, so every matrix takes the K-quant blocks."""
+    import gguf
+
+    from llamarun.engine.quantize import quantize_gguf
+
+    source = variant(qtype="F32", n_embd=256, n_ff=512, n_head=4, n_head_kv=2, tied=False)
+    path = tmp_path / f"{ftype}.gguf"
+    quantize_gguf(source, path, ftype)
+    types = {t.tensor_type.name for t in gguf.GGUFReader(str(path), "r").tensors}
+    assert kquants <= types, types
+    lm = engine.Model(path)
+    tokens = lm.tokenize("hello the world and is in the tin  of 123 émoji 🎉")[:40]
+    theirs = _logits(lm, engine.Context, engine.Batch, tokens)
+    for emulate, least in ((False, 0.97), (True, 0.995)):  # llama.cpp rounds activations to Q8_K blocks
+        ours = _logits(ne.Model(path, emulate_llama_cpp=emulate), ne.Context, ne.Batch, tokens)
+        assert _cosines(theirs, ours).min() >= least
+        assert np.mean(theirs.argmax(1) == ours.argmax(1)) >= 0.9
+
+
 def test_refuses_what_will_not_fit(variant):
     with pytest.raises(InsufficientMemoryError, match="GiB"):
         ne.Model(variant(), available_memory=lambda: 1000)
