@@ -47,7 +47,9 @@ TEXT = ("The library opens at nine in the morning and closes at six in the eveni
         "five books at a time for three weeks. Late returns cost ten cents a day. The reading room on the second "
         "floor is quiet, and the children's corner on the ground floor has story time every Saturday at ten.")
 COPYING = [
-    f"Rename the function parse_config to read_config in this code and show the whole code:\n```python\n{CODE}```",
+    # (SmolLM2-135M explains rather than copies when asked to rename the function: not a copying prompt)
+    f"Add a comment line '# skip blank lines and comments' above the if statement in this code and show all of "
+    f"it:\n```python\n{CODE}```",
     f"Repeat this text exactly, word for word:\n\n{TEXT}",
     f"Add a docstring line 'Lines starting with # are skipped.' to this code and show all of it:\n```python\n{CODE}```",
 ]

@@ -68,6 +68,27 @@ def test_a_full_batch_drafts_less_for_requests_whose_drafts_miss(tmp_path):
     assert drafted[8][0] < 0.75 * drafted[1][0], drafted  # measured: 27 drafted a request alone, 14.4 in 8
 
 
+def test_a_running_batch_with_no_queue_drafts_only_when_nearly_all_of_it_can(tmp_path):
+    """With every request running and none waiting, the step count is the slowest request's: one
+    request's drafts beside one that cannot draft would only add work, so none are made."""
+    target = write_tiny_gguf(tmp_path / "mixed.gguf", seed=5)
+    with Runtime(target, RuntimeConfig(n_ctx=512, n_slots=2, n_threads=2)) as rt:
+        client = SyncClient(rt)
+        ngram = Speculation(type="ngram", n_max=8)
+
+        def copying(seed):
+            return client.stream(GenerationRequest(prompt=PROMPT, max_tokens=24, ignore_eos=True, speculative=ngram,
+                                                   sampling=SamplingParams(**{**WARM.__dict__, "seed": seed})))
+
+        alone = copying(0).wait()
+        other = client.stream(GenerationRequest(prompt=list(range(20, 40)), max_tokens=200, ignore_eos=True,
+                                                speculative=Speculation(type="off")))
+        beside = copying(0).wait()
+        other.wait()
+    assert alone.timings.drafted_tokens > 0
+    assert beside.timings.drafted_tokens == 0
+
+
 def test_settings_are_checked():
     with pytest.raises(InvalidParameterError):
         Speculation(type="medusa")

@@ -24,6 +24,7 @@ from .speculative import Speculation, SpeculationState, draft_limit, resolve, wo
 __all__ = ["Speculator", "write_drafts"]
 
 logger = logging.getLogger(__name__)
+_CLOSED_BATCH_SHARE = 0.75  # of a full batch's requests that must draft for any to (see Speculator.propose)
 
 
 class Speculator:
@@ -43,28 +44,48 @@ class Speculator:
         kind, n_max = resolve(req.spec.speculative, self.settings, draft_name)
         req.speculation = SpeculationState(kind, n_max) if kind != "off" and n_max > 0 else None
 
-    def propose(self, work: list[Work], budget: int) -> None:
-        """Give this step's decoding shares their drafts, within what is left of the token budget."""
+    def propose(self, work: list[Work], budget: int, *, queued: bool = False) -> None:
+        """Give this step's decoding shares their drafts, within what is left of the token budget.
+
+        Alone, or with requests waiting for a slot (a request that finishes sooner lets the next
+        one start sooner), each request drafts what :func:`worth_drafting` says its recent
+        acceptance is worth in a batch this size.  With several requests running and none
+        waiting (``queued`` False), the step count is the slowest request's: drafts shorten it
+        only when (nearly) every request in the step drafts, so unless three in four have a
+        draft none is made.
+        """
+        sampled = [w for w in work if w.sample]
         left = budget - sum(w.count for w in work)
-        sharing = sum(1 for w in work if w.sample)
         asks: list[tuple[Work, DraftAsk]] = []
-        for w in work:
-            state = w.req.speculation
-            if state is None or not w.sample or w.count != 1 or left <= 0:
+        for w in sampled:
+            k = self._length(w, len(sampled), left)
+            if k <= 0:
                 continue
-            if (k := min(draft_limit(w.req, self.n_ctx), left, state.wants())) <= 0:
-                continue
-            if (k := min(k, worth_drafting(state.acceptance(), sharing))) <= 0:
-                state.skip()
-                continue
-            if state.kind == "ngram":
-                w.draft = state.index.draft(w.req.tokens, k)
+            if w.req.speculation.kind == "ngram":  # type: ignore[union-attr]
+                w.draft = w.req.speculation.index.draft(w.req.tokens, k)  # type: ignore[union-attr]
+                left -= len(w.draft)
             else:
                 asks.append((w, DraftAsk(w.req.slot, w.req.tokens, k)))  # type: ignore[arg-type]
-            left -= len(w.draft) if state.kind == "ngram" else k
+                left -= k
+        drafting = sum(1 for w in sampled if w.draft or any(a is w for a, _ in asks))
+        if len(sampled) > 1 and not queued and drafting < _CLOSED_BATCH_SHARE * len(sampled):
+            for w in sampled:
+                w.draft = []
+            return
         if asks:
             for (w, _), draft in zip(asks, self._model_drafts([a for _, a in asks]), strict=True):
                 w.draft = draft
+
+    def _length(self, w: Work, sharing: int, left: int) -> int:
+        """How many tokens ``w`` may draft this step (0: none)."""
+        state = w.req.speculation
+        if state is None or w.count != 1 or left <= 0:
+            return 0
+        if (k := min(draft_limit(w.req, self.n_ctx), left, state.wants())) <= 0:
+            return 0
+        if (worth := worth_drafting(state.acceptance(), sharing)) <= 0:
+            state.skip()  # not worth it at this batch: its evidence fades, so it tries again later
+        return min(k, worth)
 
     def _model_drafts(self, asks: list[DraftAsk]) -> list[list[int]]:
         assert self.draft_model is not None

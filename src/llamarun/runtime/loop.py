@@ -130,7 +130,7 @@ class EngineLoop:
         if plan.restores:
             perform_restores(plan, self.ctx, self.scheduler.states, self.scheduler.slots.slots)  # type: ignore[arg-type]
         self.update_gauges()
-        self.speculator.propose(plan.work, self.batch.capacity)
+        self.speculator.propose(plan.work, self.batch.capacity, queued=bool(self.scheduler.waiting))
         self._write_batch(plan.work)
         self.before_decode()
         work = plan.work
