@@ -73,8 +73,9 @@ leakcheck: install
 bench: model
 	$(BIN)/python benchmarks/bench_engine.py
 
-# The gRPC service's Python code, generated from proto/ (committed; tests/grpc/test_proto.py fails
-# when it is stale). grpcio-tools is in the test extra; the package is src/llamarun/grpc/v1.
+# The gRPC service's Python code, generated from proto/ (committed;
+# tests/grpc/test_server.py::test_generated_code_matches_the_proto fails when it is stale).
+# grpcio-tools is in the test extra; the package is src/llamarun/grpc/v1.
 proto: | $(BIN)/python
 	$(BIN)/python -m grpc_tools.protoc -Illamarun/grpc/v1=proto/llamarun/v1 --python_out=src --pyi_out=src \
 		--grpc_python_out=src proto/llamarun/v1/llamarun.proto

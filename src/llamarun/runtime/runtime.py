@@ -11,13 +11,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..engine import Model, ModelInfo, open_model
 from ..errors import ClosedHandleError, EngineDeadError, OverloadedError
 from .config import RuntimeConfig
 from .handoff import Flusher, Handoff
 from .loop import EngineLoop
+from .messages import CallEngine, CallModel, InboxMessage, Stop, Submit
 from .metrics import MetricsSnapshot, RuntimeMetrics
 from .request import GenerationRequest
 from .sequence import ActiveRequest, Sink
@@ -28,6 +29,7 @@ __all__ = ["Health", "HealthStatus", "Runtime"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+A = TypeVar("A")
 _RECENT_REQUESTS = 256
 F = TypeVar("F", bound=Flusher)
 
@@ -64,7 +66,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self._model_path = str(model_path)
         self._cond = threading.Condition()
-        self._inbox: deque[tuple[str, Any]] = deque()
+        self._inbox: deque[InboxMessage] = deque()
         self._requests: dict[int, ActiveRequest] = {}
         self._recent: deque[FinishedRequest] = deque(maxlen=_RECENT_REQUESTS)  # for status(): no text but
         # the start of the prompt with config.log_prompts
@@ -92,7 +94,7 @@ class Runtime:
             self._check_alive()
             self._check_room(1)
             self._requests[req.id] = req
-            self._inbox.append(("submit", req))
+            self._inbox.append(Submit(req))
             self._cond.notify()
         return req.id
 
@@ -123,7 +125,7 @@ class Runtime:
         future: Future[T] = Future()
         with self._cond:
             self._check_alive()
-            self._inbox.append(("call", (fn, future)))
+            self._inbox.append(CallModel(fn, future))
             self._cond.notify()
         return future.result()
 
@@ -132,7 +134,7 @@ class Runtime:
         future: Future[T] = Future()
         with self._cond:
             self._check_alive()
-            self._inbox.append(("engine", (fn, future)))
+            self._inbox.append(CallEngine(fn, future))
             self._cond.notify()
         return future.result()
 
@@ -170,7 +172,7 @@ class Runtime:
         for request_id in list(self._requests):
             self.cancel(request_id)
         with self._cond:
-            self._inbox.append(("stop", None))
+            self._inbox.append(Stop())
             self._cond.notify()
         self._thread.join()
         self._closed = True
@@ -244,18 +246,17 @@ class Runtime:
                     self._cond.wait()
                 items = list(self._inbox)
                 self._inbox.clear()
-            for kind, payload in items:
-                if kind == "stop":
-                    loop.cancel_all()
-                    return
-                if kind == "submit":
-                    loop.add(payload)
-                else:
-                    fn, future = payload
-                    try:
-                        future.set_result(fn(loop if kind == "engine" else loop.model))
-                    except BaseException as exc:  # noqa: BLE001 - returned to the caller
-                        future.set_exception(exc)
+            for message in items:
+                match message:
+                    case Stop():
+                        loop.cancel_all()
+                        return
+                    case Submit(request):
+                        loop.add(request)
+                    case CallModel(fn, future):
+                        _settle(future, fn, loop.model)
+                    case CallEngine(fn, future):
+                        _settle(future, fn, loop)
             if loop.has_work():
                 loop.step()  # updates the gauges before its decode
             if not loop.has_work():
@@ -280,8 +281,17 @@ class Runtime:
         with self._cond:
             items = list(self._inbox)
             self._inbox.clear()
-        for kind, payload in items:
-            if kind == "submit":
-                payload.sink(error)
-            elif kind in ("call", "engine"):
-                payload[1].set_exception(error)
+        for message in items:
+            match message:
+                case Submit(request):
+                    request.sink(error)
+                case CallModel(_, future) | CallEngine(_, future):
+                    future.set_exception(error)
+
+
+def _settle(future: Future[T], fn: Callable[[A], T], arg: A) -> None:
+    """Run ``fn(arg)`` and hand its result or exception to ``future``."""
+    try:
+        future.set_result(fn(arg))
+    except BaseException as exc:  # noqa: BLE001 - returned to the caller
+        future.set_exception(exc)
