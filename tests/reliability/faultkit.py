@@ -28,6 +28,7 @@ __all__ = [
     "file_size_limit",
     "model_server",
     "pull_process",
+    "reaped",
     "sha",
     "store_leftovers",
 ]
@@ -153,6 +154,17 @@ def file_size_limit(pid: int, limit: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             resource.prlimit(pid, resource.RLIMIT_FSIZE, before)
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed by its PID if it still runs when the block is left (a failed assertion)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def _limit_files(limit: int | None) -> Callable[[], None] | None:

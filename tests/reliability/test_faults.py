@@ -39,6 +39,7 @@ from faultkit import (
     file_size_limit,
     model_server,
     pull_process,
+    reaped,
     sha,
     store_leftovers,
 )
@@ -117,11 +118,11 @@ def test_sigkill_during_a_cli_pull_then_a_rerun_resumes_and_verifies(tmp_path: P
         url = f"{origin.url}/tiny.gguf"
         args = (url, "--sha256", sha(tiny_bytes), "--name", "tiny")
         watcher = _watching(home)
-        first = pull_process(home, *args)
-        kept = _kill_mid_transfer(first, home, len(tiny_bytes))
+        with reaped(pull_process(home, *args)) as first:
+            kept = _kill_mid_transfer(first, home, len(tiny_bytes))
         origin.faults.throttle = 0.0
-        again = pull_process(home, *args)
-        out, err = again.communicate(timeout=60)
+        with reaped(pull_process(home, *args)) as again:
+            out, err = again.communicate(timeout=60)
         watcher.stop()
         assert again.returncode == 0, err
         assert f"sha256:{sha(tiny_bytes)}" in out
@@ -141,9 +142,10 @@ def test_sigkill_of_serve_during_api_pull_then_a_restart_resumes(tmp_path: Path,
         watcher = _watching(home)
         first = start_server(home)
         lines: list[str] = []
-        puller = threading.Thread(target=_pull_lines, args=(first.url, url, lines), daemon=True)
-        puller.start()
-        kept = _kill_mid_transfer(first.proc, home, len(tiny_bytes))
+        with reaped(first.proc):
+            puller = threading.Thread(target=_pull_lines, args=(first.url, url, lines), daemon=True)
+            puller.start()
+            kept = _kill_mid_transfer(first.proc, home, len(tiny_bytes))
         puller.join(30)
         assert not any('"success"' in line for line in lines)
         origin.faults.throttle = 0.0
@@ -186,8 +188,8 @@ def test_full_disk_during_a_cli_pull_is_a_typed_error_and_leaves_nothing(tmp_pat
     with model_server(tiny_bytes) as origin:
         args = (f"{origin.url}/tiny.gguf", "--sha256", sha(tiny_bytes), "--name", "tiny")
         watcher = _watching(home)
-        failed = pull_process(home, *args, file_limit=limit)
-        _, err = failed.communicate(timeout=60)
+        with reaped(pull_process(home, *args, file_limit=limit)) as failed:
+            _, err = failed.communicate(timeout=60)
         watcher.stop()
         assert failed.returncode == 1, err
         assert err.strip().startswith("Error: ") and "file-size limit" in err and "existing models are intact" in err, err
@@ -195,8 +197,8 @@ def test_full_disk_during_a_cli_pull_is_a_typed_error_and_leaves_nothing(tmp_pat
         assert len(origin.gets()) == 1  # a full disk is not retried
         assert store_leftovers(home) == EMPTY
         assert watcher.violations == [], watcher.violations
-        room = pull_process(home, *args)  # the same pull, with room: nothing left behind stands in its way
-        _, err = room.communicate(timeout=60)
+        with reaped(pull_process(home, *args)) as room:  # the same pull, with room: nothing left stands in its way
+            _, err = room.communicate(timeout=60)
         assert room.returncode == 0, err
     _pulled(home, tiny_bytes, verified=True)
 
@@ -300,9 +302,10 @@ def test_sigterm_drains_a_stream_in_flight_on_every_frontend(endless_home: Path)
     new work is refused meanwhile, both processes exit 0."""
     server = start_grpc_server(endless_home, "--parallel", "8", "--ctx", "1024", "--keep-alive", "-1",
                                "--preload", "tiny", "--shutdown-timeout", "60")
-    bridge = start_bridge(endless_home, "--parallel", "1", "--ctx", "1024", "--keep-alive", "-1", "--model", "tiny",
-                          "--shutdown-timeout", "60", env={"XDG_RUNTIME_DIR": str(short_dir())})
+    bridge = None
     try:
+        bridge = start_bridge(endless_home, "--parallel", "1", "--ctx", "1024", "--keep-alive", "-1",
+                              "--model", "tiny", "--shutdown-timeout", "60", env={"XDG_RUNTIME_DIR": str(short_dir())})
         assert server.http_url is not None
         target = Target(server.http_url, server.target, bridge.path)
         streams = [Stream(name, target, DRAIN_TOKENS) for name in STREAMS]
@@ -323,7 +326,8 @@ def test_sigterm_drains_a_stream_in_flight_on_every_frontend(endless_home: Path)
         drained = {s.frontend: (s.end, round((s.ended_at or signalled) - signalled, 2), s.chunks) for s in streams}
     finally:
         server.stop()
-        bridge.stop()
+        if bridge is not None:
+            bridge.stop()
     assert sorted(in_flight) == sorted(STREAMS), f"ended before SIGTERM: {set(STREAMS) - set(in_flight)}: {drained}"
     for name, (end, after, _) in drained.items():
         assert end == type(end)(True, LENGTH[name], DRAIN_TOKENS), (name, end)
