@@ -1,15 +1,18 @@
 """Start-up and shutdown: permission bits, a stale socket replaced, a live one refused, TCP tokens,
-SHUTDOWN only from the bridge's own user."""
+SHUTDOWN only from the bridge's own user, the drain on SIGTERM (every frontend's drain:
+tests/reliability/test_faults.py)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 from pathlib import Path
 
 import pytest
 from bridge_helpers import Client, launch, short_dir, start_bridge
+from waiting import wait_until
 
 
 def test_private_directory_and_socket_modes(bridge_home: Path) -> None:
@@ -125,3 +128,29 @@ def test_shutdown_from_another_user_is_refused(bridge_home: Path) -> None:
         assert started.alive()
     finally:
         assert started.stop() == 0
+
+
+def test_sigterm_drains_the_running_stream_refuses_new_commands_and_a_second_signal_cuts(
+        bridge_home: Path) -> None:
+    started = start_bridge(bridge_home, "--parallel", "1", "--ctx", "2048", "--shutdown-timeout", "60",
+                           env={"XDG_RUNTIME_DIR": str(short_dir())})
+    try:
+        with started.client() as streaming, started.client() as idle:
+            for line in ("LOAD tiny", "SET max_tokens 2000", "SET ignore_eos true"):
+                streaming.ok(line)
+            streaming.send("STREAM Once upon a time")
+            assert streaming.read()["message"] == "chunk"
+            os.kill(started.proc.pid, signal.SIGTERM)
+            refused: list[dict] = []
+            assert wait_until(lambda: refused.append(idle.reply("PING")) or refused[-1]["status"] == "error",
+                              timeout=10)
+            assert refused[-1]["code"] == "overloaded" and "shutting down" in refused[-1]["message"]
+            assert started.alive()  # still draining: the stream runs on
+            os.kill(started.proc.pid, signal.SIGTERM)  # the second signal: stop now
+            replies = []
+            while (reply := streaming.read()) is not None:
+                replies.append(reply)
+            assert not any(r["message"] == "done" and r["data"]["finish_reason"] == "length" for r in replies)
+        assert started.proc.wait(30) == 0
+    finally:
+        started.stop()

@@ -7,7 +7,9 @@ bridge holds at most one line of it beyond the one it is answering. While a
 command runs, the next line is read ahead: ``CANCEL`` there cancels the running
 generation; the end of the input does not (a client may half-close and still
 read its answers), but a client that has gone (its socket hung up, or a reply
-cannot be written) has its request cancelled and its lease returned.
+cannot be written) has its request cancelled and its lease returned. Once the
+bridge is stopping, the command running finishes (``busy`` says one runs) and
+any later one but QUIT is refused as overloaded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AccessDeniedError, InvalidParameterError, LlamarunError
+from ..errors import AccessDeniedError, InvalidParameterError, LlamarunError, OverloadedError
 from ..runtime import Lease
 from ..serving import Turn
 from .protocol import Command, error_reply, parse_command
@@ -69,6 +71,7 @@ class Connection:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     turn: Turn | None = None  # the generation running (CANCEL and a hang-up cancel it)
     cancelled: bool = False  # the read-ahead CANCEL ended the running generation
+    busy: bool = False  # a command is being answered (the bridge's drain waits for it)
     _next: asyncio.Future[bytes | None] | None = None
     _watcher: asyncio.Task[None] | None = None
 
@@ -184,7 +187,14 @@ class Connection:
             command = parse_command(line)
             if command is None:
                 return True
-            return await self._dispatch(command, handlers)
+            if self.bridge.stopping.is_set() and command.name != "QUIT":
+                raise OverloadedError("the bridge is shutting down: the commands running finish, no new one "
+                                      "starts; retry once it is back", retry_after=5.0)
+            self.busy = True
+            try:
+                return await self._dispatch(command, handlers)
+            finally:
+                self.busy = False
         except LlamarunError as exc:  # (some are OSErrors too: still the command's failure)
             await self.send(error_reply(exc))
         except (ConnectionError, OSError):

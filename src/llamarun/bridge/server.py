@@ -30,6 +30,9 @@ __all__ = ["Bridge", "BridgeConfig", "BridgeState", "bridge_resolver"]
 
 logger = logging.getLogger(__name__)
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_DRAIN_POLL_S = 0.05
+
 
 @dataclass(frozen=True)
 class BridgeConfig:
@@ -42,6 +45,7 @@ class BridgeConfig:
     max_line_bytes: int = 1 << 20
     default_model: str | None = None  # the model of a new connection before any LOAD
     version: str = ""
+    shutdown_timeout: float = 30.0  # seconds the commands running get to finish on SIGTERM or SHUTDOWN
 
 
 @dataclass(eq=False)
@@ -51,7 +55,8 @@ class BridgeState:
     config: BridgeConfig
     service: Service
     connections: set[Connection] = field(default_factory=set)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # drain, then stop
+    cut: asyncio.Event = field(default_factory=asyncio.Event)  # a second signal: stop draining now
 
 
 def bridge_resolver(store: Any) -> Callable[[str], ModelSource]:
@@ -116,8 +121,8 @@ class Bridge:
         claimed = claim_socket(self.config.socket_path)
         servers: list[asyncio.base_events.Server] = []
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.state.stopping.set)
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, self._signalled)
         try:
             if self.config.default_model:  # after the socket is ours: a taken one fails before any load
                 (await self.service.acquire(self.config.default_model)).release()
@@ -133,15 +138,42 @@ class Bridge:
                 on_ready(f"listening on tcp:{bound[0]}:{bound[1]}")
             await self.state.stopping.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await self._stop(servers)
-            claimed.release()
+            try:
+                await self._stop(servers)
+            finally:
+                for sig in _SIGNALS:
+                    loop.remove_signal_handler(sig)
+                claimed.release()
+
+    def _signalled(self) -> None:
+        """The first SIGTERM or SIGINT drains; the next one stops at once."""
+        assert self.state is not None
+        if self.state.stopping.is_set():
+            self.state.cut.set()
+        self.state.stopping.set()
+
+    async def _drain(self) -> None:
+        """Wait (up to ``shutdown_timeout``) until no connection is answering a command: a stream
+        in flight gets to its last line."""
+        state = self.state
+        assert state is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_timeout
+        busy = [c for c in state.connections if c.busy]
+        if busy:
+            logger.info("draining: %d command(s) running, up to %.0f s", len(busy), self.config.shutdown_timeout)
+        while any(c.busy for c in state.connections) and not state.cut.is_set():
+            if loop.time() >= deadline:
+                logger.warning("drain timeout: cancelling %d command(s)", sum(c.busy for c in state.connections))
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(state.cut.wait(), _DRAIN_POLL_S)
 
     async def _stop(self, servers: list[Any]) -> None:
         assert self.state is not None
         for server in servers:
-            server.close()
+            server.close()  # no new connection; those open finish what they run
+        await self._drain()
         await asyncio.gather(*(c.close() for c in list(self.state.connections)), return_exceptions=True)
         for server in servers:
             with contextlib.suppress(Exception):

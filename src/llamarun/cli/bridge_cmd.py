@@ -72,6 +72,8 @@ def bridge(
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="Idle time before unloading ('5m', -1)."),
     session_ram: str | None = typer.Option(None, "--session-ram", help="Saved KV states in RAM per model ('256MiB')."),
     session_disk: str | None = typer.Option(None, "--session-disk", help="Saved KV states on disk per model ('2GiB')."),
+    shutdown_timeout: str | None = typer.Option(None, "--shutdown-timeout",
+                                                help="Time running commands get to finish on SIGTERM ('30s')."),
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
     config_file: Path | None = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
@@ -80,7 +82,8 @@ def bridge(
     from ..config import load_settings
 
     overrides: dict[str, Any] = {"parallel": parallel, "n_ctx": ctx, "threads": threads, "keep_alive": keep_alive,
-                                 "log_level": log_level, "session_ram": session_ram, "session_disk": session_disk}
+                                 "log_level": log_level, "session_ram": session_ram, "session_disk": session_disk,
+                                 "shutdown_timeout": shutdown_timeout}
     settings = load_settings(overrides, config_file=config_file)
     default = default_socket_path(settings.home)
     path = (socket_path or default).expanduser().absolute()
@@ -101,7 +104,8 @@ def _run(settings: Any, path: Path, *, tcp: tuple[str, int] | None, token: str |
 
     service = build_service(settings)
     config = BridgeConfig(socket_path=path, tcp=tcp, token=token, max_connections=max_connections,
-                          max_line_bytes=max_line_bytes, default_model=model, version=bridge_version())
+                          max_line_bytes=max_line_bytes, default_model=model, version=bridge_version(),
+                          shutdown_timeout=settings.shutdown_timeout)
     bridge_ = Bridge(config, service)
 
     def ready(line: str) -> None:

@@ -275,9 +275,11 @@ class EngineLoop:
 
     def fail_all(self, error: BaseException, held: Iterable[ActiveRequest] = ()) -> None:
         """End every request with ``error``: the scheduler's and ``held`` (the runtime's own list,
-        which also has those a failed step had taken off the queue and not yet placed)."""
+        which also has those a failed step had taken off the queue and not yet placed); the gauges
+        then say nothing runs or waits (health reads them after the engine died)."""
         for req in [*self.scheduler.requests(), *held]:
             self._finish(req, FinishReason.ERROR, error)
+        self.update_gauges()
 
     def update_gauges(self) -> None:
         self.scheduler.update_gauges()

@@ -33,7 +33,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+# a full file system, a full quota, or a file bigger than the file system or the process's
+# file-size limit (``ulimit -f``, RLIMIT_FSIZE) takes: each means the model does not fit here
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,28 @@ def ensure_free_space(layout: StoreLayout, needed: int, what: str, *, reserve: i
 
 
 def disk_full(exc: OSError, layout: StoreLayout, what: str) -> DiskFullError:
+    if exc.errno == errno.EFBIG:
+        return DiskFullError(f"{what} is larger than the file system holding {layout.root} or this process's "
+                             f"file-size limit (ulimit -f) allows ({exc.strerror}); the partial file was removed, "
+                             "existing models are intact")
     return DiskFullError(f"the disk holding {layout.root} filled up while writing {what} ({exc.strerror}); "
                          "the partial file was removed, existing models are intact")
 
 
 def write_chunk(out: BinaryIO, chunk: bytes, layout: StoreLayout, what: str) -> None:
-    """``out.write`` with a full disk turned into :class:`DiskFullError`."""
+    """Write all of ``chunk`` to ``out``, a full disk turned into :class:`DiskFullError`.
+
+    An unbuffered file may take only part of a chunk (the disk or the file-size limit was reached
+    mid-chunk) and say so only by the count it returns: the rest is written again, so the error
+    comes from the next write instead of a file silently shorter than the bytes hashed.
+    """
+    view = memoryview(chunk)
     try:
-        out.write(chunk)
+        while view:
+            written = out.write(view)
+            if not written:  # a regular file that takes nothing raises; a zero count is no progress
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
     except OSError as exc:
         if exc.errno in _NO_SPACE:
             raise disk_full(exc, layout, what) from None
