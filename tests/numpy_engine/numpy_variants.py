@@ -95,3 +95,28 @@ def write_variant(path: Path, *, vocab: str = "bpe", qtype: str = "F32", n_embd:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_f32_copy(source: Path, path: Path) -> Path:
+    """``source``'s metadata and tensors, every tensor dequantized to F32 (the same numbers, so
+    llama.cpp computes in float32 with no quantized activations)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(source), "r")
+    arch = str(reader.fields["general.architecture"].contents())
+    writer = gguf.GGUFWriter(str(path), arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    writer.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+    for tensor in reader.tensors:
+        data = gguf.quants.dequantize(np.asarray(tensor.data), tensor.tensor_type).astype(np.float32)
+        writer.add_tensor(tensor.name, data.reshape([int(n) for n in reversed(tensor.shape)]))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

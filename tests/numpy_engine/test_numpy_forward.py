@@ -4,7 +4,8 @@ llama.cpp is not one fixed function: its flash-attention and plain attention ker
 differently, and SmolLM2-135M (Q4_1) turns those roundings into logits whose cosine drops to
 about 0.95 at some positions.  So the agreement asked of the NumPy backend is measured next to
 llama.cpp's agreement with itself (flash attention on vs off) in the same run, besides the
-absolute bounds: argmax on 95% of positions, median cosine 0.999.
+absolute bounds: argmax on 95% of positions, median cosine 0.999.  On the same weights held as
+F32 with an F32 KV cache, llama.cpp computes in float32 too, and the bounds hold per position.
 """
 
 from __future__ import annotations
@@ -130,6 +131,49 @@ def test_greedy_generations_part_from_llama_cpp_only_at_near_ties(smol_llama, sm
               f"/{len(prompts)} prompts; the others part at (step, llama.cpp's top-2 gap): "
               f"{[(i, round(m, 3)) for i, m in where]}")
     assert all(margin < NEAR_TIE for _, margin in parted["numpy"]), parted["numpy"]
+
+
+@pytest.fixture(scope="module")
+def smol_f32(smollm2_path, tmp_path_factory):
+    """SmolLM2's Q4_1 weights held as F32 (the same numbers), on both backends: llama.cpp then
+    computes in float32 too (no quantized activations), with a float32 KV cache."""
+    from numpy_variants import write_f32_copy
+
+    path = write_f32_copy(smollm2_path, tmp_path_factory.mktemp("smol-f32") / "smollm2-f32.gguf")
+    theirs, ours = engine.Model(path), ne.Model(path)
+    yield theirs, ours
+    theirs.close()
+    ours.close()
+
+
+F32_CONTEXT = ContextOptions(n_ctx=256, n_batch=64, n_seq_max=1, n_threads=1, type_k="f32", type_v="f32")
+
+
+@pytest.mark.parametrize("flash_attn", [True, False])
+def test_in_float32_the_logits_agree_at_every_position(smol_f32, flash_attn):
+    """The issue's bounds, per position: cosine at least 0.999 and the same argmax on 95% (measured
+    here: every position at 0.99998 or more, argmax on all)."""
+    smol_llama_f32, smol_numpy_f32 = smol_f32
+    seqs = _sequences(smol_llama_f32)
+    ref_ctx = engine.Context(smol_llama_f32, replace(F32_CONTEXT, flash_attn=flash_attn))
+    ours_ctx = ne.Context(smol_numpy_f32, F32_CONTEXT)
+    ref = [_all_logits(ref_ctx, engine.Batch, s) for s in seqs]
+    ours = [_all_logits(ours_ctx, ne.Batch, s) for s in seqs]
+    cos = np.concatenate([_cosines(a, b) for a, b in zip(ours, ref, strict=True)])
+    same = np.concatenate([a.argmax(1) == b.argmax(1) for a, b in zip(ours, ref, strict=True)])
+    print(f"float32, flash attention {flash_attn}: argmax {same.mean():.3f}, cosine worst {cos.min():.6f}")
+    assert len(cos) == 32 * len(PROMPTS)
+    assert cos.min() >= 0.999
+    assert same.mean() >= 0.95
+
+
+def test_in_float32_greedy_generations_match_on_most_prompts(smol_f32):
+    smol_llama_f32, smol_numpy_f32 = smol_f32
+    ref_ctx, ours_ctx = engine.Context(smol_llama_f32, F32_CONTEXT), ne.Context(smol_numpy_f32, F32_CONTEXT)
+    prompts = [smol_llama_f32.tokenize(p, parse_special=True) for p in PROMPTS]
+    same = sum(_greedy(ref_ctx, engine.Batch, p, 32)[0] == _greedy(ours_ctx, ne.Batch, p, 32)[0] for p in prompts)
+    print(f"float32: greedy 32-token generations identical to llama.cpp's on {same}/{len(prompts)} prompts")
+    assert same > len(prompts) // 2
 
 
 def test_several_sequences_in_one_batch_match_each_alone(smol_numpy):
