@@ -39,13 +39,15 @@ class Cluster:
                     out[s.labels["replica"]] = out.get(s.labels["replica"], 0.0) + s.value
         return out
 
-    def wait_replicas(self, n: int, timeout: float = 240, exclude_pids: set[int] = frozenset()) -> list[dict]:
+    def wait_replicas(self, n: int, timeout: float = 240, exclude_pids: set[int] = frozenset(),
+                      model: str = "smollm2") -> list[dict]:
+        """The replicas of ``model`` once at least ``n`` (not in ``exclude_pids``) report."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"cluster exited: {self.log.read_text()[-3000:]}")
             try:
-                ps = [p for p in self.ps() if p["pid"] not in exclude_pids]
+                ps = [p for p in self.ps() if p["pid"] not in exclude_pids and p["model"] == model]
                 if len(ps) >= n:
                     return ps
             except (httpx.HTTPError, ValueError, KeyError):

@@ -1,9 +1,11 @@
-"""Two SmolLM2 replicas on a real local Ray Serve: the official clients, balancing, prefix routing,
-replica failure, overload and disconnects (the `cluster` marker runs these alone)."""
+"""Two SmolLM2 replicas and one of the tiny model on a real local Ray Serve: the official clients,
+routing by model, balancing, prefix routing, replica failure, overload, body limits and disconnects
+(the `cluster` marker runs these alone)."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import os
 import signal
 import time
@@ -36,8 +38,28 @@ def test_the_official_clients_work_through_the_ingress(cluster: Cluster) -> None
     chunks = list(local.chat(model="smollm2", messages=[{"role": "user", "content": "Hi"}], stream=True,
                              options={"num_predict": 8}))
     assert chunks[-1].done and len(chunks) > 3
-    assert [m.model for m in local.list().models] == ["smollm2"]
-    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    assert [m.model for m in local.list().models] == ["smollm2", "tiny"]
+    assert [m.id for m in client.models.list().data] == ["smollm2", "tiny"]
+
+
+def test_each_model_is_served_by_its_own_deployment(cluster: Cluster) -> None:
+    replicas = {p["replica"]: p["model"] for p in cluster.ps()}
+    assert sorted(replicas.values()) == ["smollm2", "smollm2", "tiny"], replicas
+    client = _openai(cluster)
+    for model in ("tiny", "smollm2", "tiny:latest", "smollm2:latest"):
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, extra_body={"ignore_eos": True})
+        assert raw.parse().usage.completion_tokens > 0
+        assert replicas[raw.headers["x-llamarun-replica"]] == model.removesuffix(":latest"), (model, replicas)
+        r = httpx.post(f"{cluster.url}/api/generate", timeout=120, json={
+            "model": model, "prompt": "Hi", "stream": False, "options": {"num_predict": 4}})
+        assert r.status_code == 200 and r.json()["done"], r.text
+        assert replicas[r.headers["x-llamarun-replica"]] == model.removesuffix(":latest"), (model, replicas)
+    tags = {m["name"]: m["digest"] for m in httpx.get(f"{cluster.url}/api/tags", timeout=30).json()["models"]}
+    digests = {p["model"]: p["digest"].removeprefix("sha256:") for p in cluster.ps()}
+    assert tags == digests and tags["tiny"] != tags["smollm2"]  # each deployment loaded its own blob
+    health = httpx.get(f"{cluster.url}/health", timeout=30).json()
+    assert health["status"] == "ok" and {m["name"]: m["replicas"] for m in health["models"]} == {"smollm2": 2, "tiny": 1}
 
 
 def test_unknown_models_and_store_changes_are_refused(cluster: Cluster) -> None:
@@ -52,6 +74,9 @@ def test_unknown_models_and_store_changes_are_refused(cluster: Cluster) -> None:
     assert r.status_code == 403  # the same CSRF rule as llamarun serve
     r = httpx.get(f"{cluster.url}/api/tags", headers={"Host": "evil.example"}, timeout=30)
     assert r.status_code in (400, 403)  # DNS rebinding: the Host check holds at the ingress
+    big = json.dumps({"model": "smollm2", "prompt": "x" * (17 << 20)}).encode()  # over the 16 MiB limit
+    r = httpx.post(f"{cluster.url}/api/generate", content=big, timeout=60, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than the limit" in r.json()["error"]  # through Ray's proxy too
 
 
 def _chat(cluster: Cluster, content: str, tokens: int = 48) -> dict:
@@ -142,4 +167,4 @@ def test_a_killed_replica_fails_its_requests_and_is_replaced(cluster: Cluster) -
     cluster.wait_replicas(2, exclude_pids={victim["pid"]}, timeout=180)
     assert time.monotonic() - started < 180
     assert _chat(cluster, "Hello again", 8)["status"] == 200
-    assert {p["pid"] for p in replicas} != {p["pid"] for p in cluster.ps()}
+    assert {p["pid"] for p in replicas} != {p["pid"] for p in cluster.wait_replicas(2)}

@@ -122,17 +122,26 @@ def _shutdown(timeout: float = 20.0) -> None:
 
 def config_cmd(
     models: list[str] = typer.Argument(..., help="Store names of the models to serve."),
-    replicas: int = typer.Option(1, "--replicas"), slots: int = typer.Option(4, "--slots"),
-    threads: int = typer.Option(1, "--threads"), ctx: int = typer.Option(2048, "--ctx"),
+    replicas: int = typer.Option(1, "--replicas", help="Replicas per model."),
+    min_replicas: int = typer.Option(0, "--min-replicas", help="Autoscaling floor (with --max-replicas)."),
+    max_replicas: int = typer.Option(0, "--max-replicas", help="Autoscaling ceiling (0: fixed --replicas)."),
+    cpus: float = typer.Option(1.0, "--cpus-per-replica", help="Ray CPUs each replica reserves."),
+    gpus: float = typer.Option(0.0, "--gpus-per-replica", help="Ray GPUs each replica reserves."),
+    slots: int = typer.Option(4, "--slots"), threads: int = typer.Option(1, "--threads"),
+    ctx: int = typer.Option(2048, "--ctx"), max_queued: int = typer.Option(16, "--max-queued"),
     host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+    no_prefix_routing: bool = typer.Option(False, "--no-prefix-routing", help="Route by load only."),
+    store: Optional[str] = typer.Option(None, "--store", help="The store's root on every node (default: each node's)."),
 ) -> None:
-    """Print a Ray Serve config file (YAML) for these models."""
+    """Print a Ray Serve config file (YAML) for these models. It holds no API key: a host other than
+    loopback needs ``api_key`` added under ``spec`` (the ingress refuses to start without one)."""
     import yaml
 
     from ..cluster import serve_config
 
-    spec = _spec(models, None, host=host, port=port, api_key=None, insecure=False, prefix_routing=True, store=None,
-                 **_options(replicas, 0, 0, 1.0, 0.0, slots, threads, ctx, 16))
+    spec = _spec(models, None, host=host, port=port, api_key=None, insecure=False,
+                 prefix_routing=not no_prefix_routing, store=store,
+                 **_options(replicas, min_replicas, max_replicas, cpus, gpus, slots, threads, ctx, max_queued))
     typer.echo(yaml.safe_dump(serve_config(spec), sort_keys=False))
 
 

@@ -70,16 +70,7 @@ def resolve_models(spec: ClusterSpec) -> ClusterSpec:
 
 
 def _model_options(m: ModelSpec, prefix_routing: bool) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "name": m.deployment_name, "max_ongoing_requests": m.n_slots, "max_queued_requests": m.max_queued,
-        "ray_actor_options": {"num_cpus": m.cpus_per_replica, "num_gpus": m.gpus_per_replica},
-        "health_check_period_s": 2.0, "graceful_shutdown_timeout_s": 5.0,
-    }
-    autoscaling = m.autoscaling()
-    if autoscaling:
-        options["autoscaling_config"] = autoscaling
-    else:
-        options["num_replicas"] = m.replicas
+    options = m.deployment_options()
     if prefix_routing:
         from ray.serve.config import RequestRouterConfig
 

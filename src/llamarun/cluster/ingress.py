@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..http.config import HttpConfig
-from ..http.errors import error_body
+from ..http.errors import error_body, install_error_handlers
 from ..http.guard import Guard, ServerState
 from ..http.streaming import WatchedStreamingResponse, until_disconnect
 from ..serving import CallerGone
@@ -176,6 +176,7 @@ def build_ingress_app(spec: ClusterSpec, forwarder: Forwarder) -> Any:
     routes = [*view_routes(), Route("/{path:path}", _forward, methods=["POST", "DELETE"])]
     app = Starlette(routes=routes)
     app.state.forwarder = forwarder
+    install_error_handlers(app)  # type: ignore[arg-type] - a body over the limit mid-read is a 413 in the API's shape
     app.add_middleware(Guard, config=config, state=ServerState())  # type: ignore[arg-type]
     return app
 

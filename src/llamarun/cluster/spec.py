@@ -52,8 +52,24 @@ class ModelSpec:
         """Ray Serve's autoscaling config (on ongoing requests per replica), or None for a fixed count."""
         if not self.max_replicas or self.max_replicas == self.min_replicas == self.replicas:
             return None
+        initial = min(max(self.replicas, self.min_replicas), self.max_replicas)  # Ray refuses one outside the range
         return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
-                "initial_replicas": self.replicas, "target_ongoing_requests": max(1, self.n_slots - 1)}
+                "initial_replicas": initial, "target_ongoing_requests": max(1, self.n_slots - 1)}
+
+    def deployment_options(self) -> dict[str, Any]:
+        """This model's Ray Serve deployment options, as plain data (the code's options and the
+        ``deployments`` entry of :func:`serve_config`; the request router is added where Ray is)."""
+        options: dict[str, Any] = {
+            "name": self.deployment_name, "max_ongoing_requests": self.n_slots, "max_queued_requests": self.max_queued,
+            "ray_actor_options": {"num_cpus": self.cpus_per_replica, "num_gpus": self.gpus_per_replica},
+            "health_check_period_s": 2.0, "graceful_shutdown_timeout_s": 5.0,
+        }
+        autoscaling = self.autoscaling()
+        if autoscaling:
+            options["autoscaling_config"] = autoscaling
+        else:
+            options["num_replicas"] = self.replicas
+        return options
 
 
 @dataclass(frozen=True)
@@ -103,11 +119,14 @@ def _model(data: Any) -> ModelSpec:
 
 
 def serve_config(spec: ClusterSpec, *, import_path: str = "llamarun.cluster.app:app_builder") -> dict[str, Any]:
-    """Ray Serve's config file for this spec (``serve run config.yaml`` / ``serve deploy``)."""
+    """Ray Serve's config file for this spec (``serve run config.yaml`` / ``serve deploy``): the spec
+    as the builder's ``args``, and each model's deployment (replicas or autoscaling, slots as
+    ``max_ongoing_requests``, queue, resources) under ``deployments`` where Ray's tools read them."""
     return {
         "http_options": {"host": spec.host, "port": spec.port},
         "applications": [{"name": "llamarun", "route_prefix": "/", "import_path": import_path,
-                          "args": {"spec": spec.to_mapping()}}],
+                          "args": {"spec": spec.to_mapping()},
+                          "deployments": [m.deployment_options() for m in spec.models]}],
     }
 
 
