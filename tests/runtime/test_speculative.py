@@ -7,7 +7,8 @@ import pytest
 
 from llamarun.errors import InvalidParameterError, ModelLoadError
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState, worth_drafting
+from llamarun.runtime.draft_cost import DecodeCost, best_draft_length
+from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState
 from llamarun.types import SamplingParams
 from tinymodel import write_tiny_gguf
 
@@ -41,18 +42,45 @@ def test_drafting_backs_off_after_misses_and_recovers():
     assert state.wants() == 2 and state.pauses == 0
 
 
-def test_draft_length_follows_acceptance_and_the_batch():
-    assert worth_drafting(0.9, 1) >= 8 and worth_drafting(0.5, 1) == 2
-    assert worth_drafting(0.9, 8) == 4 and worth_drafting(0.5, 8) == 0  # a full step: only likely drafts
-    assert worth_drafting(1.0, 16) > 8 and worth_drafting(0.0, 1) == 0
+def _costs(one: float, extra: float, sizes=range(1, 40)) -> DecodeCost:
+    cost = DecodeCost()
+    for t in sizes:
+        cost.observe(t, one + extra * (t - 1))
+    return cost
+
+
+def test_draft_length_maximises_tokens_per_second_at_this_machines_decode_costs():
+    cheap, dear = _costs(10.0, 1.0), _costs(10.0, 6.0)  # an extra token: a tenth, or 60%, of a decode
+    assert best_draft_length(0.9, 1, 16, cheap) >= 8 and best_draft_length(0.9, 1, 16, dear) <= 3
+    assert best_draft_length(0.3, 1, 16, cheap) >= 1 and best_draft_length(0.3, 1, 16, dear) == 0
+    assert best_draft_length(0.9, 1, 4, cheap) == 4  # within the request's own bound
+    assert best_draft_length(0.5, 1, 16, cheap) >= 1 and best_draft_length(0.3, 8, 16, cheap) == 0  # 8 share
+    assert best_draft_length(0.0, 1, 16, cheap) == 0
+
+
+def test_decode_costs_are_learned_and_estimated_between_what_was_seen():
+    cost = DecodeCost()
+    assert cost.seconds(3) == pytest.approx(1.2)  # nothing seen: the (optimistic) prior
+    cost.observe(1, 0.010)
+    cost.observe(9, 0.050)
+    assert cost.seconds(5) == pytest.approx(0.030)
+    assert cost.seconds(17) > cost.seconds(9) > cost.seconds(1)
+    for _ in range(100):
+        cost.observe(1, 0.020)  # the machine got slower: the running mean follows
+    assert cost.seconds(1) == pytest.approx(0.020, rel=0.01)
+
+
+def test_drafting_evidence_fades_so_a_request_tries_again():
     state = SpeculationState("ngram", 8)
-    assert worth_drafting(state.acceptance(), 8) >= 1  # a new request tries, even in a full batch
-    for _ in range(3):
+    cheap = _costs(10.0, 1.0)
+    assert best_draft_length(state.acceptance(), 8, 8, cheap) >= 1  # a new request tries, even in a full batch
+    for _ in range(8):
         state.record(2, 0)
-    assert worth_drafting(state.acceptance(), 8) == 0 and worth_drafting(state.acceptance(), 1) >= 1
+    assert best_draft_length(state.acceptance(), 8, 8, cheap) == 0
+    assert best_draft_length(state.acceptance(), 1, 8, cheap) >= 1
     for _ in range(40):  # steps it skipped: the evidence fades, so it tries again later
         state.skip()
-    assert worth_drafting(state.acceptance(), 8) >= 1
+    assert best_draft_length(state.acceptance(), 8, 8, cheap) >= 1
 
 
 def test_a_full_batch_drafts_less_for_requests_whose_drafts_miss(tmp_path):

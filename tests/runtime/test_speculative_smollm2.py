@@ -8,6 +8,7 @@ import time
 import pytest
 
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
+from llamarun.runtime.draft_cost import DecodeCost
 from llamarun.runtime.speculative import Speculation
 from llamarun.types import FinishReason, SamplingParams
 
@@ -70,7 +71,30 @@ def test_greedy_output_is_token_identical_alone(runtime):
     assert drafted > 0 and runtime.snapshot().spec_accepted > 0
 
 
-def test_greedy_output_is_token_identical_with_concurrent_requests(runtime):
+class CheapDrafts(DecodeCost):
+    """A machine where a drafted token costs a tenth of a decode, whatever the decodes measure."""
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        pass
+
+    def seconds(self, tokens: int) -> float:
+        return 1.0 + 0.1 * (tokens - 1)
+
+
+@pytest.fixture
+def cheap(runtime):
+    """Drafts made whenever they are likely kept: whether they pay depends on this machine's decode
+    costs (test_speculative.py tests that choice); the tests using this are about what speculation
+    must keep (identical tokens, grammars, stops, cancellation, deadlines), so drafts must be made."""
+    measured = runtime.call_engine(lambda loop: loop.speculator.cost)
+    runtime.call_engine(lambda loop: setattr(loop.speculator, "cost", CheapDrafts()))
+    yield runtime
+    runtime.call_engine(lambda loop: setattr(loop.speculator, "cost", measured))
+
+
+def test_greedy_output_is_token_identical_with_concurrent_requests(cheap):
+    """Drafts verified in the same decode as other requests' tokens change no token."""
+    runtime = cheap
     client = SyncClient(runtime)
     for prompt in PROMPTS:
         client.generate(request(prompt, OFF, max_tokens=1))
@@ -84,7 +108,8 @@ def test_greedy_output_is_token_identical_with_concurrent_requests(runtime):
     assert sum(r.timings.accepted_tokens for r in spec) > 0
 
 
-def test_grammar_constrained_output_parses(runtime):
+def test_grammar_constrained_output_parses(cheap):
+    runtime = cheap
     client = SyncClient(runtime)
     prompt = 'Repeat this JSON exactly: {"name": "Ada", "langs": ["python", "c"], "age": 36}'
     plain = client.generate(request(prompt, OFF, max_tokens=120, sampling=SamplingParams(temperature=0, grammar=PERSON)))
@@ -95,7 +120,8 @@ def test_grammar_constrained_output_parses(runtime):
     assert spec.timings.drafted_tokens > 0
 
 
-def test_stop_strings_and_logprobs_keep_working(runtime):
+def test_stop_strings_and_logprobs_keep_working(cheap):
+    runtime = cheap
     client = SyncClient(runtime)
     prompt = PROMPTS[7]
     plain = client.generate(request(prompt, OFF, stop=("lazy",), logprobs=2))
@@ -105,7 +131,8 @@ def test_stop_strings_and_logprobs_keep_working(runtime):
     assert spec.timings.drafted_tokens > 0
 
 
-def test_cancel_mid_speculation(runtime):
+def test_cancel_mid_speculation(cheap):
+    runtime = cheap
     client = SyncClient(runtime)
     stream = client.stream(request(PROMPTS[4], NGRAM, max_tokens=600,
                                    sampling=SamplingParams(temperature=0, repeat_penalty=1.0), ignore_eos=True))
@@ -122,7 +149,8 @@ def test_cancel_mid_speculation(runtime):
     assert again.token_ids == client.generate(request(PROMPTS[0], OFF)).token_ids
 
 
-def test_deadline_mid_speculation(runtime):
+def test_deadline_mid_speculation(cheap):
+    runtime = cheap
     client = SyncClient(runtime)
     started = time.monotonic()
     result = client.generate(request(PROMPTS[4], NGRAM, max_tokens=2000, timeout=1.5, ignore_eos=True,

@@ -19,7 +19,8 @@ from .draft_model import DraftAsk, DraftModel
 from .metrics import RuntimeMetrics
 from .scheduler import Work
 from .sequence import ActiveRequest
-from .speculative import Speculation, SpeculationState, draft_limit, resolve, worth_drafting
+from .draft_cost import DecodeCost, best_draft_length
+from .speculative import Speculation, SpeculationState, draft_limit, resolve
 
 __all__ = ["Speculator", "write_drafts"]
 
@@ -35,6 +36,7 @@ class Speculator:
         self.settings: Speculation = config.speculative or Speculation()
         self.metrics = metrics
         self.n_ctx = config.n_ctx
+        self.cost = DecodeCost()
         path = self.settings.draft_model
         self.draft_model = DraftModel(path, model, config, p_min=config.speculative_p_min) if path else None
 
@@ -48,8 +50,9 @@ class Speculator:
         """Give this step's decoding shares their drafts, within what is left of the token budget.
 
         Alone, or with requests waiting for a slot (a request that finishes sooner lets the next
-        one start sooner), each request drafts what :func:`worth_drafting` says its recent
-        acceptance is worth in a batch this size.  With several requests running and none
+        one start sooner), each request drafts the length that maximises its expected tokens per
+        second (:func:`~.draft_cost.best_draft_length`, from its recent acceptance and the decode
+        times measured here).  With several requests running and none
         waiting (``queued`` False), the step count is the slowest request's: drafts shorten it
         only when (nearly) every request in the step drafts, so unless three in four have a
         draft none is made.
@@ -81,11 +84,19 @@ class Speculator:
         state = w.req.speculation
         if state is None or w.count != 1 or left <= 0:
             return 0
-        if (k := min(draft_limit(w.req, self.n_ctx), left, state.wants())) <= 0:
+        if state.wants() <= 0:  # paused after repeated misses
             return 0
-        if (worth := worth_drafting(state.acceptance(), sharing)) <= 0:
+        # the length itself is chosen from the acceptance and the costs, up to n_max (the state's own
+        # cap would hold a request that just missed to one draft, which may never be worth its decode)
+        if (k := min(draft_limit(w.req, self.n_ctx), left, state.n_max)) <= 0:
+            return 0
+        if (k := best_draft_length(state.acceptance(), sharing, k, self.cost)) <= 0:
             state.skip()  # not worth it at this batch: its evidence fades, so it tries again later
-        return min(k, worth)
+        return k
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        """A decode of ``tokens`` tokens took ``seconds`` (what drafts cost here)."""
+        self.cost.observe(tokens, seconds)
 
     def _model_drafts(self, asks: list[DraftAsk]) -> list[list[int]]:
         assert self.draft_model is not None

@@ -138,6 +138,7 @@ class EngineLoop:
             return
         self.inflight = {w.req.id: w.count + len(w.draft) for w in work}
         self.ctx.clear_abort()
+        started = time.perf_counter()
         try:
             self.ctx.decode(self.batch)
         except KVCacheFullError:
@@ -157,6 +158,8 @@ class EngineLoop:
         finally:
             self.inflight = {}
         self.metrics.steps += 1
+        if all(w.count == 1 for w in work):  # decode steps only: a prefill's cost is another matter
+            self.speculator.observe(self.batch.n_tokens, time.perf_counter() - started)
         self._after_decode(plan, time.monotonic())
 
     def _write_batch(self, work: list[Work]) -> None:

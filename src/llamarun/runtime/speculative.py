@@ -13,16 +13,13 @@ speculation; greedy output is the target's argmax at every position.
 
 Drafting adapts per request (:class:`SpeculationState`): the draft length follows acceptance,
 and after repeated misses drafting pauses for a growing number of steps, so a request whose
-output does not repeat its input costs nearly nothing.  It also adapts to the batch
-(:func:`worth_drafting`): a drafted token costs about the same whatever else the step decodes,
-but what a kept draft saves shrinks as more requests share the step, so with many requests
-decoding only drafts that are likely to be kept are made (vLLM turns speculation off above a
-batch size for the same reason; here each request's own acceptance decides).
+output does not repeat its input costs nearly nothing.  It also adapts to the machine
+and the batch (:mod:`.draft_cost`): each draft length maximises the expected tokens per second
+given the request's recent acceptance and the decode times measured here for each batch size.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,16 +28,12 @@ from ..errors import InvalidParameterError
 if TYPE_CHECKING:
     from .sequence import ActiveRequest
 
-__all__ = ["NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve",
-           "worth_drafting"]
+__all__ = ["NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve"]
 
 SPECULATION_TYPES = ("off", "ngram", "draft")
 _MAX_DRAFT = 64
 _NGRAM_SIZES = (4, 3, 2)  # suffix lengths looked up, longest first (shorter ones match more, and worse)
 _MAX_PAUSE = 64  # most steps drafting pauses after repeated misses
-# A drafted token's share of a one-token decode step's time on the CPU: SmolLM2-135M Q4_1 on 2 cores
-# prefills about 380 tokens/s (2.6 ms a token in a batch) and decodes about 65 (15 ms a step).
-DRAFT_COST = 0.2
 _DECAY = 0.8  # weight of a step's acceptance evidence one step later
 _FORGET = 0.95  # and one step later when it did not draft (so a request refused drafts tries again)
 _PRIOR_KEPT, _PRIOR_CUT = 4.0, 1.0  # the estimate's pseudo-counts
@@ -194,19 +187,3 @@ def draft_limit(req: ActiveRequest, n_ctx: int) -> int:
         room = min(room, req.max_new - len(req.generated) - 1)
     return max(0, room)
 
-
-def worth_drafting(acceptance: float, sharing: int, cost: float = DRAFT_COST) -> int:
-    """The most drafted tokens worth their decode time for a request whose next draft is kept with
-    probability ``acceptance`` when ``sharing`` requests sample in the step.
-
-    The ``k``-th draft is kept with probability ``acceptance ** k`` and then saves one emitted
-    token, worth ``(1 + sharing * cost) / sharing`` steps' time per request at this batch; it
-    costs ``cost`` of a step.  So it pays while ``acceptance ** k >= sharing * cost / (1 + sharing
-    * cost)``: alone that is about 0.17, with 8 requests 0.62.
-    """
-    threshold = sharing * cost / (1.0 + sharing * cost)
-    if acceptance <= threshold:
-        return 0
-    if acceptance >= 1.0:
-        return _MAX_DRAFT
-    return min(_MAX_DRAFT, int(math.log(threshold) / math.log(acceptance)))
