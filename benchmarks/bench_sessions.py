@@ -2,18 +2,22 @@
 
 1. TTFT of the next turn of a ~2,000-token conversation (SmolLM2, one slot, greedy) after another
    conversation took its slot: restored from the RAM tier, from the disk tier, and recomputed (tiers
-   off); and, for reference, when it never left its slot.
+   off); and, for reference, when it never left its slot.  The four cases each have a model of
+   their own, loaded side by side, and take turns rep by rep, so a change in the machine's load
+   falls on all of them alike.
 2. Aggregate throughput of 16 conversations (a ~400-token system prompt each, N_TURNS turns of
    N_GEN tokens) taking turns on 4 slots, 8 client threads at a time, with and without the tiers:
    wall time, generated tokens/s, and the prompt tokens computed (the rest came from a cache).
 
-    python benchmarks/bench_sessions.py [--model smollm2] [--threads 2] [--reps 3] [--json out.json]
+    python benchmarks/bench_sessions.py [--model smollm2] [--threads 2] [--reps 3] [--only ttft|churn]
+                                        [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import tempfile
 import time
 from typing import Any
@@ -34,24 +38,45 @@ def _long_session(model: Any, words: int, tag: str) -> Any:
     return session
 
 
-def ttft_case(path: str, threads: int, reps: int, case: str, tmp: str) -> dict[str, Any]:
-    tiers = {"ram": {"session_ram": 1 << 30, "session_disk": 0},
-             "disk": {"session_ram": 0, "session_disk": 1 << 30, "session_dir": tmp},
-             "recomputed": {"session_ram": 0, "session_disk": 0},
-             "kept in slot": {"session_ram": 0, "session_disk": 0}}[case]
-    ttfts, history = [], 0
-    with llamarun.load(path, n_ctx=2600, n_slots=1, n_threads=threads, **tiers) as model:
+CASES = ("kept in slot", "ram", "disk", "recomputed")
+
+
+def _tiers(case: str, tmp: str) -> dict[str, Any]:
+    return {"ram": {"session_ram": 1 << 30, "session_disk": 0},
+            "disk": {"session_ram": 0, "session_disk": 1 << 30, "session_dir": tmp},
+            "recomputed": {"session_ram": 0, "session_disk": 0},
+            "kept in slot": {"session_ram": 0, "session_disk": 0}}[case]
+
+
+def ttft_turn(model: Any, case: str, rep: int) -> dict[str, Any]:
+    """One conversation of ~2,000 tokens, another taking its slot (but when it is kept), its next turn."""
+    session = _long_session(model, 80, f"{case} {rep}")
+    history = session.history_tokens  # the conversation before the turn timed
+    if case != "kept in slot":
+        model.session(temperature=0.0, max_tokens=1).send(f"Another conversation takes the slot ({rep}).")
+    result = session.send("What happened next?")
+    return {"history_tokens": history, "cached_tokens": result.cached_tokens, "ttft_s": result.timings.ttft_s}
+
+
+def ttft_cases(path: str, threads: int, reps: int, tmp: str) -> list[dict[str, Any]]:
+    """The four cases, interleaved: rep 1 of each, then rep 2 of each, ..."""
+    rows: dict[str, dict[str, Any]] = {c: {"case": c, "ttft_all_s": []} for c in CASES}
+    with contextlib.ExitStack() as stack:
+        models = {c: stack.enter_context(llamarun.load(path, n_ctx=2600, n_slots=1, n_threads=threads,
+                                                       **_tiers(c, tmp))) for c in CASES}
         for rep in range(reps):
-            session = _long_session(model, 80, f"{case} {rep}")
-            history = session.history_tokens
-            if case != "kept in slot":
-                model.session(temperature=0.0, max_tokens=1).send(f"Another conversation takes the slot ({rep}).")
-            result = session.send("What happened next?")
-            ttfts.append(result.timings.ttft_s)
-            cached = result.cached_tokens
-        snap = model.runtime.snapshot()
-    return {"case": case, "history_tokens": history, "cached_tokens": cached, "ttft_s": median(ttfts),
-            "ttft_all_s": ttfts, "restored": snap.session_restored, "saved_bytes": snap.session_saved_bytes}
+            for case in (CASES if rep % 2 == 0 else CASES[::-1]):
+                turn = ttft_turn(models[case], case, rep)
+                row = rows[case]
+                row["ttft_all_s"].append(turn["ttft_s"])
+                row.update(history_tokens=turn["history_tokens"], cached_tokens=turn["cached_tokens"])
+                print(f"  rep {rep + 1}: {case:>12}: TTFT {turn['ttft_s'] * 1000:8.1f} ms "
+                      f"(cached {turn['cached_tokens']} of {turn['history_tokens']})", flush=True)
+        for case, model in models.items():
+            snap = model.runtime.snapshot()
+            rows[case].update(ttft_s=median(rows[case]["ttft_all_s"]), restored=snap.session_restored,
+                              saved_bytes=snap.session_saved_bytes)
+    return [rows[c] for c in CASES]
 
 
 def churn_case(path: str, threads: int, tiers: bool, tmp: str) -> dict[str, Any]:
@@ -78,26 +103,29 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", choices=("ttft", "churn"), help="run one part (each takes minutes on 2 cores)")
     parser.add_argument("--json")
     args = parser.parse_args()
     path = str(model_path(args.model))
     report: dict[str, Any] = {"model": args.model, "threads": args.threads, "ttft": [], "churn": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in ("kept in slot", "ram", "disk", "recomputed"):
-            row = ttft_case(path, args.threads, args.reps, case, tmp)
-            report["ttft"].append(row)
-            print(f"next turn of a {row['history_tokens']}-token conversation, {case:>12}: TTFT "
-                  f"{row['ttft_s'] * 1000:8.1f} ms (cached {row['cached_tokens']}, restored {row['restored']})",
-                  flush=True)
-        by_case = {r["case"]: r["ttft_s"] for r in report["ttft"]}
-        for tier in ("ram", "disk"):
-            print(f"  restored from {tier}: {by_case['recomputed'] / by_case[tier]:.1f}x faster than recomputed")
-        for tiers in (False, True):
-            row = churn_case(path, args.threads, tiers, tmp)
-            report["churn"].append(row)
-            print(f"16 conversations on 4 slots, tiers {'on ' if tiers else 'off'}: {row['wall_s']:6.1f} s, "
-                  f"{row['generated_tokens_per_s']:6.1f} generated tok/s, prompt tokens computed "
-                  f"{row['prompt_tokens_computed']} of {row['prompt_tokens']} (restored {row['restored']})", flush=True)
+        if args.only in (None, "ttft"):
+            report["ttft"] = ttft_cases(path, args.threads, args.reps, tmp)
+            for row in report["ttft"]:
+                print(f"next turn of a {row['history_tokens']}-token conversation, {row['case']:>12}: TTFT "
+                      f"{row['ttft_s'] * 1000:8.1f} ms median of {len(row['ttft_all_s'])} (cached "
+                      f"{row['cached_tokens']}, restored {row['restored']})", flush=True)
+            by_case = {r["case"]: r["ttft_s"] for r in report["ttft"]}
+            for tier in ("ram", "disk"):
+                print(f"  restored from {tier}: {by_case['recomputed'] / by_case[tier]:.1f}x faster than recomputed")
+        if args.only in (None, "churn"):
+            for tiers in (False, True):
+                row = churn_case(path, args.threads, tiers, tmp)
+                report["churn"].append(row)
+                print(f"16 conversations on 4 slots, tiers {'on ' if tiers else 'off'}: {row['wall_s']:6.1f} s, "
+                      f"{row['generated_tokens_per_s']:6.1f} generated tok/s, prompt tokens computed "
+                      f"{row['prompt_tokens_computed']} of {row['prompt_tokens']} (restored {row['restored']})",
+                      flush=True)
     if args.json:
         dump(args.json, report)
 

@@ -101,3 +101,26 @@ def test_pipelined_commands_after_a_stream_wait_their_turn(bridge: Bridge) -> No
         assert lines[-1]["data"]["finish_reason"] in ("length", "stop")
         assert c.read()["message"] == "pong"
         assert c.read()["data"] == {"cancelled": False}  # it came after the stream, not right after it
+
+
+@pytest.mark.parametrize("command", ["STREAM", "CHATSTREAM", "INFER", "CHAT"])
+def test_cancel_right_behind_the_command(bridge: Bridge, command: str) -> None:
+    """CANCEL written with the command, in one send, as a quick Ctrl-C in `--connect` does: it
+    reaches the bridge before the request is submitted, and still cancels it (it once waited its
+    turn as a pipelined command: all 400 tokens, then "nothing to cancel")."""
+    before = _wait_idle(bridge)["engine"]
+    with bridge.client() as c:
+        c.ok("LOAD smollm2")
+        c.ok("SET max_tokens 400")
+        c.ok("SET ignore_eos true")
+        c.sock.sendall(f"{command} Write a very long story.\nCANCEL\n".encode())
+        last = c.until_done()[-1]
+        if command.endswith("STREAM"):
+            assert last["message"] == "done" and last["data"]["finish_reason"] == "cancelled", last
+            assert last["data"]["completion_tokens"] < 100
+        else:
+            assert last["status"] == "error" and last["code"] == "cancelled", last
+        assert c.read() == {"status": "ok", "message": "cancelled", "data": {"cancelled": True}}
+        assert c.reply("PING")["message"] == "pong"
+    after = _wait_idle(bridge)["engine"]
+    assert after["generated_tokens"] - before["generated_tokens"] < 100  # stopped, not run to 400

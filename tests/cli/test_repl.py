@@ -137,6 +137,60 @@ def test_repl_mechanics(tiny_home: Path):
     assert "/set system You are terse." in (tiny_home / "history").read_text()
 
 
+def verbose_turn(child: pexpect.spawn, text: str) -> tuple[str, int, int]:
+    """One turn under /set verbose: the answer, its prompt tokens and how many of them were cached
+    (read off the stats line ``prompt: N tokens (M cached), ...``)."""
+    out = command(child, text)
+    match = re.search(r"^prompt: (\d+) tokens(?: \((\d+) cached\))?,", out, re.M)
+    assert match, out
+    return out[:match.start()].strip(), int(match.group(1)), int(match.group(2) or 0)
+
+
+@pytest.mark.smollm2
+def test_load_restores_the_kv_state_in_a_new_process(smollm2_home: Path):
+    """/save, leave, start again, /load: the next turn starts from the restored KV state (its prompt
+    reported as cached, which a fresh process can only have from the .kv file) and answers as the
+    same turn did when the conversation never left its slot.  Without the .kv file it is computed."""
+    settings = ("/set verbose", "/set parameter temperature 0", "/set parameter num_predict 24")
+    question = "What is my name again?"
+    child = spawn("run", "smollm2", home=smollm2_home)
+    try:
+        child.expect_exact(PROMPT)
+        for line in settings:
+            command(child, line)
+        _, first_prompt, first_cached = verbose_turn(child, "Remember this: my name is Zorblax.")
+        assert first_cached == 0
+        _, second_prompt, _ = verbose_turn(child, "What is my name?")
+        assert "Saved 4 messages and its KV state" in command(child, "/save named")
+        in_slot, prompt_tokens, in_slot_cached = verbose_turn(child, question)  # never left its slot
+        assert in_slot_cached >= second_prompt > first_prompt
+        assert leave(child) == 0
+    finally:
+        child.close(force=True)
+
+    def after_load() -> tuple[str, str, int, int]:
+        child = spawn("run", "smollm2", home=smollm2_home)
+        try:
+            child.expect_exact(PROMPT)
+            command(child, "/set verbose")
+            loaded = command(child, "/load named")  # it brings its options: greedy, 24 tokens
+            answer, prompt, cached = verbose_turn(child, question)
+            assert leave(child) == 0
+            return loaded, answer, prompt, cached
+        finally:
+            child.close(force=True)
+
+    loaded, answer, prompt, cached = after_load()
+    assert "Loaded conversation 'named': 4 messages" in loaded and "KV state of" in loaded
+    assert (prompt, cached) == (prompt_tokens, in_slot_cached)  # restored, not computed again
+    assert answer == in_slot and "Zorblax" in answer
+    kv = smollm2_home / "conversations" / "named.kv"
+    kv.rename(kv.with_suffix(".off"))
+    loaded, _, prompt, cached = after_load()
+    assert "KV state" not in loaded
+    assert (prompt, cached) == (prompt_tokens, 0)  # the same conversation, computed from its first token
+
+
 @pytest.mark.parametrize("how", ["/exit", "/bye"])
 def test_leaving_exits_zero(tiny_home: Path, how: str):
     child = spawn("run", "tiny", home=tiny_home)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import RemoteServerError
+
 __all__ = ["BridgeClient", "interactive"]
 
 _PARTIAL = ("chunk", "thinking")
@@ -24,7 +26,13 @@ class BridgeClient:
     def __init__(self, path: Path | str, *, timeout: float | None = None) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError as exc:
+            self.sock.close()
+            raise RemoteServerError(f"no bridge answers at {path} ({exc.strerror or exc}); start one with "
+                                    "`llamarun bridge` (it prints its socket path), or name the socket: "
+                                    "llamarun bridge --connect SOCKET") from None
         self.lines = self.sock.makefile("rb")
 
     def send(self, line: str) -> None:
@@ -39,15 +47,16 @@ class BridgeClient:
         self.sock.close()
 
 
-def _show(reply: dict[str, Any], out: IO[str]) -> bool:
-    """Print one reply line; True when it ends its command."""
+def _show(reply: dict[str, Any], out: IO[str], *, streamed: bool = False) -> bool:
+    """Print one reply line; True when it ends its command.  After a stream's chunks (``streamed``)
+    its ``done`` line adds only the counts: the text it repeats is already on the screen."""
     message, data = reply.get("message"), reply.get("data")
     if reply.get("status") == "ok" and message in _PARTIAL:
         out.write(str(data))
         out.flush()
         return False
     if reply.get("status") == "ok" and message == "done" and isinstance(data, dict):
-        text = data.get("text") or (data.get("message") or {}).get("content") or ""
+        text = "" if streamed else data.get("text") or (data.get("message") or {}).get("content") or ""
         counts = {k: v for k, v in data.items() if k not in ("text", "message")}
         out.write(f"{text}\n[{json.dumps(counts)}]\n")
     else:
@@ -58,7 +67,7 @@ def _show(reply: dict[str, Any], out: IO[str]) -> bool:
 
 def _answer(client: BridgeClient, out: IO[str]) -> bool:
     """Show one command's reply; Ctrl-C cancels a stream. False once the bridge has closed."""
-    cancelled = False
+    cancelled = streamed = False
     while True:
         try:
             reply = client.read()
@@ -69,8 +78,9 @@ def _answer(client: BridgeClient, out: IO[str]) -> bool:
             continue
         if reply is None:
             return False
-        if _show(reply, out):
+        if _show(reply, out, streamed=streamed):
             break
+        streamed = True
     return not cancelled or _answer(client, out)  # the CANCEL's own reply
 
 
@@ -91,9 +101,13 @@ def interactive(path: Path, *, stdin: IO[str] = sys.stdin, out: IO[str] = sys.st
             line = line.rstrip("\n")
             if not line.strip():
                 continue
-            client.send(line)
             leaving = line.strip().upper() in ("QUIT", "SHUTDOWN")
-            if not _answer(client, out) and not leaving:
+            try:
+                client.send(line)
+                answered = _answer(client, out)
+            except (BrokenPipeError, ConnectionResetError):  # the bridge stopped since the last command
+                answered = False
+            if not answered and not leaving:
                 out.write("the bridge closed the connection\n")
                 return 1
             if leaving:

@@ -5,11 +5,13 @@ is the backpressure: a client that pipelines thousands of commands without
 reading the replies stops being read once its socket buffers are full, and the
 bridge holds at most one line of it beyond the one it is answering. While a
 command runs, the next line is read ahead: ``CANCEL`` there cancels the running
-generation; the end of the input does not (a client may half-close and still
-read its answers), but a client that has gone (its socket hung up, or a reply
-cannot be written) has its request cancelled and its lease returned. Once the
-bridge is stopping, the command running finishes (``busy`` says one runs) and
-any later one but QUIT is refused as overloaded.
+generation, or the one the command is about to start (a CANCEL sent right behind
+a STREAM often comes before its request is submitted); the end of the input does
+not (a client may half-close and still read its answers), but a client that has
+gone (its socket hung up, or a reply cannot be written) has its request
+cancelled and its lease returned. Once the bridge is stopping, the command
+running finishes (``busy`` says one runs) and any later one but QUIT is refused
+as overloaded.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Connection:
     turn: Turn | None = None  # the generation running (CANCEL and a hang-up cancel it)
     cancelled: bool = False  # the read-ahead CANCEL ended the running generation
     busy: bool = False  # a command is being answered (the bridge's drain waits for it)
+    _cancel_early: bool = False  # CANCEL came before the running command's generation started
     _next: asyncio.Future[bytes | None] | None = None
     _watcher: asyncio.Task[None] | None = None
 
@@ -149,10 +152,14 @@ class Connection:
         if future.cancelled() or future.exception() is not None:
             return
         line = future.result()
-        if line is not None and line.strip().upper() == b"CANCEL" and self.turn is not None:
+        if line is None or line.strip().upper() != b"CANCEL":
+            return
+        if self.turn is not None:
             self.cancelled = True
             for request in self.turn.requests:
                 request.cancel()
+        elif self.busy:
+            self._cancel_early = True  # the command's generation, if it starts one, is cancelled then
 
     async def _take_line(self) -> bytes | None:
         self.read_ahead()
@@ -194,7 +201,7 @@ class Connection:
             try:
                 return await self._dispatch(command, handlers)
             finally:
-                self.busy = False
+                self.busy = self._cancel_early = False
         except LlamarunError as exc:  # (some are OSErrors too: still the command's failure)
             await self.send(error_reply(exc))
         except (ConnectionError, OSError):
@@ -253,6 +260,10 @@ class Connection:
             self.cancelled = False
         if turn is not None and self.closed.is_set():
             turn.close()
+        elif turn is not None and self._cancel_early:  # CANCEL sent right behind the command
+            self._cancel_early, self.cancelled = False, True
+            for request in turn.requests:
+                request.cancel()
 
     def describe(self) -> dict[str, Any]:
         return {"local": self.peer.local, "model": self.model}
