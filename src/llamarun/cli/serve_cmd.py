@@ -71,8 +71,7 @@ def serve(
     max_body: int = typer.Option(16 << 20, "--max-body-bytes", help="Largest request body."),
     max_upload: int = typer.Option(1 << 40, "--max-upload-bytes", help="Largest model file uploaded to /api/blobs."),
     web: Optional[bool] = typer.Option(None, "--web/--no-web", help="The chat page at / and /dashboard (on)."),
-    log_prompts: Optional[bool] = typer.Option(None, "--log-prompts/--no-log-prompts",
-                                               help="Prompt text in the dashboard (first 200 chars)."),
+    log_prompts: Optional[bool] = typer.Option(None, "--log-prompts/--no-log-prompts", help="Prompts in /dashboard."),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Load this model at start (repeat)."),
     template: Optional[str] = typer.Option(None, "--template", help="Built-in chat template (chatml, llama3, gemma, "
                                            "...) for models without one (default: from their special tokens)."),
