@@ -31,10 +31,11 @@ from common import ROOT, dump, median, percentile
 SYSTEM = "You are the captain of a research ship in the southern ocean. " * 12
 
 
-def start_cluster(*extra: str) -> Target:
+def start_cluster(*extra: str, replicas: int = 2, slots: int = 4, threads: int = 1) -> Target:
     port = free_port()
-    cmd = [sys.executable, "-m", "llamarun", "cluster", "serve", "smollm2", "--replicas", "2", "--slots", "4",
-           "--threads", "1", "--ctx", "1024", "--max-queued", "64", "--port", str(port), *extra]
+    cmd = [sys.executable, "-m", "llamarun", "cluster", "serve", "smollm2", "--replicas", str(replicas),
+           "--slots", str(slots), "--threads", str(threads), "--ctx", "1024", "--max-queued", "64",
+           "--port", str(port), *extra]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
@@ -43,7 +44,7 @@ def start_cluster(*extra: str) -> Target:
     while time.monotonic() < deadline:
         try:
             if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return Target(" ".join(["cluster x2", *extra]), proc, url, {"ignore_eos": True})
+                return Target(" ".join([f"cluster x{replicas}", *extra]), proc, url, {"ignore_eos": True})
         except httpx.HTTPError:
             pass
         time.sleep(1)
@@ -81,13 +82,37 @@ async def shared_prefix(target: Target) -> dict[str, float]:
             "ttft_p50": median([t["ttft"] for t in follow]), "ttft_p95": percentile([t["ttft"] for t in follow], 0.95)}
 
 
+def overhead(levels: list[int], rounds: int) -> dict[int, list[float]]:
+    """The ingress's own cost: serve against a cluster of ONE replica shaped as serve is (8 slots,
+    2 threads), so the only difference is Ray Serve's proxy, the ingress and the replica handle."""
+    serve = start_llamarun("smollm2", 2, 1024, 8)
+    cluster = start_cluster(replicas=1, slots=8, threads=2)
+    ratios: dict[int, list[float]] = {}
+    try:
+        for level in levels:
+            for rnd in range(rounds):
+                order = (serve, cluster) if rnd % 2 == 0 else (cluster, serve)
+                got = {t.name: asyncio.run(run_level(t, "smollm2", level)) for t in order}
+                ratios.setdefault(level, []).append(got[cluster.name]["tok_s"] / got[serve.name]["tok_s"])
+            print(f"{level:>3} clients: one-replica cluster / serve tok/s per round "
+                  f"{', '.join(f'{r:.2f}' for r in ratios[level])}, median {median(ratios[level]):.2f}")
+    finally:
+        stop_cluster(cluster)
+        stop(serve)
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="16,32")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--overhead", action="store_true", help="only serve vs a one-replica cluster of its shape")
     parser.add_argument("--json")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    if args.overhead:
+        dump(args.json, {"overhead": overhead(levels, args.rounds)})
+        return
     serve = start_llamarun("smollm2", 2, 1024, 8)
     cluster = start_cluster()
     results: dict[str, Any] = {"throughput": {}, "prefix": {}}
