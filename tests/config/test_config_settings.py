@@ -220,3 +220,31 @@ def test_log_prompts_is_off_by_default_and_set_by_each_layer(tmp_path: Path) -> 
     assert off_flag.log_prompts is False  # --no-log-prompts beats the environment
     with pytest.raises(ConfigError, match="log_prompts"):
         load_settings(env={"LLAMARUN_CONFIG": str(write(tmp_path, 'log_prompts = "maybe"', "bad.toml"))})
+
+
+def test_speculative_settings_reach_every_models_runtime_config(tmp_path: Path) -> None:
+    from llamarun.errors import InvalidParameterError
+    from llamarun.runtime import ManagerConfig
+    from llamarun.runtime.speculative import Speculation
+
+    empty = {"LLAMARUN_CONFIG": str(write(tmp_path, ""))}
+    assert ManagerConfig.from_settings(load_settings(env=empty)).speculation() is None  # off by default
+    on_file = load_settings(env={"LLAMARUN_CONFIG": str(write(tmp_path, 'speculative = "ngram"\n'
+                                                                          "speculative_n_max = 4\n", "s.toml"))})
+    assert ManagerConfig.from_settings(on_file).speculation() == Speculation(type="ngram", n_max=4)
+    on_env = load_settings(env={**empty, "LLAMARUN_SPECULATIVE": "NGRAM", "LLAMARUN_SPECULATIVE_N_MAX": "12"})
+    assert on_env.origin("speculative_n_max") == Origin("env", "LLAMARUN_SPECULATIVE_N_MAX")
+    assert ManagerConfig.from_settings(on_env).speculation() == Speculation(type="ngram", n_max=12)
+    on_flag = load_settings({"speculative_n_max": 2}, env=empty)
+    assert on_flag.origin("speculative_n_max") == Origin("flag", "--draft-max")
+    draft = tmp_path / "draft.gguf"
+    draft.write_bytes(b"GGUF")
+    with_model = load_settings({"speculative": "draft", "speculative_draft_model": str(draft)}, env=empty)
+    assert ManagerConfig.from_settings(with_model).speculation() == Speculation(type="draft", n_max=8,
+                                                                                draft_model=str(draft))
+    with pytest.raises(InvalidParameterError, match="--draft-model"):
+        ManagerConfig.from_settings(load_settings({"speculative": "draft"}, env=empty))
+    with pytest.raises(InvalidParameterError, match="not a file"):
+        ManagerConfig.from_settings(load_settings({"speculative_draft_model": str(tmp_path / "none.gguf")}, env=empty))
+    with pytest.raises(ConfigError, match="speculative"):
+        load_settings(env={"LLAMARUN_CONFIG": str(write(tmp_path, 'speculative = "medusa"', "bad2.toml"))})

@@ -1,7 +1,6 @@
-"""Speculative decoding as a server setting (`serve --speculative ngram`, `--draft-max`,
-`--draft-model`; the config file's ``speculative*`` keys): every request speculates unless it says
-otherwise, the drafts show in the answer and in /metrics, and a setting that cannot run is refused
-at start."""
+"""Speculative decoding as a server setting (`serve --speculative ngram --draft-max 4`): every
+request speculates unless it says otherwise, the drafts show in the answer and in /metrics, and
+`--speculative draft` without a draft model is refused at start."""
 
 from __future__ import annotations
 
@@ -42,6 +41,7 @@ def test_serve_speculative_setting_applies_to_every_request(spec_server: Server)
 
     answer = generate()
     assert answer["draft_accepted_count"] > 0  # no speculative field in the request: the server's setting applied
+    assert answer["draft_count"] <= 4 * answer["eval_count"]  # --draft-max 4: at most 4 drafts a step
     assert spec_server.metric("llamarun_speculative_drafted_tokens_total") >= answer["draft_count"]
     off = generate(speculative={"type": "off"})
     assert not off.get("draft_count")  # a request may still turn it off

@@ -84,18 +84,17 @@ def test_logits_agree_with_llama_cpp(agreement):
 
 
 def _greedy(ctx, batch_type, prompt, n):
-    """``n`` greedy tokens after ``prompt``, and the gap between the two best logits at each step."""
+    """``n`` greedy tokens after ``prompt``, and the logits at each step."""
     ctx.clear_memory()
     batch = batch_type(64, 1)
     batch.add_tokens(prompt, 0, 0)
     ctx.decode(batch)
     out, margins = [], []
     for k in range(n):
-        logits = np.asarray(ctx.logits_view(-1))
-        second, first = np.partition(logits, -2)[-2:]
+        logits = np.array(ctx.logits_view(-1))
         token = int(np.argmax(logits))
         out.append(token)
-        margins.append(float(first - second))
+        margins.append(logits)  # the step's logits: how far behind the best any other token is
         batch.clear()
         batch.add(token, len(prompt) + k, 0, True)
         ctx.decode(batch)
@@ -107,7 +106,7 @@ NEAR_TIE = 0.5  # logits; llama.cpp's two attention kernels move the best two lo
 
 def test_greedy_generations_part_from_llama_cpp_only_at_near_ties(smol_llama, smol_numpy):
     """Greedy 32-token generations, each prompt alone: identical to llama.cpp's, or identical up to
-    a step where llama.cpp's best two logits are within NEAR_TIE of each other.
+    a step where the token taken instead is within NEAR_TIE of llama.cpp's best logit there.
 
     How often the generations are identical throughout depends on the CPU (llama.cpp's kernels
     round differently on each: 3 of 6 prompts on one machine, 1 of 6 on another), so that rate is
@@ -120,15 +119,15 @@ def test_greedy_generations_part_from_llama_cpp_only_at_near_ties(smol_llama, sm
     prompts = [smol_llama.tokenize(p, parse_special=True) for p in PROMPTS]
     parted: dict[str, list[tuple[int, float]]] = {name: [] for name in contexts}
     for prompt in prompts:
-        ref, margins = _greedy(ref_ctx, engine.Batch, prompt, 32)
+        ref, steps = _greedy(ref_ctx, engine.Batch, prompt, 32)
         for name, ctx in contexts.items():
             ours, _ = _greedy(ctx, ne.Batch if name == "numpy" else engine.Batch, prompt, 32)
             at = next((i for i, (a, b) in enumerate(zip(ref, ours)) if a != b), None)
-            if at is not None:
-                parted[name].append((at, margins[at]))
+            if at is not None:  # how far behind llama.cpp's best the token taken instead is, in its logits
+                parted[name].append((at, float(steps[at].max() - steps[at][ours[at]])))
     for name, where in parted.items():
         print(f"{name}: greedy 32-token generations identical to llama.cpp's on {len(prompts) - len(where)}"
-              f"/{len(prompts)} prompts; the others part at (step, llama.cpp's top-2 gap): "
+              f"/{len(prompts)} prompts; the others part at (step, llama.cpp's best logit minus the token's): "
               f"{[(i, round(m, 3)) for i, m in where]}")
     assert all(margin < NEAR_TIE for _, margin in parted["numpy"]), parted["numpy"]
 

@@ -146,6 +146,10 @@ class Context(NativeHandle):
             raise DecodeError("llama.cpp rejected the batch as invalid", code=-1)
         raise DecodeError(f"llama_decode failed with code {code}", code=code)
 
+    def synchronize(self) -> None:
+        """Wait until the last decode's work is done (a GPU backend may return before it is)."""
+        lib().llama_synchronize(self.ptr)
+
     def abort(self) -> None:
         """Interrupt the decode in progress (thread-safe); it raises DecodeAbortedError."""
         self._abort.set()

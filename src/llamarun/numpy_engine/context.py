@@ -111,6 +111,9 @@ class Context:
 
     # -- decode ----------------------------------------------------------------
 
+    def synchronize(self) -> None:
+        """Nothing to wait for: a NumPy decode is done when it returns."""
+
     def decode(self, batch: Any) -> None:
         """Run the model over ``batch`` (this backend's or llama.cpp's); raises a typed error on failure."""
         kv = self.kv

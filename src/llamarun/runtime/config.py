@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterError
@@ -141,6 +142,9 @@ class ManagerConfig:
         """How every model's requests speculate unless they say otherwise (None: off, no draft model)."""
         if self.speculative == "off" and not self.speculative_draft_model:
             return None
+        if self.speculative_draft_model and not Path(self.speculative_draft_model).expanduser().is_file():
+            raise InvalidParameterError(f"speculative_draft_model {self.speculative_draft_model!r} is not a file: "
+                                        "give the GGUF path of the draft model", field="speculative_draft_model")
         if self.speculative == "draft" and not self.speculative_draft_model:
             raise InvalidParameterError("speculative 'draft' needs speculative_draft_model (--draft-model), "
                                         "the GGUF of a smaller model of the same vocabulary",

@@ -24,13 +24,34 @@ class DecodeCost:
 
     def __init__(self) -> None:
         self._seconds: dict[int, float] = {}
+        self._seen: dict[int, int] = {}
+        self.draft_token_s = 0.0  # a draft model's time per drafted token (0: n-gram drafts cost nothing)
 
     def observe(self, tokens: int, seconds: float) -> None:
-        """One decode of ``tokens`` tokens took ``seconds``."""
+        """One decode of ``tokens`` tokens took ``seconds``.
+
+        A size's first readings are averaged plainly (then a running mean), and a first reading
+        above twice the estimate counts as twice the estimate: sizes above the batch are seen only
+        when requests draft, so one slow decode (another process on the cores) taken as the price
+        would stop drafting there for good.
+        """
         if not 0 < tokens <= _LARGEST or seconds <= 0:
             return
-        before = self._seconds.get(tokens)
-        self._seconds[tokens] = seconds if before is None else before + _WEIGHT * (seconds - before)
+        seen = self._seen.get(tokens, 0)
+        if seen == 0:
+            seconds = min(seconds, 2.0 * self.seconds(tokens)) if self._seconds else seconds
+            self._seconds[tokens] = seconds
+        else:
+            weight = max(_WEIGHT, 1.0 / (seen + 1))
+            self._seconds[tokens] += weight * (seconds - self._seconds[tokens])
+        self._seen[tokens] = seen + 1
+
+    def observe_drafting(self, drafted: int, seconds: float) -> None:
+        """A draft model took ``seconds`` to draft ``drafted`` tokens (the most of any request)."""
+        if drafted > 0 and seconds > 0:
+            per_token = seconds / drafted
+            self.draft_token_s = per_token if not self.draft_token_s else (
+                self.draft_token_s + _WEIGHT * (per_token - self.draft_token_s))
 
     def seconds(self, tokens: int) -> float:
         """Estimated seconds of a decode of ``tokens`` (relative to 1.0 for one token before any is seen)."""
@@ -55,18 +76,21 @@ class DecodeCost:
         return self._seconds[lo] + slope * (tokens - lo)
 
 
-def best_draft_length(acceptance: float, sharing: int, most: int, cost: DecodeCost) -> int:
+def best_draft_length(acceptance: float, sharing: int, most: int, cost: DecodeCost, *,
+                      drafted_by_model: bool = False) -> int:
     """The draft length (0 to ``most``) that maximises expected tokens per second for a request
     whose next draft is kept with probability ``acceptance``, in a step where ``sharing``
     requests sample: the ``k``-th draft is kept with probability ``acceptance ** k``, and ``k``
-    drafts make the step's decode ``cost.seconds(sharing + k)`` instead of ``cost.seconds(sharing)``.
+    drafts make the step's decode ``cost.seconds(sharing + k)`` instead of ``cost.seconds(sharing)``
+    (plus, ``drafted_by_model``, the draft model's time for ``k`` tokens).
     """
     best, best_rate = 0, sharing / cost.seconds(sharing)
     kept, chance = 0.0, 1.0
+    extra = cost.draft_token_s if drafted_by_model else 0.0
     for k in range(1, most + 1):
         chance *= acceptance
         kept += chance
-        rate = (sharing + kept) / cost.seconds(sharing + k)
+        rate = (sharing + kept) / (cost.seconds(sharing + k) + extra * k)
         if rate > best_rate:
             best, best_rate = k, rate
     return best

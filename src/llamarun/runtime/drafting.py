@@ -10,6 +10,7 @@ out of the KV.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from .speculative import Speculation, SpeculationState, draft_limit, resolve
 __all__ = ["Speculator", "write_drafts"]
 
 logger = logging.getLogger(__name__)
+_EXPLORE_EVERY = 64  # of the drafts declined for their cost, one is made to measure that cost again
+_EXPLORE_ACCEPTANCE = 0.5  # only for requests whose drafts are being kept
 _CLOSED_BATCH_SHARE = 0.75  # of a full batch's requests that must draft for any to (see Speculator.propose)
 
 
@@ -37,6 +40,7 @@ class Speculator:
         self.metrics = metrics
         self.n_ctx = config.n_ctx
         self.cost = DecodeCost()
+        self._declined = 0  # drafts the costs said no to (every _EXPLORE_EVERY-th is made anyway)
         path = self.settings.draft_model
         self.draft_model = DraftModel(path, model, config, p_min=config.speculative_p_min) if path else None
 
@@ -90,9 +94,17 @@ class Speculator:
         # cap would hold a request that just missed to one draft, which may never be worth its decode)
         if (k := min(draft_limit(w.req, self.n_ctx), left, state.n_max)) <= 0:
             return 0
-        if (k := best_draft_length(state.acceptance(), sharing, k, self.cost)) <= 0:
+        chosen = best_draft_length(state.acceptance(), sharing, k, self.cost,
+                                   drafted_by_model=state.kind == "draft")
+        if chosen <= 0 and self._explore(state.acceptance()):
+            return 1  # now and then a draft where the costs say no: the measured price stays current
+        if chosen <= 0:
             state.skip()  # not worth it at this batch: its evidence fades, so it tries again later
-        return k
+        return chosen
+
+    def _explore(self, acceptance: float) -> bool:
+        self._declined += 1
+        return acceptance >= _EXPLORE_ACCEPTANCE and self._declined % _EXPLORE_EVERY == 0
 
     def observe(self, tokens: int, seconds: float) -> None:
         """A decode of ``tokens`` tokens took ``seconds`` (what drafts cost here)."""
@@ -100,8 +112,11 @@ class Speculator:
 
     def _model_drafts(self, asks: list[DraftAsk]) -> list[list[int]]:
         assert self.draft_model is not None
+        started = time.perf_counter()
         try:
-            return self.draft_model.draft(asks)
+            drafts = self.draft_model.draft(asks)
+            self.cost.observe_drafting(max(len(d) for d in drafts), time.perf_counter() - started)
+            return drafts
         except Exception:  # noqa: BLE001 - a failed draft costs the step its drafts, nothing else
             logger.exception("the draft model failed; its caches are cleared")
             self.draft_model.ctx.clear_memory()

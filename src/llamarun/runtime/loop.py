@@ -159,6 +159,7 @@ class EngineLoop:
             self.inflight = {}
         self.metrics.steps += 1
         if all(w.count == 1 for w in work):  # decode steps only: a prefill's cost is another matter
+            self.ctx.synchronize()  # with GPU layers the decode may return before its work is done
             self.speculator.observe(self.batch.n_tokens, time.perf_counter() - started)
         self._after_decode(plan, time.monotonic())
 

@@ -121,9 +121,10 @@ class NgramIndex:
 class SpeculationState:
     """One request's speculation: what it asked for, how well it goes, and its counts.
 
-    The draft length ``cap`` doubles when a whole draft is kept and drops to one past the kept
-    part otherwise; two misses in a row at length 1 pause drafting for 2, 4, ... up to
-    ``_MAX_PAUSE`` steps (one accepted draft ends the pauses).
+    :meth:`acceptance` (recent evidence, decayed) is what the draft length is chosen from
+    (:func:`~.draft_cost.best_draft_length`); ``cap`` still follows acceptance as before (doubling
+    when a whole draft is kept), but only its pauses matter now: two misses in a row at length 1
+    pause drafting for 2, 4, ... up to ``_MAX_PAUSE`` steps (one accepted draft ends the pauses).
     """
 
     kind: str
