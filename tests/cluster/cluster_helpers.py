@@ -28,14 +28,15 @@ class Cluster:
     def ps(self) -> list[dict]:
         return httpx.get(f"{self.url}/api/ps", timeout=30).json()["models"]
 
-    def metric_by_replica(self, name: str) -> dict[str, float]:
+    def metric_by_replica(self, name: str, model: str | None = None) -> dict[str, float]:
+        """Sum of ``name``'s samples per replica (only ``model``'s samples, e.g. ``smollm2``, if given)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         text = httpx.get(f"{self.url}/metrics", timeout=30).text
         out: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                if s.name == name:
+                if s.name == name and (model is None or s.labels.get("model", "").split(":")[0] == model):
                     out[s.labels["replica"]] = out.get(s.labels["replica"], 0.0) + s.value
         return out
 

@@ -87,14 +87,17 @@ def _chat(cluster: Cluster, content: str, tokens: int = 48) -> dict:
 
 
 def test_eight_clients_are_spread_over_both_replicas(cluster: Cluster) -> None:
-    before = cluster.metric_by_replica("llamarun_generated_tokens_total")
+    before = cluster.metric_by_replica("llamarun_generated_tokens_total", model="smollm2")
     with cf.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda i: _chat(cluster, f"Tell me about the number {i}"), range(8)))
     assert all(r["status"] == 200 for r in results)
-    assert wait_until(lambda: len(cluster.metric_by_replica("llamarun_generated_tokens_total")) >= 2, timeout=10)
-    after = cluster.metric_by_replica("llamarun_generated_tokens_total")
-    served = [replica for replica, value in after.items() if value > before.get(replica, 0)]
-    assert len(served) == 2, (before, after)
+
+    def served() -> list[str]:  # the replicas whose generated-token count grew (metrics arrive a moment later)
+        after = cluster.metric_by_replica("llamarun_generated_tokens_total", model="smollm2")
+        return [replica for replica, value in after.items() if value > before.get(replica, 0)]
+
+    wait_until(lambda: len(served()) >= 2, timeout=15)
+    assert len(served()) == 2, (before, cluster.metric_by_replica("llamarun_generated_tokens_total", model="smollm2"))
     text = httpx.get(f"{cluster.url}/metrics", timeout=30).text
     for gauge in ("llamarun:num_requests_waiting", "llamarun:num_requests_running", "llamarun:kv_cache_usage_perc"):
         assert f"# TYPE {gauge} gauge" in text

@@ -10,6 +10,7 @@ from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClie
 from llamarun.runtime.draft_cost import DecodeCost, best_draft_length
 from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState
 from llamarun.types import SamplingParams
+from spec_helpers import with_cheap_drafts
 from tinymodel import write_tiny_gguf
 
 PROMPT = [10, 11, 12] * 20  # a repeating prompt: n-gram drafts exist from the first decode
@@ -104,6 +105,7 @@ def test_a_full_batch_drafts_less_for_requests_whose_drafts_miss(tmp_path):
     drafted = {}
     for clients in (1, 8):
         with Runtime(target, config) as rt:
+            with_cheap_drafts(rt)  # the subject is the batch rule, not this machine's decode costs
             _tokens(SyncClient(rt), Speculation(type="ngram", n_max=8), range(clients), n=48)
             snap = rt.snapshot()
         drafted[clients] = (snap.spec_drafted / clients, snap.spec_accepted / clients)

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
-from llamarun.runtime.draft_cost import DecodeCost
 from llamarun.runtime.speculative import Speculation
 from llamarun.types import FinishReason, SamplingParams
+from spec_helpers import CheapDrafts
 
 GREEDY = SamplingParams(temperature=0)
 PERSON = r'''root ::= "{\"name\": \"" [A-Za-z ]{1,24} "\", \"langs\": [" lang (", " lang){0,3} "], \"age\": " [0-9]{1,3} "}"
@@ -69,16 +69,6 @@ def test_greedy_output_is_token_identical_alone(runtime):
         assert spec.token_ids == plain.token_ids, prompt
         drafted += spec.timings.drafted_tokens
     assert drafted > 0 and runtime.snapshot().spec_accepted > 0
-
-
-class CheapDrafts(DecodeCost):
-    """A machine where a drafted token costs a tenth of a decode, whatever the decodes measure."""
-
-    def observe(self, tokens: int, seconds: float) -> None:
-        pass
-
-    def seconds(self, tokens: int) -> float:
-        return 1.0 + 0.1 * (tokens - 1)
 
 
 @pytest.fixture
