@@ -17,7 +17,6 @@ from .forward import Forward
 from .vocab import Vocab, read_vocab_data
 from .weights import (
     LlamaConfig,
-    f32_bytes,
     open_reader,
     read_config,
     read_weights,
@@ -48,15 +47,16 @@ class Model:
     def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0, use_mmap: bool = True,
                  available_memory: Callable[[], int] | None = None, emulate_llama_cpp: bool = False) -> None:
         self.path = str(Path(path))
-        check_gguf(self.path)
+        info = check_gguf(self.path)
         reader = open_reader(self.path)
         self.config: LlamaConfig = read_config(reader, self.path)
         self.vocab = Vocab(read_vocab_data(reader, self.path), self.path)
-        self.f32_bytes = f32_bytes(reader)
+        self.f32_bytes = info.float32_bytes  # what show and hw --model state for this backend
         self._metadata = scalar_metadata(reader)
         self._templates = {key: str(field.contents()) for key, field in reader.fields.items()
                            if key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template.")}
-        weights = read_weights(reader, self.config, self.path, available=available_memory, emulate=emulate_llama_cpp)
+        weights = read_weights(reader, self.config, self.path, need=self.f32_bytes, available=available_memory,
+                               emulate=emulate_llama_cpp)
         self._forward: Forward | None = Forward(self.config, weights, emulate=emulate_llama_cpp)
         self.info = self._info(reader)
         del reader  # the weights are copies: the mapping can go

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InsufficientMemoryError, ModelLoadError
 from .numerics import Projection
 
-__all__ = ["LayerWeights", "LlamaConfig", "ModelWeights", "f32_bytes", "open_reader", "read_config",
+__all__ = ["LayerWeights", "LlamaConfig", "ModelWeights", "open_reader", "read_config",
            "read_weights", "scalar_metadata"]
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -138,11 +138,6 @@ def read_config(reader: Any, path: str) -> LlamaConfig:
     )
 
 
-def f32_bytes(reader: Any) -> int:
-    """Bytes of every tensor once dequantized to float32."""
-    return sum(int(t.n_elements) * 4 for t in reader.tensors)
-
-
 def _check_memory(need: int, path: str, available: Callable[[], int] | None) -> None:
     if available is None:
         import psutil
@@ -157,7 +152,8 @@ def _check_memory(need: int, path: str, available: Callable[[], int] | None) -> 
             f"{have / 2**30:.2f} GiB of memory is available; use the llama.cpp backend or a smaller model")
 
 
-def read_weights(reader: Any, config: LlamaConfig, path: str, *, available: Callable[[], int] | None = None,
+def read_weights(reader: Any, config: LlamaConfig, path: str, *, need: int,
+                 available: Callable[[], int] | None = None,
                  emulate: bool = True) -> ModelWeights:
     """Dequantize every tensor the forward pass uses (refused when float32 copies would not fit).
 
@@ -166,7 +162,7 @@ def read_weights(reader: Any, config: LlamaConfig, path: str, *, available: Call
     """
     import gguf
 
-    _check_memory(f32_bytes(reader), path, available)
+    _check_memory(need, path, available)
     tensors = {t.name: t for t in reader.tensors}
 
     def load(name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -16,11 +16,11 @@ from typing import Any
 
 from ..engine import Batch, Context, Model
 from .config import RuntimeConfig
+from .draft_cost import DecodeCost, best_draft_length
 from .draft_model import DraftAsk, DraftModel
 from .metrics import RuntimeMetrics
 from .scheduler import Work
 from .sequence import ActiveRequest
-from .draft_cost import DecodeCost, best_draft_length
 from .speculative import Speculation, SpeculationState, draft_limit, resolve
 
 __all__ = ["Speculator", "write_drafts"]
@@ -64,6 +64,7 @@ class Speculator:
         sampled = [w for w in work if w.sample]
         left = budget - sum(w.count for w in work)
         asks: list[tuple[Work, DraftAsk]] = []
+        drafting = 0  # shares with a draft (or a draft model's draft to come)
         for w in sampled:
             k = self._length(w, len(sampled), left)
             if k <= 0:
@@ -74,7 +75,7 @@ class Speculator:
             else:
                 asks.append((w, DraftAsk(w.req.slot, w.req.tokens, k)))  # type: ignore[arg-type]
                 left -= k
-        drafting = sum(1 for w in sampled if w.draft or any(a is w for a, _ in asks))
+            drafting += bool(w.draft) or w.req.speculation.kind != "ngram"  # type: ignore[union-attr]
         if len(sampled) > 1 and not queued and drafting < _CLOSED_BATCH_SHARE * len(sampled):
             for w in sampled:
                 w.draft = []

@@ -187,4 +187,3 @@ def draft_limit(req: ActiveRequest, n_ctx: int) -> int:
     if req.max_new is not None:
         room = min(room, req.max_new - len(req.generated) - 1)
     return max(0, room)
-
