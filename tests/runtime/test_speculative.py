@@ -8,7 +8,7 @@ import pytest
 from llamarun.errors import InvalidParameterError, ModelLoadError
 from llamarun.runtime import GenerationRequest, Runtime, RuntimeConfig, SyncClient
 from llamarun.runtime.draft_cost import DecodeCost, best_draft_length
-from llamarun.runtime.speculative import NgramIndex, Speculation, SpeculationState
+from llamarun.runtime.speculative import MatchAcceptance, NgramIndex, Speculation, SpeculationState
 from llamarun.types import SamplingParams
 from spec_helpers import with_cheap_drafts
 from tinymodel import write_tiny_gguf
@@ -26,6 +26,28 @@ def test_ngram_drafts_what_followed_the_latest_match():
     tokens += [5]
     assert index.draft(tokens, 2) == [7, 1]
     assert NgramIndex().draft([1, 2, 3, 4], 4) == []
+
+
+def test_a_draft_knows_how_long_a_match_it_came_from():
+    copied = list(range(100, 130))
+    tokens = [7, 8] + copied + [5, 6] + copied[:20]  # 20 tokens into copying a 30-token block
+    draft, match = NgramIndex().lookup(tokens, 4)
+    assert draft == copied[20:24] and match == 20
+    draft, match = NgramIndex().lookup([1, 2, 3, 9, 4, 2, 3], 4)
+    assert draft == [9, 4, 2, 3] and match == 2  # only "2 3" repeats
+
+
+def test_drafts_from_long_matches_start_with_a_higher_acceptance():
+    rates = MatchAcceptance()
+    assert rates.rate(2) < rates.rate(6) < rates.rate(12) < rates.rate(30)
+    for _ in range(40):  # short matches' drafts missed at once, long ones were kept whole
+        rates.record(2, 4, 0)
+        rates.record(24, 8, 8)
+    assert rates.rate(3) < 0.2 and rates.rate(20) > 0.95
+    fresh = SpeculationState("ngram", 8)
+    assert fresh.acceptance(rates.rate(3)) < 0.3 < 0.9 < fresh.acceptance(rates.rate(20))
+    fresh.record(8, 0)  # the request's own evidence counts next to the prior
+    assert fresh.acceptance(rates.rate(20)) < 0.9
 
 
 def test_drafting_backs_off_after_misses_and_recovers():

@@ -21,7 +21,7 @@ from .draft_model import DraftAsk, DraftModel
 from .metrics import RuntimeMetrics
 from .scheduler import Work
 from .sequence import ActiveRequest
-from .speculative import Speculation, SpeculationState, draft_limit, resolve
+from .speculative import MatchAcceptance, Speculation, SpeculationState, draft_limit, resolve
 
 __all__ = ["Speculator", "write_drafts"]
 
@@ -40,6 +40,7 @@ class Speculator:
         self.metrics = metrics
         self.n_ctx = config.n_ctx
         self.cost = DecodeCost()
+        self.matches = MatchAcceptance()  # n-gram drafts' kept rates by match length, over requests
         self._declined = 0  # drafts the costs said no to (every _EXPLORE_EVERY-th is made anyway)
         path = self.settings.draft_model
         self.draft_model = DraftModel(path, model, config, p_min=config.speculative_p_min) if path else None
@@ -66,16 +67,20 @@ class Speculator:
         asks: list[tuple[Work, DraftAsk]] = []
         drafting = 0  # shares with a draft (or a draft model's draft to come)
         for w in sampled:
-            k = self._length(w, len(sampled), left)
+            k = self._room(w, left)
             if k <= 0:
                 continue
-            if w.req.speculation.kind == "ngram":  # type: ignore[union-attr]
-                w.draft = w.req.speculation.index.draft(w.req.tokens, k)  # type: ignore[union-attr]
+            state = w.req.speculation
+            assert state is not None
+            if state.kind == "ngram":
+                found, match = state.index.lookup(w.req.tokens, k)
+                k = self._length(state, len(sampled), len(found), self.matches.rate(match) if found else 0.8)
+                w.draft, w.match = found[:k], match
                 left -= len(w.draft)
-            else:
+            elif (k := self._length(state, len(sampled), k, 0.8)) > 0:
                 asks.append((w, DraftAsk(w.req.slot, w.req.tokens, k)))  # type: ignore[arg-type]
                 left -= k
-            drafting += bool(w.draft) or w.req.speculation.kind != "ngram"  # type: ignore[union-attr]
+            drafting += bool(w.draft) or (state.kind != "ngram" and k > 0)
         if len(sampled) > 1 and not queued and drafting < _CLOSED_BATCH_SHARE * len(sampled):
             for w in sampled:
                 w.draft = []
@@ -84,8 +89,8 @@ class Speculator:
             for (w, _), draft in zip(asks, self._model_drafts([a for _, a in asks]), strict=True):
                 w.draft = draft
 
-    def _length(self, w: Work, sharing: int, left: int) -> int:
-        """How many tokens ``w`` may draft this step (0: none)."""
+    def _room(self, w: Work, left: int) -> int:
+        """The most tokens ``w`` may draft this step (0: none)."""
         state = w.req.speculation
         if state is None or w.count != 1 or left <= 0:
             return 0
@@ -93,11 +98,16 @@ class Speculator:
             return 0
         # the length itself is chosen from the acceptance and the costs, up to n_max (the state's own
         # cap would hold a request that just missed to one draft, which may never be worth its decode)
-        if (k := min(draft_limit(w.req, self.n_ctx), left, state.n_max)) <= 0:
+        return max(0, min(draft_limit(w.req, self.n_ctx), left, state.n_max))
+
+    def _length(self, state: SpeculationState, sharing: int, most: int, prior: float) -> int:
+        """How many of ``most`` draft tokens to decode (0: none), for the request's acceptance
+        over ``prior`` (the rate of drafts like this one)."""
+        if most <= 0:
             return 0
-        chosen = best_draft_length(state.acceptance(), sharing, k, self.cost,
-                                   drafted_by_model=state.kind == "draft")
-        if chosen <= 0 and self._explore(state.acceptance()):
+        acceptance = state.acceptance(prior)
+        chosen = best_draft_length(acceptance, sharing, most, self.cost, drafted_by_model=state.kind == "draft")
+        if chosen <= 0 and self._explore(acceptance):
             return 1  # now and then a draft where the costs say no: the measured price stays current
         if chosen <= 0:
             state.skip()  # not worth it at this batch: its evidence fades, so it tries again later
@@ -142,6 +152,8 @@ class Speculator:
             if i == len(draft) or token != draft[i] or vocab.is_eog(token):
                 break
         self.record(req, len(draft), len(tokens) - 1)
+        if req.speculation.kind == "ngram":  # type: ignore[union-attr]
+            self.matches.record(w.match, len(draft), len(tokens) - 1)
         return tokens, lps
 
     def record(self, req: ActiveRequest, drafted: int, accepted: int) -> None:

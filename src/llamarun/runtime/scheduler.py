@@ -42,7 +42,8 @@ class Work:
     ``sample`` says the share ends at the last known token, so its logits are sampled;
     ``row`` is the batch row of those logits, written by the executor as it builds the batch.
     ``draft``: tokens speculated after the share (their KV is computed too; see
-    :mod:`.drafting`), set by the executor; :meth:`Scheduler.keep_drafts` takes the kept ones.
+    :mod:`.drafting`), set by the executor; :meth:`Scheduler.keep_drafts` takes the kept ones;
+    ``match``: the length of the n-gram match an n-gram draft came from.
     """
 
     req: ActiveRequest
@@ -51,6 +52,7 @@ class Work:
     sample: bool
     row: int = -1
     draft: Sequence[int] = ()
+    match: int = 0
 
 
 @dataclass(frozen=True, slots=True)

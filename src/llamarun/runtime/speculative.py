@@ -28,7 +28,7 @@ from ..errors import InvalidParameterError
 if TYPE_CHECKING:
     from .sequence import ActiveRequest
 
-__all__ = ["NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve"]
+__all__ = ["MatchAcceptance", "NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve"]
 
 SPECULATION_TYPES = ("off", "ngram", "draft")
 _MAX_DRAFT = 64
@@ -36,7 +36,12 @@ _NGRAM_SIZES = (4, 3, 2)  # suffix lengths looked up, longest first (shorter one
 _MAX_PAUSE = 64  # most steps drafting pauses after repeated misses
 _DECAY = 0.8  # weight of a step's acceptance evidence one step later
 _FORGET = 0.95  # and one step later when it did not draft (so a request refused drafts tries again)
-_PRIOR_KEPT, _PRIOR_CUT = 4.0, 1.0  # the estimate's pseudo-counts
+_PRIOR_WEIGHT = 5.0  # pseudo-counts of the prior (0.8, or the match length's rate) in a request's estimate
+_LONGEST_MATCH = 32  # a match is measured back this far at most
+_MATCH_EDGES = (4, 8, 16)  # match lengths 2-3, 4-7, 8-15, 16 or more ...
+_MATCH_PRIORS = (0.6, 0.75, 0.85, 0.95)  # ... and their kept rates before any is measured
+_MATCH_WEIGHT = 10.0  # pseudo-counts of those priors
+_MATCH_DECAY = 0.99  # weight of a draft's evidence one draft later (of the model's drafts)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,12 @@ class NgramIndex:
     def draft(self, tokens: list[int], k: int) -> list[int]:
         """Up to ``k`` tokens that followed the latest earlier occurrence of the longest suffix of
         ``tokens`` found (nothing when no suffix of the smallest size repeats)."""
+        return self.lookup(tokens, k)[0]
+
+    def lookup(self, tokens: list[int], k: int) -> tuple[list[int], int]:
+        """:meth:`draft`'s tokens and the match's length: how many of the tokens before the
+        earlier occurrence equal the last ones of ``tokens`` (up to ``_LONGEST_MATCH``; a long
+        match is a copy under way, whose drafts are kept far more often)."""
         n = len(tokens)
         for p in range(max(self._indexed, 1), n):  # the n-grams that end just before position p
             for size, after in zip(self.sizes, self._after, strict=True):
@@ -113,8 +124,43 @@ class NgramIndex:
                 continue
             p = after.get(tuple(tokens[n - size:]))
             if p is not None and p < n:
-                return tokens[p:p + k]
-        return []
+                return tokens[p:p + k], _match_length(tokens, p, n, size)
+        return [], 0
+
+
+def _match_length(tokens: list[int], p: int, n: int, known: int) -> int:
+    """How many tokens before ``p`` equal those before ``n`` (``known`` of them are known to)."""
+    length = known
+    while length < _LONGEST_MATCH and length < p and tokens[p - 1 - length] == tokens[n - 1 - length]:
+        length += 1
+    return length
+
+
+class MatchAcceptance:
+    """How often an n-gram draft's tokens are kept, by the length of the match they came from,
+    over this model's recent requests (rates only, no text).  A new request's acceptance starts
+    from its match's rate instead of one prior for all: a draft from a 20-token match is a copy
+    under way and is kept nearly always, one from a 2-token match far less often."""
+
+    def __init__(self) -> None:
+        self._kept = [prior * _MATCH_WEIGHT for prior in _MATCH_PRIORS]
+        self._cut = [(1 - prior) * _MATCH_WEIGHT for prior in _MATCH_PRIORS]
+
+    @staticmethod
+    def bucket(match: int) -> int:
+        return sum(match >= edge for edge in _MATCH_EDGES)
+
+    def rate(self, match: int) -> float:
+        """The chance that a draft token from a match of this length is kept."""
+        b = self.bucket(match)
+        return self._kept[b] / (self._kept[b] + self._cut[b])
+
+    def record(self, match: int, drafted: int, accepted: int) -> None:
+        if drafted <= 0:
+            return
+        b = self.bucket(match)
+        self._kept[b] = self._kept[b] * _MATCH_DECAY + accepted
+        self._cut[b] = self._cut[b] * _MATCH_DECAY + (accepted < drafted)
 
 
 @dataclass
@@ -150,10 +196,11 @@ class SpeculationState:
             return 0
         return self.cap
 
-    def acceptance(self) -> float:
-        """The estimated chance that the next drafted token is kept (recent steps weigh most;
-        with no evidence 0.8, so a new request tries drafts even in a full batch)."""
-        return (self.kept + _PRIOR_KEPT) / (self.kept + self.cut + _PRIOR_KEPT + _PRIOR_CUT)
+    def acceptance(self, prior: float = 0.8) -> float:
+        """The estimated chance that the next drafted token is kept: the request's recent steps
+        (weighing most) over ``prior``, the rate of drafts like this one (the model's, by match
+        length; with none 0.8, so a new request tries drafts even in a full batch)."""
+        return (self.kept + _PRIOR_WEIGHT * prior) / (self.kept + self.cut + _PRIOR_WEIGHT)
 
     def skip(self) -> None:
         """A step in which it could have drafted and did not (the batch made it not worth it)."""
