@@ -1,10 +1,10 @@
 """200 load/generate/close cycles of the engine in one process: the C heap in use (glibc mallinfo2,
-read by llamarun.engine.native_heap_bytes) comes back to within 2% of the first cycle's. Resident
-memory does not: measured +5 to +12% over 200 cycles in a fresh process, rising and falling again
-in longer runs (600 cycles: 79 -> 89 -> 85 MiB) while the heap in use stays flat, so pages the
-allocator keeps (per-thread arenas, cached thread stacks: each cycle's engine thread is a new
-thread) rather than leaked blocks; not yet explained by /proc/self/smaps. Asserted: RSS grows less
-than RSS_WARMUP_MIB over the 200 cycles. `make leakcheck` runs the loop under valgrind (tests/reliability/leakcheck.py)."""
+read by llamarun.engine.native_heap_bytes) and the resident memory come back to within 2% of the
+first cycle's. The runtime hands the C heap's free pages back after closing a model
+(llamarun.engine.release_free_heap, glibc malloc_trim): without it RSS grew 5 to 12% over the 200
+cycles while the heap in use stayed flat (freed model buffers and each cycle's engine-thread arena
+kept by the allocator, not leaked); with it, measured +0.7 to +0.9% (600 cycles: 73.1 -> 73.7 MiB).
+`make leakcheck` runs the loop under valgrind (tests/reliability/leakcheck.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ pytestmark = pytest.mark.timeout(300)
 
 CYCLES = 200
 TOLERANCE = 0.02
-RSS_WARMUP_MIB = 24
 
 
 def test_200_load_generate_close_cycles_return_native_memory() -> None:
@@ -38,4 +37,4 @@ def test_200_load_generate_close_cycles_return_native_memory() -> None:
     record("native_memory", cycles=CYCLES, heap_bytes=heap, rss_mib=rss)
     if heap[0] is not None:
         assert heap[-1] <= heap[0] * (1 + TOLERANCE), f"C heap after cycles 1, {CYCLES // 2}, {CYCLES}: {heap}"
-    assert rss[-1] - rss[0] < RSS_WARMUP_MIB, f"RSS (MiB) after cycles 1, {CYCLES // 2}, {CYCLES}: {rss}"
+    assert rss[-1] <= rss[0] * (1 + TOLERANCE), f"RSS (MiB) after cycles 1, {CYCLES // 2}, {CYCLES}: {rss}"

@@ -15,7 +15,7 @@ from .backends import BACKENDS, backend_status, open_model
 from .batch import Batch
 from .context import Context, default_threads
 from .detok import Detokenizer
-from .libc import eventfd_setter, native_heap_bytes
+from .libc import eventfd_setter, native_heap_bytes, release_free_heap
 from .model import Model, ModelInfo, vocab_special_texts
 from .fastdist import DrawBuffer, native_draw
 from .quantize import QUANT_TYPES, QuantizeProgress, QuantType, quant_type, quantize_gguf
@@ -47,6 +47,7 @@ __all__ = [
     "max_devices",
     "native_draw",
     "native_heap_bytes",
+    "release_free_heap",
     "open_model",
     "quant_type",
     "quantize_gguf",

@@ -3,7 +3,8 @@
 The engine takes ``strlen``'s address as llama.cpp's abort callback
 (:mod:`llamarun.engine.context`); the runtime's wake-up descriptor
 (:mod:`llamarun.runtime.wakeup`) writes to an eventfd through :func:`eventfd_setter`;
-:func:`native_heap_bytes` reads glibc's ``mallinfo2`` (the reliability tests' native-memory check).
+:func:`native_heap_bytes` reads glibc's ``mallinfo2`` (the reliability tests' native-memory check);
+:func:`release_free_heap` hands the C heap's free pages back to the system after a model is closed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ctypes.util
 import sys
 from collections.abc import Callable
 
-__all__ = ["eventfd_setter", "libc", "native_heap_bytes"]
+__all__ = ["eventfd_setter", "libc", "native_heap_bytes", "release_free_heap"]
 
 
 def libc() -> ctypes.PyDLL:
@@ -60,3 +61,17 @@ def native_heap_bytes() -> int | None:
     call.restype = _Mallinfo2
     info = call()
     return int(info.uordblks + info.hblkhd)
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``, every arena);
+    True when some were. A closed model's buffers and its engine thread's arena otherwise stay in
+    the process's resident memory until the allocator happens to reuse them. False, doing nothing,
+    where the C library has no ``malloc_trim``."""
+    try:
+        call = libc().malloc_trim
+    except AttributeError:
+        return False
+    call.argtypes = [ctypes.c_size_t]
+    call.restype = ctypes.c_int
+    return bool(call(0))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ..engine import Model, ModelInfo, open_model
+from ..engine import Model, ModelInfo, open_model, release_free_heap
 from ..errors import ClosedHandleError, EngineDeadError, OverloadedError
 from .config import RuntimeConfig
 from .handoff import Flusher, Handoff
@@ -234,6 +234,7 @@ class Runtime:
             self._loop = None
             loop.close()
             model.close()
+            release_free_heap()  # the model's freed buffers leave the process's resident memory now
             if self._status != HealthStatus.ERROR:
                 self._status = HealthStatus.STOPPED
 
