@@ -1,16 +1,46 @@
-"""Sum valgrind memcheck's definitely-lost records whose allocation stack passes through llamarun's
-native code (libllama, libggml, _fastdraw); CPython's own records are not counted (they are what a
-suppressions file for CPython would hide). Exit 1 when that sum is not zero."""
+"""Read a valgrind memcheck log of `make leakcheck`: sum the definitely-lost records whose allocation
+stack passes through llamarun's native code (libllama, libggml, _fastdraw), and count the other
+errors (invalid reads and writes, uninitialised values) that do. CPython's own records are not
+counted (tests/reliability/valgrind-python.supp hides the known ones). Exit 1 when either is not zero.
+
+    python scripts/leakcheck_report.py leakcheck.log
+"""
+
+from __future__ import annotations
 
 import re
 import sys
 
 OURS = ("libllama", "libggml", "_fastdraw")
-text = open(sys.argv[1]).read()
-records = re.split(r"\n==\d+== \n", text)
-lost = [r for r in records if "definitely lost" in r and any(o in r for o in OURS)]
-total = sum(int(re.search(r"([\d,]+) bytes", r).group(1).replace(",", "")) for r in lost)
-print(f"definitely lost from llamarun's native calls: {total} bytes in {len(lost)} records")
-for r in lost[:5]:
-    print(r[:2000])
-sys.exit(1 if total else 0)
+# "24 bytes in 1 blocks are definitely lost" or "264 (48 direct, 216 indirect) bytes in 3 blocks ..."
+LOST = re.compile(r"([\d,]+) (?:\(([\d,]+) direct, [\d,]+ indirect\) )?bytes in [\d,]+ blocks are definitely lost")
+OTHER_ERRORS = ("Invalid read", "Invalid write", "uninitialised", "Invalid free", "Mismatched free")
+
+
+def records(text: str) -> list[str]:
+    """The log's records: the blocks of lines between valgrind's empty ``==PID== `` lines."""
+    return [r for r in re.split(r"\n==\d+== ?\n", text) if r.strip()]
+
+
+def definitely_lost(record: str) -> int:
+    """The bytes a definitely-lost record lost itself (its direct bytes), 0 for another record."""
+    found = LOST.search(record)
+    if not found:
+        return 0
+    return int((found.group(2) or found.group(1)).replace(",", ""))
+
+
+def main() -> int:
+    ours = [r for r in records(open(sys.argv[1]).read()) if any(o in r for o in OURS)]
+    lost = [r for r in ours if definitely_lost(r)]
+    errors = [r for r in ours if not definitely_lost(r) and any(e in r for e in OTHER_ERRORS)]
+    total = sum(definitely_lost(r) for r in lost)
+    print(f"definitely lost from llamarun's native calls: {total} bytes in {len(lost)} records; "
+          f"other memory errors in them: {len(errors)}")
+    for r in (lost + errors)[:5]:
+        print(r[:2000])
+    return 1 if total or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
