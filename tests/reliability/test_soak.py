@@ -1,13 +1,16 @@
 """A soak of mixed requests on one server (both HTTP APIs, streaming and not, embeddings, structured
 output, cancellations, overloads): every request accounted for (finished, cancelled, 503 or 4xx),
 no 500s, no thread or descriptor leak, resident memory after warm-up growing less than 5%.
-`make test` runs 200 requests; `make reliability` 2,000 (LLAMARUN_SOAK_REQUESTS)."""
+`make test` runs 200 requests as fast as they go; `make reliability` 2,000 (LLAMARUN_SOAK_REQUESTS)
+arriving evenly over 10 minutes (LLAMARUN_SOAK_SECONDS: request i starts no earlier than
+i * SECONDS / REQUESTS), so the server runs that long under a steady mixed load."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import random
+import time
 from collections import Counter
 
 import httpx
@@ -20,6 +23,7 @@ from test_bounded_resources import FDS_AFTER, THREADS_BOUND, server, warm  # noq
 pytestmark = pytest.mark.timeout(1800)
 
 REQUESTS = int(os.environ.get("LLAMARUN_SOAK_REQUESTS", "200"))
+SPREAD_S = float(os.environ.get("LLAMARUN_SOAK_SECONDS", "0"))
 CONCURRENCY = 12
 WARMUP = REQUESTS // 10
 
@@ -60,6 +64,7 @@ async def _soak(url: str, pid: int, kinds: list[str], at: list) -> list[str]:
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         async def run(i: int, kind: str) -> str:
+            await asyncio.sleep(i * SPREAD_S / len(kinds))
             async with gate:
                 outcome = await _one(client, kind)
                 if i == WARMUP:
@@ -69,11 +74,12 @@ async def _soak(url: str, pid: int, kinds: list[str], at: list) -> list[str]:
 
 
 def test_soak_of_mixed_requests(server: Server, warm) -> None:  # noqa: F811
-    pid, marks = server.proc.pid, []
+    pid, marks, started = server.proc.pid, [], time.monotonic()
     results = asyncio.run(_soak(server.url, pid, _kinds(REQUESTS), marks))
+    took = time.monotonic() - started
     after, warmed = proc_stats(pid), marks[0]
     outcomes = Counter(results)
-    record("soak", requests=REQUESTS, outcomes=dict(outcomes), warm=warm, after_warmup=warmed, after=after,
+    record("soak", requests=REQUESTS, seconds=round(took, 1), outcomes=dict(outcomes), warm=warm, after_warmup=warmed, after=after,
            rss_growth_after_warmup_pct=round(100 * (after.rss_mib - warmed.rss_mib) / warmed.rss_mib, 2))
     assert sum(outcomes.values()) == REQUESTS
     assert set(outcomes) <= {"200", "cancelled", "503", "400", "422"}, outcomes
