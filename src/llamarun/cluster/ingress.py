@@ -94,6 +94,8 @@ class Forwarder:
             parsed = json.loads(body) if body else {}
         except ValueError as exc:
             return _error(path, 400, f"request body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(path, 400, "request body is not valid JSON: nested too deeply")
         model = parsed.get("model") if isinstance(parsed, dict) else None
         if not isinstance(model, str) or not model:
             return _error(path, 400, "model: field required (the cluster routes by model)")
