@@ -97,6 +97,23 @@ def test_decode_costs_are_learned_and_estimated_between_what_was_seen():
     assert cost.seconds(1) == pytest.approx(0.020, rel=0.01)
 
 
+def test_sizes_above_those_measured_are_priced_to_be_tried():
+    """A steep rise from one token to a few (the matrix-vector path to the batched one) is not
+    extended past the sizes measured: longer drafts are tried, measured, and then chosen on their
+    price (here 8 tokens cost 29 ms where extending 1 -> 4 would say 41)."""
+    cost = DecodeCost()
+    for _ in range(50):
+        cost.observe(1, 0.0065)
+        cost.observe(4, 0.0212)
+    assert best_draft_length(0.98, 1, 8, cost) > 3
+    for _ in range(10):
+        cost.observe(8, 0.0294)
+    assert best_draft_length(0.98, 1, 8, cost) >= 7
+    for _ in range(10):
+        cost.observe(8, 0.080)  # measured dear: its price, not the guess, decides
+    assert best_draft_length(0.98, 1, 8, cost) == 3
+
+
 def test_one_slow_first_reading_does_not_stop_drafting():
     """Sizes above the batch are measured only when requests draft: a decode slowed by another
     process, taken as the price, would stop drafting there for good."""
