@@ -8,7 +8,11 @@ on llamarun with and without it.  Decode tokens/s counts from the first token to
 setup generates the same kind of text.  Ratios are against llamarun without speculation,
 measured in the same rounds.
 
-    PYTHONPATH=src python benchmarks/bench_spec.py [--rounds 2] [--tokens 96] [--json out.json]
+    PYTHONPATH=src python benchmarks/bench_spec.py [--model smollm2] [--rounds 2] [--tokens 96] [--json out.json]
+
+Every round asks the same tasks with other names, numbers and subjects (``prompts_for``): llama-server's
+ngram-mod keeps its n-gram table across requests, and the same greedy prompts again would let it
+draft its own earlier answers.
 """
 
 from __future__ import annotations
@@ -48,13 +52,35 @@ TEXT = ("The library opens at nine in the morning and closes at six in the eveni
         "floor is quiet, and the children's corner on the ground floor has story time every Saturday at ten.")
 COPYING = [
     # (SmolLM2-135M explains rather than copies when asked to rename the function: not a copying prompt)
-    f"Add a comment line '# skip blank lines and comments' above the if statement in this code and show all of "
-    f"it:\n```python\n{CODE}```",
-    f"Repeat this text exactly, word for word:\n\n{TEXT}",
-    f"Add a docstring line 'Lines starting with # are skipped.' to this code and show all of it:\n```python\n{CODE}```",
+    "Add a comment line '# skip blank lines and comments' above the if statement in this code and show all of "
+    "it:\n```python\n{code}```",
+    "Repeat this text exactly, word for word:\n\n{text}",
+    "Add a docstring line 'Lines starting with # are skipped.' to this code and show all of it:\n```python\n{code}```",
 ]
-CHAT = ["Write a short story about a lighthouse keeper.", "Explain how a bicycle works.",
-        "Give me tips for learning to cook."]
+CHAT = ["Write a short story about a {who}.", "Explain how a {what} works.", "Give me tips for learning to {skill}."]
+# Each round asks with other words: llama-server's ngram-mod keeps its n-gram table across requests, so
+# the same prompts again would be drafted from its own earlier answers (a cache, not speculation).
+ROUND_WORDS = [
+    {"config": "config", "handle": "handle", "who": "lighthouse keeper", "what": "bicycle", "skill": "cook",
+     "nine": "nine", "six": "six", "five": "five", "three": "three", "ten": "ten", "library": "library"},
+    {"config": "settings", "handle": "stream", "who": "baker in Paris", "what": "refrigerator", "skill": "swim",
+     "nine": "eight", "six": "seven", "five": "four", "three": "two", "ten": "twelve", "library": "museum"},
+    {"config": "options", "handle": "source", "who": "young astronaut", "what": "compass", "skill": "paint",
+     "nine": "ten", "six": "five", "five": "six", "three": "four", "ten": "eleven", "library": "gallery"},
+    {"config": "values", "handle": "infile", "who": "clockmaker", "what": "telescope", "skill": "draw",
+     "nine": "seven", "six": "eight", "five": "three", "three": "five", "ten": "nine", "library": "town hall"},
+]
+
+
+def prompts_for(templates: list[str], rnd: int) -> list[str]:
+    """The prompts of round ``rnd``: the same tasks on other names, numbers and subjects."""
+    words = ROUND_WORDS[rnd % len(ROUND_WORDS)]
+    code = CODE.replace("config", words["config"]).replace("handle", words["handle"])
+    text = TEXT
+    for word in ("library", "nine", "six", "five", "three", "ten"):
+        text = text.replace(f" {word} ", f" {{{word}}} ")
+    text = text.format(**words)
+    return [t.format(code=code, text=text, **words) for t in templates]
 
 
 def chat(question: str) -> str:
@@ -110,8 +136,8 @@ def single_stream(args: argparse.Namespace, path: Path, client: SyncClient) -> d
     drafts: dict[str, list[int]] = {}
     try:
         for rnd in range(args.rounds):
-            for workload, prompts in (("copying", COPYING), ("chat", CHAT)):
-                for prompt in prompts:
+            for workload, templates in (("copying", COPYING), ("chat", CHAT)):
+                for prompt in prompts_for(templates, rnd):
                     setups = [("llamarun off", lambda p=prompt: llamarun_rate(client, p, "off", args.tokens)),
                               ("llamarun ngram", lambda p=prompt: llamarun_rate(client, p, "ngram", args.tokens))]
                     setups += [(name, lambda p=prompt, u=url: server_rate(u, p, args.tokens))
@@ -132,9 +158,10 @@ def single_stream(args: argparse.Namespace, path: Path, client: SyncClient) -> d
 
 
 def concurrent(args: argparse.Namespace, client: SyncClient) -> dict[str, list[float]]:
-    prompts = [*CHAT, *COPYING, "Describe the water cycle.", "Write a poem about autumn."][:8]
     out: dict[str, list[float]] = {}
-    for rnd in range(args.rounds):
+    for rnd in range(args.concurrent_rounds):
+        prompts = [*prompts_for(CHAT, rnd), *prompts_for(COPYING, rnd), "Describe the water cycle.",
+                   "Write a poem about autumn."][:8]
         for kind in (("off", "ngram") if rnd % 2 == 0 else ("ngram", "off")):
             started = time.perf_counter()
             streams = [client.stream(GenerationRequest(
@@ -150,6 +177,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--concurrent-rounds", type=int, default=6, help="rounds of the 8-client part")
     parser.add_argument("--threads", type=int, default=env_threads())
     parser.add_argument("--no-server", action="store_true", help="skip llama-server")
     parser.add_argument("--json")
@@ -165,16 +193,23 @@ def main() -> None:
 
 def report(single: dict, many: dict[str, list[float]]) -> None:
     for workload, by_setup in single["rates"].items():
-        base = median(by_setup["llamarun off"])
-        print(f"\n{workload}: single-stream decode tok/s (median), ratio to llamarun off")
+        base = by_setup["llamarun off"]
+        print(f"\n{workload}: single-stream decode tok/s (median); ratio to llamarun off: of the medians, "
+              f"and the median of the ratios of each prompt's two runs in the same round (paired)")
         for name, values in by_setup.items():
             drafted, accepted = single["drafts"][f"{workload} {name}"]
             acc = f"  accepted {accepted}/{drafted}" if drafted else ""
-            print(f"  {name:28s} {median(values):7.1f}  {median(values) / base:5.2f}x{acc}")
-    base = median(many["off"])
-    print("\n8 clients: total tok/s (median), ratio to off")
+            print(f"  {name:28s} {median(values):7.1f}  {median(values) / median(base):5.2f}x  "
+                  f"paired {paired(values, base):5.2f}x{acc}")
+    print("\n8 clients: total tok/s (median), ratio to off (of the medians; paired by round)")
     for kind, values in many.items():
-        print(f"  llamarun {kind:8s} {median(values):7.1f}  {median(values) / base:5.2f}x")
+        print(f"  llamarun {kind:8s} {median(values):7.1f}  {median(values) / median(many['off']):5.2f}x  "
+              f"paired {paired(values, many['off']):5.2f}x")
+
+
+def paired(values: list[float], base: list[float]) -> float:
+    """The median of ``values[i] / base[i]``: each run against the baseline run next to it."""
+    return median([v / b for v, b in zip(values, base, strict=True) if b])
 
 
 if __name__ == "__main__":
