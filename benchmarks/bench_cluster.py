@@ -9,6 +9,7 @@ Then a shared-prefix chat workload (8 conversations x 3 turns behind one long sy
 prefix routing on and off (two clusters): the follow-up turns' cached-token rate and TTFT.
 
     python benchmarks/bench_cluster.py [--levels 16,32] [--rounds 2] [--json out.json]
+    python benchmarks/bench_cluster.py --overhead [--threads 1]   # serve vs a one-replica cluster
 
 Ray Serve's proxy binds the port it is given: free ports are found first (a small race, no more).
 """
@@ -82,11 +83,13 @@ async def shared_prefix(target: Target) -> dict[str, float]:
             "ttft_p50": median([t["ttft"] for t in follow]), "ttft_p95": percentile([t["ttft"] for t in follow], 0.95)}
 
 
-def overhead(levels: list[int], rounds: int) -> dict[int, list[float]]:
+def overhead(levels: list[int], rounds: int, threads: int) -> dict[int, list[float]]:
     """The ingress's own cost: serve against a cluster of ONE replica shaped as serve is (8 slots,
-    2 threads), so the only difference is Ray Serve's proxy, the ingress and the replica handle."""
-    serve = start_llamarun("smollm2", 2, 1024, 8)
-    cluster = start_cluster(replicas=1, slots=8, threads=2)
+    ``threads`` decode threads), so the only difference is Ray Serve's proxy, the ingress and the
+    replica handle. With 1 thread on a 2-core machine, Ray's processes have a core of their own
+    (as on a machine with cores to spare); with 2 they take CPU from decoding."""
+    serve = start_llamarun("smollm2", threads, 1024, 8)
+    cluster = start_cluster(replicas=1, slots=8, threads=threads)
     ratios: dict[int, list[float]] = {}
     try:
         for level in levels:
@@ -107,11 +110,12 @@ def main() -> None:
     parser.add_argument("--levels", default="16,32")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--overhead", action="store_true", help="only serve vs a one-replica cluster of its shape")
+    parser.add_argument("--threads", type=int, default=2, help="decode threads on each side (--overhead)")
     parser.add_argument("--json")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     if args.overhead:
-        dump(args.json, {"overhead": overhead(levels, args.rounds)})
+        dump(args.json, {"overhead": overhead(levels, args.rounds, args.threads), "threads": args.threads})
         return
     serve = start_llamarun("smollm2", 2, 1024, 8)
     cluster = start_cluster()

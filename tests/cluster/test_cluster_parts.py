@@ -74,6 +74,23 @@ def _config(*args: str) -> dict[str, Any]:
     return yaml.safe_load(out.stdout)  # type: ignore[no-any-return]
 
 
+def test_a_replica_started_niced_as_ray_does_decodes_at_normal_priority() -> None:
+    """Ray starts workers at niceness 15; a replica lowers every thread of its process to 0 where
+    it may (root or CAP_SYS_NICE), and otherwise says how to start Ray instead."""
+    code = ("import logging, os, threading, time; logging.basicConfig()\n"
+            "os.nice(15); t = threading.Thread(target=time.sleep, args=(2,)); t.start()\n"
+            "from llamarun.cluster.replica import normal_priority\n"
+            "done = normal_priority()\n"
+            "print(done, sorted({os.getpriority(os.PRIO_PROCESS, int(x)) for x in os.listdir('/proc/self/task')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert out.returncode == 0, out.stderr
+    if os.geteuid() == 0:  # allowed to lower it: every thread, the one started before included
+        assert out.stdout.strip() == "True [0]", out.stdout
+    else:
+        assert out.stdout.strip() == "False [15]" and "RAY_worker_niceness=0" in out.stderr, (out.stdout, out.stderr)
+
+
 def test_cluster_config_is_a_serve_config_with_each_model_s_deployment() -> None:
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import ServeDeploySchema
@@ -89,7 +106,8 @@ def test_cluster_config_is_a_serve_config_with_each_model_s_deployment() -> None
     deployments = {d.name: d for d in app.deployments}
     assert sorted(deployments) == ["model-smollm2", "model-tiny"]
     for d in deployments.values():
-        assert (d.max_ongoing_requests, d.max_queued_requests) == (3, 5)  # the slots, then a bounded queue
+        # the slots and as many waiting at the replica, then a bounded queue in Ray
+        assert (d.max_ongoing_requests, d.max_queued_requests) == (6, 5)
         assert (d.ray_actor_options.num_cpus, d.ray_actor_options.num_gpus) == (0.5, 0.0)
         autoscaling = AutoscalingConfig(**d.autoscaling_config)
         # --replicas (1) below the floor would be refused by Ray: it starts at the floor
@@ -106,7 +124,7 @@ def test_cluster_config_with_fixed_replicas() -> None:
 
     [app] = ServeDeploySchema.model_validate(_config("smollm2", "--replicas", "3", "--no-prefix-routing")).applications
     [d] = app.deployments
-    assert (d.name, d.num_replicas, d.max_ongoing_requests) == ("model-smollm2", 3, 4)
+    assert (d.name, d.num_replicas, d.max_ongoing_requests) == ("model-smollm2", 3, 8)
     assert "autoscaling_config" not in d.model_fields_set
     assert app.args["spec"]["prefix_routing"] is False
 

@@ -91,7 +91,9 @@ def _run(spec: Any, address: str) -> None:
     HttpConfig(host=spec.host, port=spec.port, api_key=spec.api_key, insecure=spec.insecure)  # refuses early
     if address == "local":
         need = sum(m.cpus_per_replica * max(m.replicas, m.max_replicas) for m in spec.models)
-        ray.init(namespace="llamarun", num_cpus=max(2, int(need + 1.999)), include_dashboard=False)
+        # Ray starts workers at niceness 15; a replica's decoding must not yield to the ingress and clients
+        ray.init(namespace="llamarun", num_cpus=max(2, int(need + 1.999)), include_dashboard=False,
+                 _system_config={"worker_niceness": 0})
     else:
         ray.init(address=address, namespace="llamarun")
     stop = threading.Event()

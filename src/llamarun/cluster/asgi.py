@@ -17,8 +17,8 @@ from typing import Any
 
 __all__ = ["ForwardedCall", "ResponseStart", "call_app"]
 
-_DRAIN_S = 5.0
-_QUEUED_MESSAGES = 64  # response messages held for the ingress before the app waits  # how long the app gets to finish after a disconnect before it is cancelled
+_DRAIN_S = 5.0  # how long the app gets to finish after a disconnect before it is cancelled
+_QUEUED_MESSAGES = 64  # response messages held for the ingress before the app waits
 
 
 @dataclass(frozen=True)

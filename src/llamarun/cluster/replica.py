@@ -7,6 +7,7 @@ the class itself does not import Ray, so it can be tested and reasoned about alo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from ..errors import DigestMismatchError, ModelNotFoundError
 from .asgi import ForwardedCall, ResponseStart, call_app
 from .spec import ModelSpec
 
-__all__ = ["ModelReplica", "ensure_model"]
+__all__ = ["ModelReplica", "ensure_model", "normal_priority"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,32 @@ def ensure_model(store: Any, spec: ModelSpec) -> Any:
     return stored
 
 
+def normal_priority() -> bool:
+    """Run this process's threads at niceness 0; True when they do (or did already).
+
+    Ray starts its workers at niceness 15 (``worker_niceness``), so a replica's decode threads
+    yield the CPU to every other process on the node, the ingress, the proxy and the clients
+    included. Lowering it needs root or CAP_SYS_NICE; without them the replica says how to start
+    Ray instead (``RAY_worker_niceness=0 ray start ...``). Linux keeps a niceness per thread, so each
+    of the process's threads is set.
+    """
+    if not hasattr(os, "setpriority") or os.getpriority(os.PRIO_PROCESS, 0) <= 0:
+        return True
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+    except PermissionError:
+        logger.warning("this replica runs at niceness %d (Ray's worker_niceness), so its decoding yields to "
+                       "every other process on the node: start Ray with RAY_worker_niceness=0 "
+                       "(RAY_worker_niceness=0 ray start ...)", os.getpriority(os.PRIO_PROCESS, 0))
+        return False
+    except FileNotFoundError:  # no /proc: this thread alone
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    return os.getpriority(os.PRIO_PROCESS, 0) <= 0
+
+
 class ModelReplica:
     """The model's runtime and HTTP app on one node."""
 
@@ -52,6 +79,7 @@ class ModelReplica:
         from ..store import ModelStore
 
         self.spec = spec
+        normal_priority()  # before the engine's threads start: they inherit this thread's niceness
         store = ModelStore(store_root)
         self.stored = ensure_model(store, spec)
         config = ManagerConfig(n_ctx=spec.n_ctx, n_slots=spec.n_slots, n_threads=spec.n_threads, max_loaded_models=1,
