@@ -22,7 +22,7 @@ import httpx
 from hostile import Hostile
 from llamarun.grpc.v1 import llamarun_pb2 as pb
 
-__all__ = ["ADAPTERS", "BridgeFrontend", "GrpcFrontend", "HttpFrontend", "Outcome"]
+__all__ = ["ADAPTERS", "BridgeFrontend", "GrpcFrontend", "HttpFrontend", "Outcome", "check_case"]
 
 _SERVER_BRIDGE_CODES = frozenset({"internal", "model_load_failed", "decode_failed", "closed", "store_error",
                                   "context_creation_failed"})
@@ -269,3 +269,17 @@ ADAPTERS = {
     "openai_responses": ("/v1/responses", responses_body),
     "anthropic": ("/v1/messages", anthropic_body),
 }
+
+
+def check_case(adapter: Any, label: str, case: Hostile) -> None:
+    """Send ``case``: a refused case gets the protocol's client error, no case a server error, and
+    the frontend answers a normal request after it (a case the protocol has no field for is skipped)."""
+    import pytest
+
+    outcome = adapter.send(case)
+    if outcome is None:
+        pytest.skip(f"{label} has no field for {case.id}")
+    assert outcome.kind != "server_error", f"{label} {case.id}: {outcome.detail}"
+    if case.refused:
+        assert outcome.kind == "refused", f"{label} accepted {case.id}: {outcome.detail}"
+    assert adapter.normal(), f"{label} does not answer a normal request after {case.id}"
