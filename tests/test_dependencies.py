@@ -3,8 +3,9 @@ installed versions are inside the ranges, and the code imports no private module
 
 from __future__ import annotations
 
-import re
+import ast
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +30,6 @@ DISTRIBUTIONS = {"llama_cpp": "llama-cpp-python", "huggingface_hub": "huggingfac
                  "grpc": "grpcio", "grpc_status": "grpcio-status", "grpc_health": "grpcio-health-checking",
                  "grpc_reflection": "grpcio-reflection", "google": "protobuf", "yaml": "pyyaml"}
 OPTIONAL = {"pynvml"}  # nvidia-ml-py: used when present
-_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)", re.M)
 
 
 GENERATED = SRC / "grpc" / "v1"  # grpcio-tools' output: its stubs check grpcio's version through grpc._utilities
@@ -47,9 +47,18 @@ def _imports(*, generated: bool = True, exclude: tuple[Path, ...] = (),
             continue
         if any(path.is_relative_to(p) for p in exclude) or (only and not any(path.is_relative_to(p) for p in only)):
             continue
-        for top, rest in _IMPORT.findall(path.read_text(encoding="utf-8")):
-            found.setdefault(top, set()).add(top + rest)
+        for dotted in _imported_modules(path):
+            found.setdefault(dotted.partition(".")[0], set()).add(dotted)
     return found
+
+
+def _imported_modules(path: Path) -> Iterator[str]:
+    """The absolute modules a file imports, from its syntax tree (text in docstrings is not code)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
 
 
 def _third_party(names: set[str]) -> set[str]:

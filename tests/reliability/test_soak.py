@@ -60,29 +60,55 @@ async def _one(client: httpx.AsyncClient, kind: str) -> str:
     return str((await client.post("/api/generate", json={"model": "tiny", "prompt": 5})).status_code)
 
 
-async def _soak(url: str, pid: int, kinds: list[str], at: list) -> list[str]:
+async def _soak(url: str, pid: int, kinds: list[str], at: list, trend: list[float]) -> list[str]:
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         async def run(i: int, kind: str) -> str:
             await asyncio.sleep(i * SPREAD_S / len(kinds))
             async with gate:
                 outcome = await _one(client, kind)
-                if i == WARMUP:
-                    at.append(proc_stats(pid))  # after warm-up: the thread pools and caches are full
+                if i == WARMUP:  # after warm-up: the thread pools and caches are full
+                    tier = await _kv_tier_mib(client)  # first: the server's first /metrics costs it ~2 MiB
+                    at.insert(0, (proc_stats(pid), tier))
+                if i % max(1, len(kinds) // 10) == 0:
+                    trend.append(round(proc_stats(pid).rss_mib, 1))
                 return outcome
         return await asyncio.gather(*(run(i, k) for i, k in enumerate(kinds)))
 
 
+async def _kv_tier_mib(client: httpx.AsyncClient) -> float:
+    """MiB of saved KV states in the runtime's RAM tier (a cache bounded by ``session_ram``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await client.get("/metrics")).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "llamarun_session_ram_bytes") / (1 << 20)
+
+
 def test_soak_of_mixed_requests(server: Server, warm) -> None:  # noqa: F811
-    pid, marks, started = server.proc.pid, [], time.monotonic()
-    results = asyncio.run(_soak(server.url, pid, _kinds(REQUESTS), marks))
+    """RSS growth is measured net of the KV RAM tier's growth: that tier keeps each finished
+    conversation's KV state for a later turn up to ``session_ram`` (about 7-15 KiB a generation with
+    the tiny model, reported on /metrics). The server's tier holds 1 MiB, so it is full by the end of
+    the warm-up and the soak runs its eviction; with the default 256 MiB it was still filling (+18%
+    RSS over 2,000 requests, +4.4% net of the tier)."""
+    pid, marks, trend, started = server.proc.pid, [], [], time.monotonic()
+    results = asyncio.run(_soak(server.url, pid, _kinds(REQUESTS), marks, trend))
     took = time.monotonic() - started
-    after, warmed = proc_stats(pid), marks[0]
-    outcomes = Counter(results)
-    record("soak", requests=REQUESTS, seconds=round(took, 1), outcomes=dict(outcomes), warm=warm, after_warmup=warmed, after=after,
-           rss_growth_after_warmup_pct=round(100 * (after.rss_mib - warmed.rss_mib) / warmed.rss_mib, 2))
+    after, tier_after = proc_stats(pid), asyncio.run(_tier_now(server.url))
+    (warmed, tier_warmed), outcomes = marks[0], Counter(results)
+    net_growth = (after.rss_mib - warmed.rss_mib) - (tier_after - tier_warmed)
+    record("soak", requests=REQUESTS, seconds=round(took, 1), outcomes=dict(outcomes), warm=warm,
+           after_warmup=warmed, after=after, rss_mib_each_tenth=trend,
+           kv_tier_mib=[round(tier_warmed, 1), round(tier_after, 1)],
+           rss_growth_after_warmup_pct=round(100 * (after.rss_mib - warmed.rss_mib) / warmed.rss_mib, 2),
+           rss_growth_net_of_kv_tier_pct=round(100 * net_growth / warmed.rss_mib, 2))
     assert sum(outcomes.values()) == REQUESTS
     assert set(outcomes) <= {"200", "cancelled", "503", "400", "422"}, outcomes
     assert server.metric("llamarun_http_requests_total", status="500") == 0
     assert after.threads <= warm.threads + THREADS_BOUND and after.fds <= warm.fds + FDS_AFTER + CONCURRENCY
-    assert after.rss_mib < warmed.rss_mib * 1.05, (warmed, after)
+    assert net_growth < warmed.rss_mib * 0.05, (warmed, after, (tier_warmed, tier_after), trend)
+
+
+async def _tier_now(url: str) -> float:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        return await _kv_tier_mib(client)
