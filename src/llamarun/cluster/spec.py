@@ -69,7 +69,8 @@ class ModelSpec:
         """This model's Ray Serve deployment options, as plain data (the code's options and the
         ``deployments`` entry of :func:`serve_config`; the request router is added where Ray is)."""
         options: dict[str, Any] = {
-            "name": self.deployment_name, "max_ongoing_requests": self.max_ongoing, "max_queued_requests": self.max_queued,
+            "name": self.deployment_name, "max_ongoing_requests": self.max_ongoing,
+            "max_queued_requests": self.max_queued,
             "ray_actor_options": {"num_cpus": self.cpus_per_replica, "num_gpus": self.gpus_per_replica},
             "health_check_period_s": 2.0, "graceful_shutdown_timeout_s": 5.0,
         }

@@ -28,7 +28,8 @@ from ..errors import InvalidParameterError
 if TYPE_CHECKING:
     from .sequence import ActiveRequest
 
-__all__ = ["MatchAcceptance", "NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit", "resolve"]
+__all__ = ["MatchAcceptance", "NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit",
+           "resolve"]
 
 SPECULATION_TYPES = ("off", "ngram", "draft")
 _MAX_DRAFT = 64
