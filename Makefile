@@ -73,7 +73,8 @@ LEAKCHECK_CYCLES ?= 20
 LEAKCHECK_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
 	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF \
 	-DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
-LEAKCHECK_WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llamarun/wheels/leakcheck-avx2
+LEAKCHECK_KEY := $(shell printf '%s %s' '$(LLAMA_CPP_PIN)' '$(LEAKCHECK_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+LEAKCHECK_WHEELHOUSE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llamarun/wheels/leakcheck-avx2-$(LEAKCHECK_KEY)
 $(LEAKCHECK_VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(LEAKCHECK_VENV)
 	$(LEAKCHECK_VENV)/bin/python -m pip install --quiet --upgrade pip

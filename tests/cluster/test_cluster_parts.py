@@ -85,10 +85,20 @@ def test_a_replica_started_niced_as_ray_does_decodes_at_normal_priority() -> Non
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert out.returncode == 0, out.stderr
-    if os.geteuid() == 0:  # allowed to lower it: every thread, the one started before included
-        assert out.stdout.strip() == "True [0]", out.stdout
-    else:
-        assert out.stdout.strip() == "False [15]" and "RAY_worker_niceness=0" in out.stderr, (out.stdout, out.stderr)
+    done, _, niceness = out.stdout.strip().partition(" ")
+    if done == "True":  # allowed to lower it (root with CAP_SYS_NICE): every thread, the earlier one included
+        assert niceness == "[0]", out.stdout
+    else:  # not allowed: nothing changed, and the log says how to start Ray
+        assert niceness == "[15]" and "RAY_worker_niceness=0" in out.stderr, (out.stdout, out.stderr)
+    if os.geteuid() == 0 and os.getpriority(os.PRIO_PROCESS, 0) == 0 and _may_lower_niceness():
+        assert done == "True", out.stdout
+
+
+def _may_lower_niceness() -> bool:
+    """Whether this process holds CAP_SYS_NICE (root in a container may not)."""
+    status = Path("/proc/self/status").read_text()
+    effective = int(status.split("CapEff:")[1].split()[0], 16)
+    return bool(effective & (1 << 23))  # CAP_SYS_NICE
 
 
 def test_cluster_config_is_a_serve_config_with_each_model_s_deployment() -> None:

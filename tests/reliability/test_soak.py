@@ -1,6 +1,7 @@
 """A soak of mixed requests on one server (both HTTP APIs, streaming and not, embeddings, structured
 output, cancellations, overloads): every request accounted for (finished, cancelled, 503 or 4xx),
-no 500s, no thread or descriptor leak, resident memory after warm-up growing less than 5%.
+no 500s, no thread or descriptor leak, resident memory after warm-up growing less than 5% (net of
+the KV RAM tier, a bounded cache, see the test).
 `make test` runs 200 requests as fast as they go; `make reliability` 2,000 (LLAMARUN_SOAK_REQUESTS)
 arriving evenly over 10 minutes (LLAMARUN_SOAK_SECONDS: request i starts no earlier than
 i * SECONDS / REQUESTS), so the server runs that long under a steady mixed load."""

@@ -45,7 +45,8 @@ def ensure_model(store: Any, spec: ModelSpec) -> Any:
 
 
 def normal_priority() -> bool:
-    """Run this process's threads at niceness 0; True when they do (or did already).
+    """Run this process's threads at niceness 0; True when the calling thread does (the threads
+    started after it inherit its niceness).
 
     Ray starts its workers at niceness 15 (``worker_niceness``), so a replica's decode threads
     yield the CPU to every other process on the node, the ingress, the proxy and the clients
@@ -56,17 +57,18 @@ def normal_priority() -> bool:
     if not hasattr(os, "setpriority") or os.getpriority(os.PRIO_PROCESS, 0) <= 0:
         return True
     try:
-        for tid in os.listdir("/proc/self/task"):
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except FileNotFoundError:  # no /proc: this thread alone
+        threads = [0]
+    try:
+        for tid in threads:
             with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-                os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
     except PermissionError:
         logger.warning("this replica runs at niceness %d (Ray's worker_niceness), so its decoding yields to "
                        "every other process on the node: start Ray with RAY_worker_niceness=0 "
                        "(RAY_worker_niceness=0 ray start ...)", os.getpriority(os.PRIO_PROCESS, 0))
         return False
-    except FileNotFoundError:  # no /proc: this thread alone
-        with contextlib.suppress(PermissionError):
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
     return os.getpriority(os.PRIO_PROCESS, 0) <= 0
 
 

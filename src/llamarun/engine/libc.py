@@ -68,9 +68,9 @@ def release_free_heap() -> bool:
     True when some were. A closed model's buffers and its engine thread's arena otherwise stay in
     the process's resident memory until the allocator happens to reuse them. False, doing nothing,
     where the C library has no ``malloc_trim``."""
-    try:
-        call = libc().malloc_trim
-    except AttributeError:
+    try:  # a CDLL, not libc()'s PyDLL: walking every arena takes a while, and the GIL is let go meanwhile
+        call = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (AttributeError, OSError, TypeError):
         return False
     call.argtypes = [ctypes.c_size_t]
     call.restype = ctypes.c_int
