@@ -61,15 +61,15 @@ async def _one(client: httpx.AsyncClient, kind: str) -> str:
     return str((await client.post("/api/generate", json={"model": "tiny", "prompt": 5})).status_code)
 
 
-async def _soak(url: str, pid: int, kinds: list[str], at: list, trend: list[float]) -> list[str]:
-    gate = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+async def _soak(server: Server, kinds: list[str], at: list, trend: list[float]) -> list[str]:
+    gate, pid = asyncio.Semaphore(CONCURRENCY), server.proc.pid
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
         async def run(i: int, kind: str) -> str:
             await asyncio.sleep(i * SPREAD_S / len(kinds))
             async with gate:
                 outcome = await _one(client, kind)
                 if i == WARMUP:  # after warm-up: the thread pools and caches are full
-                    tier = await _kv_tier_mib(client)  # first: the server's first /metrics costs it ~2 MiB
+                    tier = await asyncio.to_thread(_kv_tier_mib, server)  # first: the first /metrics costs ~2 MiB
                     at.insert(0, (proc_stats(pid), tier))
                 if i % max(1, len(kinds) // 10) == 0:
                     trend.append(round(proc_stats(pid).rss_mib, 1))
@@ -77,13 +77,9 @@ async def _soak(url: str, pid: int, kinds: list[str], at: list, trend: list[floa
         return await asyncio.gather(*(run(i, k) for i, k in enumerate(kinds)))
 
 
-async def _kv_tier_mib(client: httpx.AsyncClient) -> float:
+def _kv_tier_mib(server: Server) -> float:
     """MiB of saved KV states in the runtime's RAM tier (a cache bounded by ``session_ram``)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = (await client.get("/metrics")).text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "llamarun_session_ram_bytes") / (1 << 20)
+    return server.metric("llamarun_session_ram_bytes") / (1 << 20)
 
 
 def test_soak_of_mixed_requests(server: Server, warm) -> None:  # noqa: F811
@@ -93,9 +89,9 @@ def test_soak_of_mixed_requests(server: Server, warm) -> None:  # noqa: F811
     the warm-up and the soak runs its eviction; with the default 256 MiB it was still filling (+18%
     RSS over 2,000 requests, +4.4% net of the tier)."""
     pid, marks, trend, started = server.proc.pid, [], [], time.monotonic()
-    results = asyncio.run(_soak(server.url, pid, _kinds(REQUESTS), marks, trend))
+    results = asyncio.run(_soak(server, _kinds(REQUESTS), marks, trend))
     took = time.monotonic() - started
-    after, tier_after = proc_stats(pid), asyncio.run(_tier_now(server.url))
+    after, tier_after = proc_stats(pid), _kv_tier_mib(server)
     (warmed, tier_warmed), outcomes = marks[0], Counter(results)
     net_growth = (after.rss_mib - warmed.rss_mib) - (tier_after - tier_warmed)
     record("soak", requests=REQUESTS, seconds=round(took, 1), outcomes=dict(outcomes), warm=warm,
@@ -109,7 +105,3 @@ def test_soak_of_mixed_requests(server: Server, warm) -> None:  # noqa: F811
     assert after.threads <= warm.threads + THREADS_BOUND and after.fds <= warm.fds + FDS_AFTER + CONCURRENCY
     assert net_growth < warmed.rss_mib * 0.05, (warmed, after, (tier_warmed, tier_after), trend)
 
-
-async def _tier_now(url: str) -> float:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        return await _kv_tier_mib(client)

@@ -21,7 +21,7 @@ from .draft_model import DraftAsk, DraftModel
 from .metrics import RuntimeMetrics
 from .scheduler import Work
 from .sequence import ActiveRequest
-from .speculative import MatchAcceptance, Speculation, SpeculationState, draft_limit, resolve
+from .speculative import DEFAULT_ACCEPTANCE, MatchAcceptance, Speculation, SpeculationState, draft_limit, resolve
 
 __all__ = ["Speculator", "write_drafts"]
 
@@ -74,10 +74,10 @@ class Speculator:
             assert state is not None
             if state.kind == "ngram":
                 found, match = state.index.lookup(w.req.tokens, k)
-                k = self._length(state, len(sampled), len(found), self.matches.rate(match) if found else 0.8)
+                k = self._length(state, len(sampled), len(found), self.matches.rate(match))
                 w.draft, w.match = found[:k], match
                 left -= len(w.draft)
-            elif (k := self._length(state, len(sampled), k, 0.8)) > 0:
+            elif (k := self._length(state, len(sampled), k, DEFAULT_ACCEPTANCE)) > 0:
                 asks.append((w, DraftAsk(w.req.slot, w.req.tokens, k)))  # type: ignore[arg-type]
                 left -= k
             drafting += bool(w.draft) or (state.kind != "ngram" and k > 0)

@@ -28,8 +28,8 @@ from ..errors import InvalidParameterError
 if TYPE_CHECKING:
     from .sequence import ActiveRequest
 
-__all__ = ["MatchAcceptance", "NgramIndex", "SPECULATION_TYPES", "Speculation", "SpeculationState", "draft_limit",
-           "resolve"]
+__all__ = ["DEFAULT_ACCEPTANCE", "MatchAcceptance", "NgramIndex", "SPECULATION_TYPES", "Speculation",
+           "SpeculationState", "draft_limit", "resolve"]
 
 SPECULATION_TYPES = ("off", "ngram", "draft")
 _MAX_DRAFT = 64
@@ -37,7 +37,8 @@ _NGRAM_SIZES = (4, 3, 2)  # suffix lengths looked up, longest first (shorter one
 _MAX_PAUSE = 64  # most steps drafting pauses after repeated misses
 _DECAY = 0.8  # weight of a step's acceptance evidence one step later
 _FORGET = 0.95  # and one step later when it did not draft (so a request refused drafts tries again)
-_PRIOR_WEIGHT = 5.0  # pseudo-counts of the prior (0.8, or the match length's rate) in a request's estimate
+DEFAULT_ACCEPTANCE = 0.8  # a draft's kept rate before anything is known of drafts like it
+_PRIOR_WEIGHT = 5.0  # pseudo-counts of the prior (that, or the match length's rate) in a request's estimate
 _LONGEST_MATCH = 32  # a match is measured back this far at most
 _MATCH_EDGES = (4, 8, 16)  # match lengths 2-3, 4-7, 8-15, 16 or more ...
 _MATCH_PRIORS = (0.6, 0.75, 0.85, 0.95)  # ... and their kept rates before any is measured
@@ -197,7 +198,7 @@ class SpeculationState:
             return 0
         return self.cap
 
-    def acceptance(self, prior: float = 0.8) -> float:
+    def acceptance(self, prior: float = DEFAULT_ACCEPTANCE) -> float:
         """The estimated chance that the next drafted token is kept: the request's recent steps
         (weighing most) over ``prior``, the rate of drafts like this one (the model's, by match
         length; with none 0.8, so a new request tries drafts even in a full batch)."""
