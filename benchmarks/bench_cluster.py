@@ -92,6 +92,8 @@ def overhead(levels: list[int], rounds: int, threads: int) -> dict[int, list[flo
     cluster = start_cluster(replicas=1, slots=8, threads=threads)
     ratios: dict[int, list[float]] = {}
     try:
+        for target in (serve, cluster):  # warm-up: the first requests after a start run slower
+            asyncio.run(run_level(target, "smollm2", 2))
         for level in levels:
             for rnd in range(rounds):
                 order = (serve, cluster) if rnd % 2 == 0 else (cluster, serve)

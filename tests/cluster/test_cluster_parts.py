@@ -101,6 +101,48 @@ def _may_lower_niceness() -> bool:
     return bool(effective & (1 << 23))  # CAP_SYS_NICE
 
 
+# -- the prefix router backs off while every replica is full ---------------------------------------
+
+class _FullReplica:
+    """A replica whose queue is always full, counting the queue-length probes it answers."""
+
+    def __init__(self, replica_id: Any) -> None:
+        self.replica_id = replica_id
+        self.max_ongoing_requests = 8
+        self.probes = 0
+
+    async def get_queue_len(self, *, deadline_s: float) -> int:
+        self.probes += 1
+        return self.max_ongoing_requests
+
+
+def test_the_prefix_router_backs_off_while_every_replica_is_full() -> None:
+    """Ray's routing loop retries at once unless the router asks it to back off; ours did not, and
+    the ingress probed a full replica about 300 times a second (1,200 here), slowing its decode."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ray.serve._private.common import DeploymentHandleSource, DeploymentID, ReplicaID, RequestMetadata
+    from ray.serve.request_router import PendingRequest
+
+    from llamarun.cluster.router import PrefixAffinityRouter
+
+    async def probes_in_one_second() -> int:
+        deployment = DeploymentID(name="model-x", app_name="llamarun")
+        router = PrefixAffinityRouter(deployment, DeploymentHandleSource.UNKNOWN)
+        router.initialize_state()
+        replica = _FullReplica(ReplicaID(unique_id="r1", deployment_id=deployment))
+        router.update_replicas([replica])
+        request = PendingRequest(args=[SimpleNamespace(prompt="hello " * 100)], kwargs={},
+                                 metadata=RequestMetadata(request_id="1", internal_request_id="1"))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(router._choose_replica_for_request(request), 1.0)
+        return replica.probes
+
+    probes = asyncio.run(probes_in_one_second())
+    assert 1 <= probes <= 20  # Ray's backoff: 0, 25 ms, 50 ms, ... up to 0.5 s between attempts
+
+
 def test_cluster_config_is_a_serve_config_with_each_model_s_deployment() -> None:
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import ServeDeploySchema

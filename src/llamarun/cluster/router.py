@@ -66,6 +66,11 @@ class PrefixAffinityRouter(FIFOMixin, RequestRouter):
 
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        if pending_request is not None:
+            # Back off between attempts while every replica is full: Ray's loop retries at once
+            # unless the router says so (its locality mixin does; without it the ingress probed a
+            # full replica about 300 times a second, costing both of them CPU the decode needed).
+            pending_request.routing_context.should_backoff = True
         if not candidate_replicas:
             return []
         by_load = sorted(candidate_replicas, key=self._load)

@@ -47,10 +47,9 @@ class ModelSpec:
     @property
     def max_ongoing(self) -> int:
         """Requests Ray gives one replica at once: its slots, and as many again waiting in the
-        replica's own queue (so about the slot count, not Ray Serve LLM's 1e9). Requests waiting in
-        Ray's router instead cost the cluster dearly: with exactly the slots, 16 clients on one
-        replica of 8 slots decoded their first 8 requests at 0.6 of the speed (0.78 of serve's
-        tokens/s over both waves); with twice the slots, 0.97."""
+        replica's own queue (so about the slot count, not Ray Serve LLM's 1e9). A request waiting in
+        Ray's router is retried with a backoff of up to 0.5 s, so a slot that frees could idle that
+        long; one already at the replica starts at the next step."""
         return 2 * self.n_slots
 
     @property
