@@ -127,3 +127,34 @@ def test_create_from_a_blob_of_the_store_reuses_it(store: ModelStore, root: Path
     second = store.create("again", first.path)
     assert second.path == first.path and second.path.stat().st_ino == inode
     assert second.manifest["verified_by"] == "store blob" and leftovers(root) == []
+
+
+def test_the_resolver_keeps_a_name_until_its_manifest_or_file_changes(store: ModelStore, tmp_path: Path,
+                                                                      tiny_bytes: bytes, gguf_variant) -> None:
+    from llamarun.serving import store_resolver
+
+    store.create("m", _write(tmp_path / "a.gguf", tiny_bytes))
+    resolve = store_resolver(store)
+    first = resolve("m")
+    reads = []
+    real_get = store.get
+    store.get = lambda name: reads.append(name) or real_get(name)  # type: ignore[method-assign]
+    assert resolve("m") == first and reads == []  # unchanged: a stat, no manifest read
+    store.create("m", _write(tmp_path / "b.gguf", gguf_variant(1)))  # the name now means another file
+    second = resolve("m")
+    assert reads == ["m"] and second.digest != first.digest
+    linked = _write(tmp_path / "c.gguf", tiny_bytes)
+    store.create("m", linked, link=True)
+    assert resolve("m").path == linked.resolve()
+    with open(linked, "ab") as f:
+        f.write(b"x")  # the linked file changed under the store: the store's own check runs again
+    with pytest.raises(StoreError, match="changed size"):
+        resolve("m")
+    store.remove("m")
+    with pytest.raises(ModelNotFoundError):
+        resolve("m")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -22,6 +22,7 @@ from ..errors import InvalidNameError, ModelNotFoundError, TemplateError
 from ..runtime import MAX_STREAM_INTERVAL, Lease, LoadOptions, ModelManager, Runtime
 from ..types import TokenLogprob
 from .cancel import Gone, until_gone
+from .resolve import KnownModels
 
 __all__ = ["Pieces", "Service", "ServingConfig"]
 
@@ -61,6 +62,7 @@ class Service:
         self.config = config or ServingConfig()
         self.manager = manager
         self.store = store
+        self._known = KnownModels(store)  # each name's stored model and defaults, while unchanged
         self.executor = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="llamarun-serve")
         self._templates: weakref.WeakKeyDictionary[Runtime, dict[str | None, Any]] = weakref.WeakKeyDictionary()
         self.started = time.time()
@@ -107,7 +109,7 @@ class Service:
         from ..store.modelfile import ModelDefaults
 
         try:
-            return await self.blocking(lambda: self.store.get(name).defaults)  # reads files: off the loop
+            return await self.blocking(self._known.defaults, name)  # may read files: off the loop
         except (ModelNotFoundError, InvalidNameError):
             return ModelDefaults()
 

@@ -45,6 +45,20 @@ class ModelStore:
         """The stored model called ``name``; :class:`ModelNotFoundError` if absent."""
         return get_model(self.layout, parse_ref(name))
 
+    def fingerprint(self, name: str, path: Path | None = None) -> tuple[int, ...] | None:
+        """What changes when model ``name``'s manifest (and ``path``, its file) changes: device, inode,
+        size and modification time of each; None when either is gone. Cheaper than :meth:`get`
+        (a stat or two, no reading), so callers can keep what :meth:`get` returned until it moves."""
+        paths = [self.layout.manifest_path(parse_ref(name)), *([path] if path is not None else [])]
+        signature: list[int] = []
+        for item in paths:
+            try:
+                st = os.stat(item)
+            except OSError:
+                return None
+            signature += (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return tuple(signature)
+
     def has(self, name: str) -> bool:
         try:
             self.get(name)
