@@ -65,6 +65,23 @@ def test_drafting_backs_off_after_misses_and_recovers():
     assert state.wants() == 2 and state.pauses == 0
 
 
+def test_a_copy_under_way_ends_a_pause():
+    """A request that explains before it quotes its input misses while it explains; the quote's
+    long n-gram match must not wait out a pause of up to 64 steps."""
+    state = SpeculationState("ngram", 8)
+    for _ in range(3):
+        state.record(1, 0)
+        state.record(1, 0)
+        while state.pause:
+            assert state.wants(match=3) == 0  # short matches: the pause runs on
+    state.record(1, 0)
+    state.record(1, 0)
+    assert state.pause >= 8
+    assert state.acceptance(0.95) < 0.7
+    assert state.wants(match=12) > 0 and state.pause == 0 and state.pauses == 0
+    assert state.acceptance(0.95) == 0.95  # the explanation's misses no longer weigh on the copy
+
+
 def _costs(one: float, extra: float, sizes=range(1, 40)) -> DecodeCost:
     cost = DecodeCost()
     for t in sizes:

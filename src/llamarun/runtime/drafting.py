@@ -74,9 +74,13 @@ class Speculator:
             assert state is not None
             if state.kind == "ngram":
                 found, match = state.index.lookup(w.req.tokens, k)
+                if state.wants(match) <= 0:  # paused after repeated misses, and no copy under way
+                    continue
                 k = self._length(state, len(sampled), len(found), self.matches.rate(match))
                 w.draft, w.match = found[:k], match
                 left -= len(w.draft)
+            elif state.wants() <= 0:
+                continue
             elif (k := self._length(state, len(sampled), k, DEFAULT_ACCEPTANCE)) > 0:
                 asks.append((w, DraftAsk(w.req.slot, w.req.tokens, k)))  # type: ignore[arg-type]
                 left -= k
@@ -93,8 +97,6 @@ class Speculator:
         """The most tokens ``w`` may draft this step (0: none)."""
         state = w.req.speculation
         if state is None or w.count != 1 or left <= 0:
-            return 0
-        if state.wants() <= 0:  # paused after repeated misses
             return 0
         # the length itself is chosen from the acceptance and the costs, up to n_max (the state's own
         # cap would hold a request that just missed to one draft, which may never be worth its decode)

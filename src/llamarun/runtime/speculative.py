@@ -44,6 +44,7 @@ _MATCH_EDGES = (4, 8, 16)  # match lengths 2-3, 4-7, 8-15, 16 or more ...
 _MATCH_PRIORS = (0.6, 0.75, 0.85, 0.95)  # ... and their kept rates before any is measured
 _MATCH_WEIGHT = 10.0  # pseudo-counts of those priors
 _MATCH_DECAY = 0.99  # weight of a draft's evidence one draft later (of the model's drafts)
+_COPY_MATCH = 8  # an n-gram match this long ends a pause: the output is copying its input
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ class SpeculationState:
     :meth:`acceptance` (recent evidence, decayed) is what the draft length is chosen from
     (:func:`~.draft_cost.best_draft_length`); ``cap`` still follows acceptance as before (doubling
     when a whole draft is kept), but only its pauses matter now: two misses in a row at length 1
-    pause drafting for 2, 4, ... up to ``_MAX_PAUSE`` steps (one accepted draft ends the pauses).
+    pause drafting for 2, 4, ... up to ``_MAX_PAUSE`` steps (one accepted draft ends the pauses,
+    and so does an n-gram match of ``_COPY_MATCH`` tokens: n-gram lookups go on while paused).
     """
 
     kind: str
@@ -191,8 +193,13 @@ class SpeculationState:
     def __post_init__(self) -> None:
         self.cap = self.cap or self.n_max
 
-    def wants(self) -> int:
-        """How many tokens to draft this step (0: none); counts down a pause."""
+    def wants(self, match: int = 0) -> int:
+        """How many tokens to draft this step (0: none); counts down a pause, which a copy under
+        way ends at once: an n-gram ``match`` of ``_COPY_MATCH`` tokens or more (a request that
+        explains before it quotes its input missed while it explained)."""
+        if self.pause > 0 and match >= _COPY_MATCH:  # the misses were another kind of draft: start afresh
+            self.pause = self.pauses = self.misses = 0
+            self.kept = self.cut = 0.0
         if self.pause > 0:
             self.pause -= 1
             return 0
