@@ -24,9 +24,10 @@ class KnownModels:
         self.store = store
         self._known: dict[str, tuple[tuple[int, ...], Any, Any]] = {}
 
-    def get(self, name: str) -> Any:
-        """``store.get(name)`` (its errors included)."""
-        return self._entry(name)[1]
+    def lookup(self, name: str) -> tuple[Any, Any]:
+        """``store.get(name)`` (its errors included) and its ``defaults``, from one check."""
+        _, stored, defaults = self._entry(name)
+        return stored, defaults
 
     def defaults(self, name: str) -> Any:
         """``store.get(name).defaults``."""
@@ -54,8 +55,8 @@ def store_resolver(store: Any) -> Callable[[str], ModelSource]:
     known = KnownModels(store)
 
     def resolve(name: str) -> ModelSource:
-        stored = known.get(name)
-        load = tuple(modelfile_load_settings(known.defaults(name).parameters).items())
+        stored, defaults = known.lookup(name)
+        load = tuple(modelfile_load_settings(defaults.parameters).items())
         return ModelSource(name=stored.name, path=stored.path, digest=stored.digest, load_settings=load)
 
     return resolve
