@@ -10,7 +10,6 @@ The engine takes ``strlen``'s address as llama.cpp's abort callback
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -20,11 +19,15 @@ __all__ = ["eventfd_setter", "libc", "native_heap_bytes", "release_free_heap"]
 def libc() -> ctypes.PyDLL:
     """The C library, loaded so that calls through it keep the GIL (``ctypes.PyDLL``).
 
+    On POSIX systems it is the process's own global symbols (``dlopen(NULL)``), which hold the C
+    library's: ``ctypes.util.find_library("c")`` would start ``ldconfig -p`` in a subprocess on
+    every call (1.3 ms, and a fork of the whole process, each time a context is made).
+
     Its functions are short (``write`` to an eventfd) or are only taken by address
     (``strlen`` as llama.cpp's abort callback, called by llama.cpp's own threads), so
     keeping the GIL costs nothing and stops another thread from taking it mid-call.
     """
-    return ctypes.PyDLL("msvcrt" if sys.platform == "win32" else ctypes.util.find_library("c"))
+    return ctypes.PyDLL("msvcrt" if sys.platform == "win32" else None)
 
 
 def eventfd_setter() -> Callable[[int], None]:
@@ -69,7 +72,7 @@ def release_free_heap() -> bool:
     the process's resident memory until the allocator happens to reuse them. False, doing nothing,
     where the C library has no ``malloc_trim``."""
     try:  # a CDLL, not libc()'s PyDLL: walking every arena takes a while, and the GIL is let go meanwhile
-        call = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+        call = ctypes.CDLL(None).malloc_trim
     except (AttributeError, OSError, TypeError):
         return False
     call.argtypes = [ctypes.c_size_t]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import threading
 import time
@@ -175,7 +176,21 @@ class Runtime:
             self._inbox.append(Stop())
             self._cond.notify()
         self._thread.join()
-        self._closed = True
+        if not self._closed:
+            self._closed = True
+            self._release_memory()
+
+    @staticmethod
+    def _release_memory() -> None:
+        """Give back what the closed engine held: its objects left in reference cycles (ctypes
+        array types, the model and its vocabulary) are collected now rather than at some later
+        collection, then the C heap's free pages (the model's buffers among them) leave the
+        process's resident memory (glibc ``malloc_trim``).  Without the collection, 200
+        load/generate/close cycles held 0.7-1.9% more RSS at the end (the garbage of several cycles
+        alive at once spread over more allocator arenas, some kept); with it 0.16-0.18%.  A full
+        collection takes about 0.15 s in a process of 260,000 objects, once per model unload."""
+        gc.collect()
+        release_free_heap()
 
     def __enter__(self) -> "Runtime":
         return self
@@ -234,7 +249,6 @@ class Runtime:
             self._loop = None
             loop.close()
             model.close()
-            release_free_heap()  # the model's freed buffers leave the process's resident memory now
             if self._status != HealthStatus.ERROR:
                 self._status = HealthStatus.STOPPED
 
