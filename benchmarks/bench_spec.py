@@ -183,10 +183,12 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     path = model_path(args.model)
+    # configured as llama-server is (-np 1 -c 2048) for the single stream: with 8 slots the earlier
+    # prompts stay cached in the other slots and every decode's attention spans their cells too
+    with Runtime(path, RuntimeConfig(n_ctx=2048, n_slots=1, n_threads=args.threads, max_queue=32)) as rt:
+        single = single_stream(args, path, SyncClient(rt))
     with Runtime(path, RuntimeConfig(n_ctx=2048, n_slots=8, n_threads=args.threads, max_queue=32)) as rt:
-        client = SyncClient(rt)
-        single = single_stream(args, path, client)
-        many = concurrent(args, client)
+        many = concurrent(args, SyncClient(rt))
     report(single, many)
     dump(args.json, {"single": single, "concurrent_8": many})
 
