@@ -249,7 +249,9 @@ class Runtime:
             self._loop = None
             loop.close()
             model.close()
-            if self._status != HealthStatus.ERROR:
+            if self._status == HealthStatus.ERROR:
+                release_free_heap()  # a dead engine's pages go back now; a closed one's in close(), after its cycles
+            else:
                 self._status = HealthStatus.STOPPED
 
     def _serve(self, loop: EngineLoop) -> None:
