@@ -101,7 +101,7 @@ def test_draft_length_maximises_tokens_per_second_at_this_machines_decode_costs(
 def test_a_draft_promising_only_a_little_is_not_made():
     """Acceptance is an estimate and a missed draft costs its rows: a draft must promise 5% more
     tokens per second than none (here a second row costs 0.9 of a decode: at 0.95 acceptance the
-    best length promises 2.6%, at 1.0 ten times that)."""
+    best length promises 2.6%, at 1.0 it promises 10%)."""
     dear = _costs(10.0, 9.0)
     assert best_draft_length(0.95, 1, 16, dear) == 0
     assert best_draft_length(1.0, 1, 16, dear) > 0
@@ -159,7 +159,7 @@ def test_drafting_evidence_fades_so_a_request_tries_again():
     assert best_draft_length(state.acceptance(), 8, 8, cheap) == 0
     assert best_draft_length(state.acceptance(), 1, 8, cheap) >= 1
     for _ in range(100):  # steps it skipped: the evidence fades, so it tries again later (its draft at 8 sharing
-        # promises just over the 5% a draft must: 40 skips left it at 0.72 acceptance, 2% short)
+        # promises just over the 5% a draft must: 40 skips left it at 0.72 acceptance, whose best draft promises 3.3%)
         state.skip()
     assert best_draft_length(state.acceptance(), 8, 8, cheap) >= 1
 
