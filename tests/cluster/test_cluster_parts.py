@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,8 @@ def test_cluster_config_with_fixed_replicas() -> None:
 class _Stream:
     def __init__(self, handle: _Handle, call: ForwardedCall) -> None:
         handle.calls.append(call)
+        self._refused = handle.refusals > 0  # as Ray's router does: the first message raises the refusal
+        handle.refusals -= 1
         self._items: list[ResponseStart | bytes] = [
             ResponseStart(200, ((b"content-type", b"application/json"),)),
             json.dumps({"model": json.loads(call.body)["model"], "done": True}).encode()]
@@ -194,6 +197,10 @@ class _Stream:
         return self
 
     async def __anext__(self) -> ResponseStart | bytes:
+        if self._refused:
+            from ray.serve.exceptions import BackPressureError
+
+            raise BackPressureError(num_queued_requests=4, max_queued_requests=4)
         if not self._items:
             raise StopAsyncIteration
         return self._items.pop(0)
@@ -207,6 +214,7 @@ class _Handle:
 
     def __init__(self) -> None:
         self.calls: list[ForwardedCall] = []
+        self.refusals = 0  # calls Ray's router refuses (back-pressure) before one goes through
         self.handle = self
 
     def options(self, **_: Any) -> _Handle:
@@ -303,3 +311,22 @@ def test_the_other_rules_hold_before_any_replica(ingress: _Ingress) -> None:
                            headers={"Content-Type": "application/json", "Authorization": "Bearer wrong-key-000"})
         assert wrong.status_code == 401
     assert ingress.handle.calls == []
+
+
+def test_a_refusal_while_requests_are_still_being_routed_is_retried(ingress: _Ingress) -> None:
+    """Ray counts a request as queued until a replica is picked, so a burst of requests that all
+    fit is sometimes refused for a moment: the ingress tries again rather than answer 503."""
+    ingress.handle.refusals = 3
+    r = httpx.post(f"{ingress.url}/api/generate", json={"model": "smollm2", "prompt": "hi"}, headers=ingress.key)
+    assert r.status_code == 200 and r.json() == {"model": "smollm2", "done": True}
+    assert len(ingress.handle.calls) == 4
+
+
+def test_a_queue_that_stays_full_is_a_503_with_retry_after(ingress: _Ingress) -> None:
+    ingress.handle.refusals = 1000
+    started = time.monotonic()
+    r = httpx.post(f"{ingress.url}/v1/chat/completions", headers=ingress.key,
+                   json={"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "queue is full" in r.json()["error"]["message"]
+    assert len(ingress.handle.calls) == 6 and time.monotonic() - started < 2  # tried for about 0.3 s

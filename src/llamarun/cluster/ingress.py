@@ -11,6 +11,7 @@ cancels the call, and with it the request on the replica.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _DROPPED_HEADERS = {b"host", b"authorization", b"x-api-key", b"origin", b"cookie", b"content-length",
                     b"transfer-encoding", b"connection"}
+_BACKPRESSURE_RETRIES_S = (0.01, 0.02, 0.04, 0.08, 0.16)  # pauses before a refusal is the answer
 _STORE_CHANGES = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs")
 
 
@@ -113,18 +115,10 @@ class Forwarder:
 
     async def _answer(self, request: Request, handle: Any, call: ForwardedCall) -> Response:
         path = request.url.path
-        try:
-            stream = handle.handle.remote(call)
-        except Exception as exc:  # noqa: BLE001 - back-pressure can be raised at once
-            return _ray_error(path, exc)
-        try:
-            start = await until_disconnect(request.receive, stream.__anext__())
-        except CallerGone:
-            _cancel(stream)
-            return Response(status_code=499)  # nobody reads it
-        except Exception as exc:  # noqa: BLE001 - Ray's errors: back-pressure, a dead replica
-            _cancel(stream)
-            return _ray_error(path, exc)
+        started = await _start(request, handle, call)
+        if isinstance(started, Response):
+            return started
+        stream, start = started
         if not isinstance(start, ResponseStart):
             _cancel(stream)
             return _error(path, 502, "the replica answered without a status")
@@ -133,6 +127,32 @@ class Forwarder:
         return WatchedStreamingResponse(_body(stream, path), status_code=start.status, headers=headers,
                                         media_type=headers.get("content-type", "application/json"),
                                         on_close=[lambda: _cancel(stream)])
+
+
+async def _start(request: Request, handle: Any, call: ForwardedCall) -> tuple[Any, Any] | Response:
+    """Call a replica and wait for its answer to begin: the call and its first message, or the
+    error response. Ray counts a request as queued until its router has picked a replica, so
+    requests arriving together can be refused for a queue that is full only for a moment
+    (ray/serve/_private/router.py says as much); a refusal is retried over about 0.3 s before it
+    is the client's 503, and a queue that stays full still answers 503."""
+    from ray.serve.exceptions import BackPressureError
+
+    path = request.url.path
+    for pause in (*_BACKPRESSURE_RETRIES_S, None):
+        stream = None
+        try:
+            stream = handle.handle.remote(call)
+            return stream, await until_disconnect(request.receive, stream.__anext__())
+        except CallerGone:
+            _cancel(stream)
+            return Response(status_code=499)  # nobody reads it
+        except Exception as exc:  # noqa: BLE001 - Ray's errors: back-pressure, a dead replica
+            if stream is not None:
+                _cancel(stream)
+            if pause is None or not isinstance(exc, BackPressureError):
+                return _ray_error(path, exc)
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the last pause is None")
 
 
 def _cancel(stream: Any) -> None:
