@@ -187,6 +187,7 @@ def test_cluster_config_with_fixed_replicas() -> None:
 class _Stream:
     def __init__(self, handle: _Handle, call: ForwardedCall) -> None:
         handle.calls.append(call)
+        self._handle = handle
         self._refused = handle.refusals > 0  # as Ray's router does: the first message raises the refusal
         handle.refusals -= 1
         self._items: list[ResponseStart | bytes] = [
@@ -201,12 +202,14 @@ class _Stream:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=4, max_queued_requests=4)
+        if self._handle.failure is not None:
+            raise self._handle.failure
         if not self._items:
             raise StopAsyncIteration
         return self._items.pop(0)
 
     def cancel(self) -> None:
-        pass
+        self._handle.cancelled += 1
 
 
 class _Handle:
@@ -215,6 +218,8 @@ class _Handle:
     def __init__(self) -> None:
         self.calls: list[ForwardedCall] = []
         self.refusals = 0  # calls Ray's router refuses (back-pressure) before one goes through
+        self.failure: Exception | None = None  # what every call's first message raises instead
+        self.cancelled = 0
         self.handle = self
 
     def options(self, **_: Any) -> _Handle:
@@ -327,6 +332,26 @@ def test_a_queue_that_stays_full_is_a_503_with_retry_after(ingress: _Ingress) ->
     started = time.monotonic()
     r = httpx.post(f"{ingress.url}/v1/chat/completions", headers=ingress.key,
                    json={"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]})
+    elapsed = time.monotonic() - started
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert "queue is full" in r.json()["error"]["message"]
-    assert len(ingress.handle.calls) == 6 and time.monotonic() - started < 2  # tried for about 0.3 s
+    assert len(ingress.handle.calls) == 6 and ingress.handle.cancelled == 6  # each refused call let go
+    assert 0.15 <= elapsed < 10  # five pauses of 10 to 160 ms, each jittered by half either way
+
+
+def test_a_replica_s_failure_is_not_retried(ingress: _Ingress) -> None:
+    from ray.exceptions import RayActorError
+
+    ingress.handle.failure = RayActorError()
+    r = httpx.post(f"{ingress.url}/api/generate", json={"model": "smollm2", "prompt": "hi"}, headers=ingress.key)
+    assert r.status_code == 503 and "no replica could serve the request (RayActorError)" in r.json()["error"]
+    assert len(ingress.handle.calls) == 1
+
+
+def test_a_client_that_leaves_while_refused_is_not_retried_for(ingress: _Ingress) -> None:
+    ingress.handle.refusals = 1000
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{ingress.url}/api/generate", json={"model": "smollm2", "prompt": "hi"}, headers=ingress.key,
+                   timeout=0.04)
+    time.sleep(1.0)  # longer than all the pauses together
+    assert 1 <= len(ingress.handle.calls) < 6

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -133,10 +134,9 @@ async def _start(request: Request, handle: Any, call: ForwardedCall) -> tuple[An
     """Call a replica and wait for its answer to begin: the call and its first message, or the
     error response. Ray counts a request as queued until its router has picked a replica, so
     requests arriving together can be refused for a queue that is full only for a moment
-    (ray/serve/_private/router.py says as much); a refusal is retried over about 0.3 s before it
-    is the client's 503, and a queue that stays full still answers 503."""
-    from ray.serve.exceptions import BackPressureError
-
+    (ray/serve/_private/router.py says as much); a refusal is retried over about 0.3 s (pauses
+    jittered, so a refused burst does not come back as one) before it is the client's 503, and a
+    queue that stays full still answers 503."""
     path = request.url.path
     for pause in (*_BACKPRESSURE_RETRIES_S, None):
         stream = None
@@ -149,10 +149,21 @@ async def _start(request: Request, handle: Any, call: ForwardedCall) -> tuple[An
         except Exception as exc:  # noqa: BLE001 - Ray's errors: back-pressure, a dead replica
             if stream is not None:
                 _cancel(stream)
-            if pause is None or not isinstance(exc, BackPressureError):
+            if pause is None or not _refused_for_now(exc):
                 return _ray_error(path, exc)
-            await asyncio.sleep(pause)
+        try:
+            await until_disconnect(request.receive, asyncio.sleep(pause * random.uniform(0.5, 1.5)))
+        except CallerGone:
+            return Response(status_code=499)
     raise AssertionError("unreachable: the last pause is None")
+
+
+def _refused_for_now(exc: BaseException) -> bool:
+    """Whether Ray's router refused the call (back-pressure), not a replica's own error."""
+    from ray.exceptions import RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    return isinstance(exc, BackPressureError) and not isinstance(exc, RayTaskError)
 
 
 def _cancel(stream: Any) -> None:
